@@ -1,0 +1,155 @@
+# semdex - semantic search over scientific papers.
+#
+#   make run     set up everything (packages, model, sample data, build) and serve
+#   make test    set up what tests need, build, run every test suite
+#   make         build build/semdex
+#   make check   build and run the unit tests only (T=substring filters them)
+#   make asan    build and run the unit tests under AddressSanitizer + UBSan
+#   make bench   build the benchmarks (see bench/README.md)
+#
+# Libraries are found with pkg-config by scripts/configure; its result is
+# cached in build/config.mk (delete it to re-run). See docs/development.md.
+
+.DEFAULT_GOAL := all
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules
+
+BUILD   ?= build
+CC      ?= cc
+# Compiler for the sanitizer build: clang when present, so that every `make
+# test` compiles the code with both gcc (default cc) and clang.
+SAN_CC  ?= $(shell command -v clang >/dev/null 2>&1 && echo clang || echo $(CC))
+JOBS    ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+UNAME_M := $(shell uname -m)
+UNAME_S := $(shell uname -s)
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CSTD     := -std=c17 -D_GNU_SOURCE -D_DARWIN_C_SOURCE
+OPT      ?= -O2 -g
+BASE_CFLAGS = $(CSTD) $(WARN) $(OPT) -pthread -fno-strict-aliasing -MMD -MP \
+              -DSX_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL  = $(PKG_LIBS) -lm -lpthread $(LDLIBS)
+
+# Per-file instruction sets: a kernel file named *_avx2.c, *_avx512.c or
+# *_neon.c is compiled for that instruction set only; it is called only after
+# run-time detection says the CPU has it (see src/index/kernels.c).
+ifeq ($(filter x86_64 amd64,$(UNAME_M)),)
+SIMD_AVX2   :=
+SIMD_AVX512 :=
+else
+SIMD_AVX2   := -mavx2 -mfma -mf16c
+SIMD_AVX512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx512bf16 -mfma -mf16c
+endif
+ifneq ($(filter arm64 aarch64,$(UNAME_M)),)
+SIMD_NEON := -march=armv8.2-a+dotprod+fp16
+else
+SIMD_NEON :=
+endif
+
+LIB_DIRS := common text model index shard storage server
+LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
+
+# obj(DIR, SOURCES): object paths for SOURCES under build directory DIR.
+obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
+
+LIB_OBJ      := $(call obj,$(BUILD),$(LIB_SRC))
+CLI_OBJ      := $(call obj,$(BUILD),$(CLI_SRC))
+TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
+ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC))
+ASAN_TEST_OBJ:= $(call obj,$(BUILD)/asan,$(TEST_SRC))
+
+# Goals that do not compile anything must work before the libraries are
+# installed (make test installs them first), so only the others read config.
+NOCONFIG_GOALS := run test setup model data clean distclean help
+ifneq ($(filter-out $(NOCONFIG_GOALS),$(or $(MAKECMDGOALS),all)),)
+include $(BUILD)/config.mk
+endif
+
+$(BUILD)/config.mk: scripts/configure
+	@mkdir -p $(BUILD)
+	@scripts/configure > $@.tmp && mv $@.tmp $@
+
+.PHONY: all run test setup model data check asan unit-tests asan-tests bench clean distclean help
+
+all: $(BUILD)/semdex
+
+$(BUILD)/libsemdex.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/semdex: $(CLI_OBJ) $(BUILD)/libsemdex.a
+	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SIMD) -c -o $@ $<
+
+$(BUILD)/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+# Unit tests: one binary, every test in tests/list.h.
+$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libsemdex.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+unit-tests: $(BUILD)/tests/run $(BUILD)/semdex
+
+check: unit-tests
+	$(BUILD)/tests/run $(T)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the unit tests.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+$(BUILD)/asan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(SIMD) -c -o $@ $<
+
+$(BUILD)/asan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/asan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/asan/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+$(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+asan-tests: $(BUILD)/asan/tests/run
+
+asan: asan-tests
+	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/tests/run $(T)
+
+# The two commands of the README. Both are idempotent.
+run:
+	scripts/setup
+	scripts/get-model
+	scripts/get-data
+	$(MAKE) -j$(JOBS) all
+	scripts/run-default
+
+test:
+	scripts/setup --test
+	scripts/get-model
+	$(MAKE) -j$(JOBS) all unit-tests asan-tests
+	tests/run-all
+
+setup:
+	scripts/setup
+
+model:
+	scripts/get-model
+
+data:
+	scripts/get-data
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf models data .venv
+
+help:
+	@sed -n '2,12p' Makefile
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,95 @@
+/*
+ * main.c - entry point of the `semdex` command.
+ *
+ * A thin dispatcher: it finds the subcommand in a table and hands it the rest
+ * of the arguments. Every subcommand prints its own --help. This is the only
+ * layer that turns error codes into exit statuses.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/sx.h"
+
+typedef struct {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *summary;
+} cli_cmd;
+
+static const cli_cmd g_cmds[] = {
+    {"info", cli_cmd_info, "print build and CPU information"},
+    {"version", cli_cmd_version, "print the version"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: semdex <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof g_cmds / sizeof g_cmds[0]; i++)
+        fprintf(out, "  %-10s %s\n", g_cmds[i].name, g_cmds[i].summary);
+    fprintf(out, "\n`semdex <command> --help` describes one command.\n");
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "semdex %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_usage(const char *cmd, const char *text) {
+    fprintf(stderr, "usage: semdex %s %s\n", cmd, text);
+    return 2;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *val, long min, long max,
+                  long *out) {
+    char *end = NULL;
+    if (!val) {
+        cli_fail(cmd, "%s needs a value", opt);
+        return -1;
+    }
+    long v = strtol(val, &end, 10);
+    if (!*val || *end || v < min || v > max) {
+        cli_fail(cmd, "%s: expected an integer in [%ld, %ld], got '%s'", opt, min, max, val);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_cmd_version(int argc, char **argv) {
+    printf("semdex %s\n", SX_VERSION);
+    return 0;
+}
+
+int cli_cmd_info(int argc, char **argv) {
+    printf("semdex %s\n", SX_VERSION);
+    printf("cpus: %d\n", sx_cpu_count());
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    printf("cpu features: avx2=%d fma=%d avx512f=%d avx512vnni=%d\n",
+           !!__builtin_cpu_supports("avx2"), !!__builtin_cpu_supports("fma"),
+           !!__builtin_cpu_supports("avx512f"), !!__builtin_cpu_supports("avx512vnni"));
+#elif defined(__aarch64__)
+    printf("cpu features: neon=1\n");
+#endif
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) return cli_cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof g_cmds / sizeof g_cmds[0]; i++)
+        if (strcmp(argv[1], g_cmds[i].name) == 0) return g_cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "semdex: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

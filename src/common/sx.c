@@ -1,0 +1,183 @@
+/*
+ * sx.c - shared helpers: errors, logging, clocks, files, process memory.
+ *
+ * Kept deliberately small: anything that belongs to one module lives in that
+ * module. What is here is used by every module and has no dependencies beyond
+ * libc and POSIX.
+ */
+#include "sx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __APPLE__
+#include <mach/mach.h>
+#endif
+
+int sx_err_set(sx_err *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int sx_err_prefix(sx_err *err, const char *fmt, ...) {
+    if (!err) return SX_EINVAL;
+    char old[SX_ERR_MSG_MAX];
+    memcpy(old, err->msg, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n + 2 < sizeof err->msg) {
+        size_t used = (size_t)n;
+        size_t room = sizeof err->msg - used;
+        err->msg[used] = ':';
+        err->msg[used + 1] = ' ';
+        size_t oldlen = strnlen(old, sizeof old - 1);
+        if (oldlen > room - 3) oldlen = room - 3;
+        memcpy(err->msg + used + 2, old, oldlen);
+        err->msg[used + 2 + oldlen] = '\0';
+    }
+    return err->code;
+}
+
+const char *sx_strerror(int code) {
+    switch (code) {
+    case SX_OK: return "ok";
+    case SX_ENOMEM: return "out of memory";
+    case SX_EIO: return "input/output error";
+    case SX_EINVAL: return "invalid argument";
+    case SX_ECORRUPT: return "corrupt data";
+    case SX_ENOTFOUND: return "not found";
+    case SX_EFULL: return "limit reached";
+    case SX_EBUSY: return "busy";
+    case SX_EUNSUPPORTED: return "unsupported";
+    default: return "unknown error";
+    }
+}
+
+static sx_log_level g_log_level = SX_LOG_INFO;
+
+void sx_log_set_level(sx_log_level level) { g_log_level = level; }
+
+int sx_log_parse_level(const char *name, sx_log_level *level) {
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *level = (sx_log_level)i;
+            return 0;
+        }
+    }
+    return SX_EINVAL;
+}
+
+void sx_log(sx_log_level level, const char *fmt, ...) {
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    if (level < g_log_level) return;
+    char line[4096];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2) len = sizeof line - 2;
+    line[len++] = '\n';
+    /* One write() per line keeps lines from concurrent threads whole. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+double sx_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double sx_wall_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int sx_cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+int sx_read_file(const char *path, char **data_out, size_t *len_out, sx_err *err) {
+    *data_out = NULL;
+    if (len_out) *len_out = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int code = errno == ENOENT ? SX_ENOTFOUND : SX_EIO;
+        return sx_err_set(err, code, "%s: cannot open: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return sx_err_set(err, SX_EIO, "%s: not a regular file", path);
+    }
+    size_t len = (size_t)st.st_size;
+    char *buf = malloc(len + 1);
+    if (!buf) {
+        fclose(f);
+        return sx_err_set(err, SX_ENOMEM, "%s: cannot allocate %zu bytes", path, len + 1);
+    }
+    if (len && fread(buf, 1, len, f) != len) {
+        free(buf);
+        fclose(f);
+        return sx_err_set(err, SX_EIO, "%s: short read", path);
+    }
+    fclose(f);
+    buf[len] = '\0';
+    *data_out = buf;
+    if (len_out) *len_out = len;
+    return 0;
+}
+
+size_t sx_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+#ifdef __APPLE__
+    return (size_t)ru.ru_maxrss; /* bytes on macOS */
+#else
+    return (size_t)ru.ru_maxrss * 1024; /* kilobytes on Linux */
+#endif
+}
+
+size_t sx_current_rss(void) {
+#ifdef __APPLE__
+    struct mach_task_basic_info info;
+    mach_msg_type_number_t count = MACH_TASK_BASIC_INFO_COUNT;
+    if (task_info(mach_task_self(), MACH_TASK_BASIC_INFO, (task_info_t)&info, &count) !=
+        KERN_SUCCESS)
+        return 0;
+    return (size_t)info.resident_size;
+#else
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long pages_total = 0, pages_rss = 0;
+    int n = fscanf(f, "%lu %lu", &pages_total, &pages_rss);
+    fclose(f);
+    if (n != 2) return 0;
+    return (size_t)pages_rss * (size_t)sysconf(_SC_PAGESIZE);
+#endif
+}

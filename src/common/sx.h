@@ -1,0 +1,103 @@
+/*
+ * sx.h - what every semdex module shares: error reporting, logging, small
+ * helpers for memory and time.
+ *
+ * Errors. A function that can fail returns an int: 0 on success, a negative
+ * SX_E* code on failure. When the caller passes a non-NULL sx_err, the failing
+ * function also writes a one-line, human-readable message into it, naming the
+ * file, the id or the byte offset at fault, so the CLI or the server can show
+ * it as is. Results come back through OUT pointers. Nothing below the CLI ever
+ * calls exit().
+ *
+ *     sx_err err = {0};
+ *     if (sx_model_load(dir, &model, &err) < 0) {
+ *         fprintf(stderr, "semdex: %s\n", err.msg);
+ *         return 1;
+ *     }
+ *
+ * Logging. sx_log() writes one line to stderr: a timestamp, the level and a
+ * message. The server uses it for one structured line per request.
+ */
+#ifndef SX_H
+#define SX_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Result codes: 0 is success, everything else is negative. */
+enum {
+    SX_OK = 0,
+    SX_ENOMEM = -1,    /* allocation failed */
+    SX_EIO = -2,       /* read/write/open failed (errno in the message) */
+    SX_EINVAL = -3,    /* bad argument or bad input from a user */
+    SX_ECORRUPT = -4,  /* a file or byte stream fails validation */
+    SX_ENOTFOUND = -5, /* unknown id, missing file */
+    SX_EFULL = -6,     /* a limit was reached */
+    SX_EBUSY = -7,     /* resource temporarily unavailable */
+    SX_EUNSUPPORTED = -8, /* valid but not supported (dtype, version) */
+};
+
+#define SX_ERR_MSG_MAX 512
+
+/* An error: the code and a message the caller can show to a user. */
+typedef struct sx_err {
+    int code;                 /* one of SX_E*, 0 when no error */
+    char msg[SX_ERR_MSG_MAX]; /* NUL-terminated, one line */
+} sx_err;
+
+/* Records code and a printf-style message in err (when err is not NULL) and
+ * returns code, so a failing function can end with `return sx_err_set(...)`. */
+int sx_err_set(sx_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepends "prefix: " to the message already in err (no-op when err is NULL),
+ * used to add context ("model/config.json: ") as an error travels up. Returns
+ * err->code, or SX_EINVAL when err is NULL. */
+int sx_err_prefix(sx_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Returns a static, generic description of a result code. */
+const char *sx_strerror(int code);
+
+/* Log levels, in increasing severity. */
+typedef enum { SX_LOG_DEBUG = 0, SX_LOG_INFO, SX_LOG_WARN, SX_LOG_ERROR } sx_log_level;
+
+/* Sets the lowest level that sx_log writes (default SX_LOG_INFO). */
+void sx_log_set_level(sx_log_level level);
+
+/* Parses "debug", "info", "warn" or "error" into *level (OUT). Returns 0 or
+ * SX_EINVAL. */
+int sx_log_parse_level(const char *name, sx_log_level *level);
+
+/* Writes one line "<ISO-8601 time> <level> <message>" to stderr when level is
+ * at or above the configured level. Thread-safe (one write per line). */
+void sx_log(sx_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Monotonic clock in seconds. */
+double sx_now(void);
+
+/* Wall clock in seconds since the epoch. */
+double sx_wall_time(void);
+
+/* Number of online CPUs (at least 1). */
+int sx_cpu_count(void);
+
+/* Reads a whole file into a malloc'd buffer with a terminating NUL byte
+ * (not counted in *len_out). Returns 0, SX_ENOTFOUND, SX_EIO or SX_ENOMEM;
+ * the caller frees *data_out. */
+int sx_read_file(const char *path, char **data_out, size_t *len_out, sx_err *err);
+
+/* Peak resident set size of this process in bytes (0 when unknown). */
+size_t sx_peak_rss(void);
+
+/* Current resident set size of this process in bytes (0 when unknown). */
+size_t sx_current_rss(void);
+
+/* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). */
+uint32_t sx_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* The portable CRC-32C that sx_crc32c's hardware path is tested against. */
+uint32_t sx_crc32c_portable(uint32_t crc, const void *buf, size_t len);
+
+#endif /* SX_H */
