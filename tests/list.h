@@ -1,6 +1,17 @@
 /* Every unit test, in the order they run. One line per test:
- * TEST(name) declares `void test_name(void)` defined in tests/test-<module>.c. */
+ * TEST(name) declares `void test_name(void)` defined in tests/test-<module>.c.
+ * Keep each module's tests under its own heading. */
+
+/* common */
 TEST(common_crc32c_known_values)
 TEST(common_crc32c_hw_matches_portable)
 TEST(common_err_messages)
 TEST(common_read_file)
+
+/* text, model (encoder) */
+
+/* index, shard */
+
+/* storage */
+
+/* server */

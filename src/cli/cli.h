@@ -15,6 +15,9 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 
 int cli_cmd_version(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);
+/* encoder */
+/* index */
+/* service */
 
 /* Prints "semdex <cmd>: <message>" to stderr and returns exit status 1. */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

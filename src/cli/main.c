@@ -20,6 +20,9 @@ typedef struct {
 } cli_cmd;
 
 static const cli_cmd g_cmds[] = {
+    /* encoder */
+    /* index */
+    /* service */
     {"info", cli_cmd_info, "print build and CPU information"},
     {"version", cli_cmd_version, "print the version"},
 };
