@@ -15,6 +15,12 @@
 MAKEFLAGS += --no-builtin-rules
 
 BUILD   ?= build
+# Quiet by default; `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 CC      ?= cc
 # Compiler for the sanitizer build: clang when present, so that every `make
 # test` compiles the code with both gcc (default cc) and clang.
@@ -85,7 +91,8 @@ $(BUILD)/semdex: $(CLI_OBJ) $(BUILD)/libsemdex.a
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC      $<')
+	$(Q)$(CC) $(BASE_CFLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
@@ -105,7 +112,8 @@ check: unit-tests
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 $(BUILD)/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC-SAN  $<')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/asan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/asan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)

@@ -13,5 +13,11 @@ TEST(common_read_file)
 /* index, shard */
 
 /* storage */
+TEST(wal_append_replay)
+TEST(wal_torn_tail_truncated)
+TEST(wal_midfile_corruption_refused)
+TEST(wal_bad_header)
+TEST(wal_apply_error_stops_open)
+TEST(wal_concurrent_group_commit)
 
 /* server */
