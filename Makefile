@@ -53,7 +53,7 @@ else
 SIMD_NEON :=
 endif
 
-LIB_DIRS := common text model index shard storage server
+LIB_DIRS := common text model index shard corpus storage server
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
@@ -84,10 +84,12 @@ all: $(BUILD)/semdex
 
 $(BUILD)/libsemdex.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@$(if $(Q),echo '  AR      $@')
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/semdex: $(CLI_OBJ) $(BUILD)/libsemdex.a
-	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -101,7 +103,8 @@ $(BUILD)/obj/%_neon.o: SIMD = $(SIMD_NEON)
 # Unit tests: one binary, every test in tests/list.h.
 $(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libsemdex.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 unit-tests: $(BUILD)/tests/run $(BUILD)/semdex
 
@@ -121,7 +124,8 @@ $(BUILD)/asan/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 asan-tests: $(BUILD)/asan/tests/run
 

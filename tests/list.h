@@ -12,6 +12,12 @@ TEST(common_read_file)
 
 /* index, shard */
 
+/* corpus */
+TEST(corpus_lines_plain_gzip_zstd)
+TEST(corpus_lines_truncated_compressed)
+TEST(corpus_lines_overlong_skipped)
+TEST(corpus_lines_shared_sample)
+
 /* storage */
 TEST(wal_append_replay)
 TEST(wal_torn_tail_truncated)
