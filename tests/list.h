@@ -27,3 +27,6 @@ TEST(wal_apply_error_stops_open)
 TEST(wal_concurrent_group_commit)
 
 /* server */
+TEST(lru_get_put_evict)
+TEST(lru_many_keys)
+TEST(ratelimit_token_bucket)
