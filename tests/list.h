@@ -7,6 +7,7 @@ TEST(common_crc32c_known_values)
 TEST(common_crc32c_hw_matches_portable)
 TEST(common_err_messages)
 TEST(common_read_file)
+TEST(common_buf)
 
 /* text, model (encoder) */
 
@@ -30,3 +31,4 @@ TEST(wal_concurrent_group_commit)
 TEST(lru_get_put_evict)
 TEST(lru_many_keys)
 TEST(ratelimit_token_bucket)
+TEST(metrics_render)

@@ -62,3 +62,16 @@ void test_common_read_file(void) {
     CHECK(strstr(err.msg, "missing") != NULL);
     CHECK(data == NULL);
 }
+
+void test_common_buf(void) {
+    sx_buf b = {0};
+    sx_buf_append(&b, "ab", 2);
+    sx_buf_printf(&b, "-%d-", 42);
+    for (int i = 0; i < 1000; i++) sx_buf_append(&b, "x", 1);
+    CHECK(!b.oom);
+    CHECK_EQ(b.len, 1006);
+    CHECK(strncmp(b.data, "ab-42-xxx", 9) == 0);
+    CHECK_EQ(b.data[b.len], '\0');
+    sx_buf_free(&b);
+    CHECK(b.data == NULL && b.len == 0);
+}

@@ -85,3 +85,46 @@ void test_ratelimit_token_bucket(void) {
     for (int i = 0; i < 100; i++) CHECK_NEAR(sx_ratelimit_take(rl, "x", t), 0.0, 0);
     sx_ratelimit_free(rl);
 }
+
+#include "../src/server/metrics.h"
+
+void test_metrics_render(void) {
+    sx_metrics *m = sx_metrics_create();
+    CHECK(m);
+    sx_metrics_request(m, SX_ROUTE_SEARCH, 200, 0.004);
+    sx_metrics_request(m, SX_ROUTE_SEARCH, 200, 0.020);
+    sx_metrics_request(m, SX_ROUTE_SEARCH, 400, 0.0001);
+    sx_metrics_request(m, SX_ROUTE_PAPER_GET, 404, 0.0002);
+    sx_metrics_embed(m, 0.003, 5);
+    sx_metrics_index(m, 0.0004);
+    sx_metrics_cache(m, 1);
+    sx_metrics_cache(m, 0);
+    sx_metrics_cache(m, 0);
+    sx_metrics_ratelimited(m);
+    sx_metrics_gauges g = {.papers = 1234, .rss_bytes = 5678, .ready = 1};
+    sx_buf out = {0};
+    sx_metrics_render(m, &g, &out);
+    CHECK(!out.oom);
+    const char *s = out.data;
+    CHECK(strstr(s, "semdex_requests_total{route=\"/search\",status=\"200\"} 2\n"));
+    CHECK(strstr(s, "semdex_requests_total{route=\"/search\",status=\"400\"} 1\n"));
+    CHECK(strstr(s, "semdex_requests_total{route=\"/papers/{id}\",status=\"404\"} 1\n"));
+    /* Cumulative buckets: 0.0001 and 0.004 fall at or below 0.005, 0.020 above. */
+    CHECK(strstr(s, "semdex_request_duration_seconds_bucket{route=\"/search\",le=\"0.005\"} 2\n"));
+    CHECK(strstr(s, "semdex_request_duration_seconds_bucket{route=\"/search\",le=\"+Inf\"} 3\n"));
+    CHECK(strstr(s, "semdex_request_duration_seconds_count{route=\"/search\"} 3\n"));
+    CHECK(strstr(s, "semdex_embedding_duration_seconds_count 1\n"));
+    CHECK(strstr(s, "semdex_embedded_queries_total 5\n"));
+    CHECK(strstr(s, "semdex_query_cache_hits_total 1\n"));
+    CHECK(strstr(s, "semdex_query_cache_misses_total 2\n"));
+    CHECK(strstr(s, "semdex_rate_limited_total 1\n"));
+    CHECK(strstr(s, "semdex_papers 1234\n"));
+    CHECK(strstr(s, "# TYPE semdex_request_duration_seconds histogram\n"));
+    /* Every line is a comment or "name{labels} value". */
+    for (const char *line = s; *line; line = strchr(line, '\n') + 1) {
+        if (*line != '#') CHECK(strncmp(line, "semdex_", 7) == 0);
+        CHECK(strchr(line, '\n'));
+    }
+    sx_buf_free(&out);
+    sx_metrics_free(m);
+}

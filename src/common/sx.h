@@ -100,4 +100,23 @@ uint32_t sx_crc32c(uint32_t crc, const void *buf, size_t len);
 /* The portable CRC-32C that sx_crc32c's hardware path is tested against. */
 uint32_t sx_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
+/* A growable byte buffer. Zero-initialise it ({0}); every append keeps a
+ * terminating NUL after the data (not counted in len). After an allocation
+ * failure the buffer stays failed (oom = 1) and appends do nothing, so a
+ * caller checks once at the end. */
+typedef struct sx_buf {
+    char *data;
+    size_t len, cap;
+    int oom;
+} sx_buf;
+
+/* Appends len bytes. */
+void sx_buf_append(sx_buf *b, const void *data, size_t len);
+
+/* Appends a printf-formatted string. */
+void sx_buf_printf(sx_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Frees the buffer's memory and zeroes it. */
+void sx_buf_free(sx_buf *b);
+
 #endif /* SX_H */
