@@ -8,6 +8,7 @@ TEST(common_crc32c_hw_matches_portable)
 TEST(common_err_messages)
 TEST(common_read_file)
 TEST(common_buf)
+TEST(common_pool)
 
 /* text, model (encoder) */
 
