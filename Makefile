@@ -61,10 +61,13 @@ TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
 # obj(DIR, SOURCES): object paths for SOURCES under build directory DIR.
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-LIB_OBJ      := $(call obj,$(BUILD),$(LIB_SRC))
+# Files compiled into the binary (see scripts/bin2c.c).
+ASSETS   := web/index.html web/docs.html web/openapi.json
+
+LIB_OBJ      := $(call obj,$(BUILD),$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
 CLI_OBJ      := $(call obj,$(BUILD),$(CLI_SRC))
 TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
-ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC))
+ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
 ASAN_TEST_OBJ:= $(call obj,$(BUILD)/asan,$(TEST_SRC))
 
 # Goals that do not compile anything must work before the libraries are
@@ -99,6 +102,18 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
 $(BUILD)/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+$(BUILD)/tools/bin2c: scripts/bin2c.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -O1 -o $@ $<
+
+$(BUILD)/gen/assets.c: $(ASSETS) $(BUILD)/tools/bin2c
+	@mkdir -p $(dir $@)
+	$(Q)$(BUILD)/tools/bin2c $(ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CSTD) -O1 -c -o $@ $<
 
 # Unit tests: one binary, every test in tests/list.h.
 $(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libsemdex.a

@@ -18,6 +18,9 @@ int cli_cmd_info(int argc, char **argv);
 /* encoder */
 /* index */
 /* service */
+int cli_cmd_ingest(int argc, char **argv);
+int cli_cmd_serve(int argc, char **argv);
+int cli_cmd_search(int argc, char **argv);
 
 /* Prints "semdex <cmd>: <message>" to stderr and returns exit status 1. */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

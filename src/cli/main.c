@@ -23,6 +23,9 @@ static const cli_cmd g_cmds[] = {
     /* encoder */
     /* index */
     /* service */
+    {"ingest", cli_cmd_ingest, "load arXiv JSON lines into a collection"},
+    {"serve", cli_cmd_serve, "run the search service (REST API + web page)"},
+    {"search", cli_cmd_search, "search a collection from the command line"},
     {"info", cli_cmd_info, "print build and CPU information"},
     {"version", cli_cmd_version, "print the version"},
 };
