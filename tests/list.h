@@ -27,6 +27,13 @@ TEST(wal_midfile_corruption_refused)
 TEST(wal_bad_header)
 TEST(wal_apply_error_stops_open)
 TEST(wal_concurrent_group_commit)
+TEST(store_upsert_search_reopen)
+TEST(store_filter_and_delete)
+TEST(store_invalid_batch_changes_nothing)
+TEST(store_corruption_refused)
+TEST(store_torn_log_tail)
+TEST(store_locked_directory)
+TEST(store_concurrent_writes_checkpoints)
 
 /* server */
 TEST(lru_get_put_evict)
