@@ -11,6 +11,11 @@ TEST(common_buf)
 TEST(common_pool)
 
 /* text, model (encoder) */
+TEST(text_utf8_check)
+TEST(text_tokenizer_matches_reference)
+TEST(text_tokenizer_every_code_point)
+TEST(text_tokenizer_edges)
+TEST(text_tokenizer_bad_model)
 
 /* index, shard */
 
