@@ -521,7 +521,7 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON_AddNumberToObject(idx, "ef_construction", in.params.ef_construction);
     cJSON_AddNumberToObject(idx, "ef_search", in.params.ef_search);
     cJSON_AddStringToObject(idx, "storage", in.params.storage == SX_STORAGE_SQ8 ? "sq8" : "fp32");
-    cJSON_AddBoolToObject(idx, "rerank", in.params.rerank);
+    cJSON_AddNumberToObject(idx, "rerank", in.params.rerank);
     cJSON_AddNumberToObject(idx, "shards", in.n_shards);
     cJSON_AddNumberToObject(idx, "max_level", in.max_level);
     cJSON_AddNumberToObject(idx, "deleted", (double)in.deleted);
@@ -531,6 +531,7 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON_AddNumberToObject(mem, "graph_bytes", (double)in.bytes_graph);
     cJSON_AddNumberToObject(mem, "documents_bytes", (double)in.bytes_documents);
     cJSON_AddNumberToObject(mem, "other_bytes", (double)in.bytes_other);
+    cJSON_AddNumberToObject(mem, "mapped_bytes", (double)in.bytes_mapped);
     cJSON *st = cJSON_AddObjectToObject(o, "storage");
     cJSON_AddNumberToObject(st, "generation", (double)in.generation);
     cJSON_AddNumberToObject(st, "wal_bytes", (double)in.wal_bytes);

@@ -93,7 +93,7 @@ sx_store_opts sx_store_defaults(int dim) {
     o.params.ef_construction = 200;
     o.params.ef_search = 64;
     o.params.storage = SX_STORAGE_SQ8;
-    o.params.rerank = 1;
+    o.params.rerank = 64;
     o.checkpoint_bytes = 512ull << 20;
     return o;
 }
@@ -125,11 +125,6 @@ typedef struct {
 static int write_cb(void *ctx, const void *buf, size_t len) {
     file_io *io = ctx;
     return fwrite(buf, 1, len, io->f) == len ? 0 : SX_EIO;
-}
-
-static int read_cb(void *ctx, void *buf, size_t len) {
-    file_io *io = ctx;
-    return fread(buf, 1, len, io->f) == len ? 0 : SX_ECORRUPT;
 }
 
 /* Writes a file through fn under a temporary name, fsyncs and renames it into
@@ -662,22 +657,19 @@ typedef struct {
     sx_err *errs;
 } load_job;
 
+/* Maps shard i's snapshot and uses it in place (fp32 vectors and documents
+ * are paged in on demand), verifying every section's checksum. */
 static void load_one(void *ctx, int i) {
     load_job *j = ctx;
     char name[64], path[4096];
     snap_name(name, sizeof name, j->st->generation, i);
     path_of(path, sizeof path, j->st, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        j->rc[i] = sx_err_set(&j->errs[i], SX_ECORRUPT, "%s: missing snapshot: %s", path, strerror(errno));
-        return;
-    }
-    file_io io = {f};
-    j->rc[i] = sx_shard_load(read_cb, &io, &j->st->shards[i], &j->errs[i]);
-    if (j->rc[i] == 0 && fgetc(f) != EOF)
-        j->rc[i] = sx_err_set(&j->errs[i], SX_ECORRUPT, "trailing bytes after the snapshot");
-    if (j->rc[i] < 0) sx_err_prefix(&j->errs[i], "%s", path);
-    fclose(f);
+    j->rc[i] = sx_shard_map_file(path, 0, &j->st->shards[i], &j->errs[i]);
+    if (j->rc[i] == SX_ENOTFOUND || j->rc[i] == SX_EIO)
+        j->rc[i] = sx_err_set(&j->errs[i], SX_ECORRUPT, "%s: missing or unreadable snapshot: %s", path,
+                              j->errs[i].msg);
+    else if (j->rc[i] < 0 && !strstr(j->errs[i].msg, name))
+        sx_err_prefix(&j->errs[i], "%s", path);
 }
 
 static int load_snapshots(sx_store *st, sx_err *err) {
@@ -804,11 +796,12 @@ void sx_store_get_info(sx_store *st, sx_store_info *out) {
         if (sx_shard_stats(st->shards[i], &s) < 0) continue;
         out->count += s.count;
         out->deleted += s.deleted;
-        out->bytes_vectors += s.bytes_vectors;
+        out->bytes_vectors += s.bytes_vectors + s.bytes_fp32;
+        out->bytes_mapped += s.bytes_fp32_mapped + s.bytes_documents_mapped;
         out->bytes_graph += s.bytes_graph;
         out->bytes_documents += s.bytes_documents;
-        out->bytes_other += s.bytes_bitmaps;
-        if (s.max_level > out->max_level) out->max_level = s.max_level;
+        out->bytes_other += s.bytes_bitmaps + s.bytes_idmap;
+        if (s.levels - 1 > out->max_level) out->max_level = s.levels - 1;
     }
 }
 

@@ -44,7 +44,10 @@ typedef struct sx_store_info {
     uint64_t generation;       /* snapshot generation */
     uint64_t wal_bytes;        /* size of the current log */
     uint64_t replayed;         /* log records replayed at open */
-    uint64_t bytes_vectors, bytes_graph, bytes_documents, bytes_other;
+    uint64_t bytes_vectors;    /* search codes and fp32 copies on the heap */
+    uint64_t bytes_graph, bytes_documents, bytes_other; /* on the heap */
+    uint64_t bytes_mapped;     /* fp32 vectors and documents used in place from
+                                  the snapshot files (paged in on demand) */
     int n_shards;
     int max_level;             /* highest graph level over the shards */
     sx_shard_params params;
@@ -52,7 +55,7 @@ typedef struct sx_store_info {
 } sx_store_info;
 
 /* Default options for vectors of dim dimensions: 2 shards, M=16,
- * efConstruction=200, efSearch=64, SQ8 with fp32 re-ranking, checkpoint at
+ * efConstruction=200, efSearch=64, SQ8 re-ranking the top 64 from fp32, checkpoint at
  * 512 MiB of log. */
 sx_store_opts sx_store_defaults(int dim);
 
