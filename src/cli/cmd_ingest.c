@@ -105,7 +105,7 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
 
 static void report_malformed(ingest *g, const char *file, uint64_t line, const char *why) {
     if (g->malformed < MAX_REPORTED)
-        snprintf(g->reported[g->malformed], sizeof g->reported[0], "%s:%llu: %s", file,
+        snprintf(g->reported[g->malformed], sizeof g->reported[0], "%.100s:%llu: %.160s", file,
                  (unsigned long long)line, why);
     g->malformed++;
 }

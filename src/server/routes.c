@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -539,7 +540,7 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *model = cJSON_AddObjectToObject(o, "model");
     cJSON_AddStringToObject(model, "path", s->opts.model_dir);
     cJSON_AddBoolToObject(model, "int8", s->opts.int8);
-    cJSON_AddNumberToObject(model, "max_seq_length", sx_encoder_max_tokens(s->encoder));
+    cJSON_AddNumberToObject(model, "max_seq_length", sx_encoder_max_len(s->encoder));
     cJSON_AddStringToObject(o, "version", SX_VERSION);
     respond_json(res, 200, o);
 }

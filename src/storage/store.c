@@ -256,8 +256,8 @@ static int get_str(cursor *c, char **out) {
 static int get_floats(cursor *c, float *v, uint32_t n) {
     if ((size_t)(c->end - c->p) < (size_t)n * 4) return -1;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t u;
-        get_u32(c, &u);
+        uint32_t u = 0;
+        if (get_u32(c, &u) < 0) return -1;
         memcpy(&v[i], &u, 4);
     }
     return 0;
@@ -792,7 +792,7 @@ void sx_store_get_info(sx_store *st, sx_store_info *out) {
     out->wal_bytes = sx_wal_size(st->wal);
     pthread_mutex_unlock(&st->wmu);
     for (int i = 0; i < st->n_shards; i++) {
-        sx_shard_stats s;
+        struct sx_shard_stats s;
         if (sx_shard_stats(st->shards[i], &s) < 0) continue;
         out->count += s.count;
         out->deleted += s.deleted;
