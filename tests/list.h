@@ -11,6 +11,15 @@ TEST(common_read_file)
 /* text, model (encoder) */
 
 /* index, shard */
+TEST(index_kernels_match_scalar)
+TEST(index_sq8_roundtrip)
+TEST(index_bad_input)
+TEST(index_recall_fp32)
+TEST(index_recall_sq8)
+TEST(index_delete_and_reuse)
+TEST(index_filters)
+TEST(index_save_load)
+TEST(index_load_corrupt)
 
 /* storage */
 
