@@ -5,6 +5,7 @@
 #   make         build build/semdex
 #   make check   build and run the unit tests only (T=substring filters them)
 #   make asan    build and run the unit tests under AddressSanitizer + UBSan
+#   make tsan    build and run the concurrency tests under ThreadSanitizer
 #   make bench   build the benchmarks (see bench/README.md)
 #
 # Libraries are found with pkg-config by scripts/configure; its result is
@@ -60,6 +61,8 @@ CLI_OBJ      := $(call obj,$(BUILD),$(CLI_SRC))
 TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
 ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC))
 ASAN_TEST_OBJ:= $(call obj,$(BUILD)/asan,$(TEST_SRC))
+TSAN_LIB_OBJ := $(call obj,$(BUILD)/tsan,$(LIB_SRC))
+TSAN_TEST_OBJ:= $(call obj,$(BUILD)/tsan,$(TEST_SRC))
 
 # Goals that do not compile anything must work before the libraries are
 # installed (make test installs them first), so only the others read config.
@@ -72,7 +75,7 @@ $(BUILD)/config.mk: scripts/configure
 	@mkdir -p $(BUILD)
 	@scripts/configure > $@.tmp && mv $@.tmp $@
 
-.PHONY: all run test setup model data check asan unit-tests asan-tests bench clean distclean help
+.PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests bench clean distclean help
 
 all: $(BUILD)/semdex
 
@@ -120,6 +123,27 @@ asan-tests: $(BUILD)/asan/tests/run
 asan: asan-tests
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/tests/run $(T)
 
+# ThreadSanitizer build of the unit tests; `make tsan` runs the tests whose
+# name contains "concurrent" (the stress tests; the others are single-threaded
+# or already covered by the ASan build).
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+$(BUILD)/tsan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(TSAN_FLAGS) $(SIMD) -c -o $@ $<
+
+$(BUILD)/tsan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/tsan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/tsan/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+$(BUILD)/tsan/tests/run: $(TSAN_TEST_OBJ) $(TSAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+tsan-tests: $(BUILD)/tsan/tests/run
+
+tsan: tsan-tests
+	TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/run $(or $(T),concurrent)
+
 # The two commands of the README. Both are idempotent.
 run:
 	scripts/setup
@@ -131,7 +155,7 @@ run:
 test:
 	scripts/setup --test
 	scripts/get-model
-	$(MAKE) -j$(JOBS) all unit-tests asan-tests
+	$(MAKE) -j$(JOBS) all unit-tests asan-tests tsan-tests
 	tests/run-all
 
 setup:

@@ -20,6 +20,12 @@ TEST(index_delete_and_reuse)
 TEST(index_filters)
 TEST(index_save_load)
 TEST(index_load_corrupt)
+TEST(shard_crud)
+TEST(shard_bad_input)
+TEST(shard_filtered_recall)
+TEST(shard_save_load)
+TEST(shard_load_corrupt)
+TEST(shard_concurrent)
 
 /* storage */
 

@@ -159,7 +159,7 @@ void test_index_recall_fp32(void) {
     sx_index *ix = build(&p, x, n, 2, NULL);
     sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};
     double r = recall_at(ix, qv, 200, &q, NULL);
-    printf("    fp32 recall@10 ef=64 n=%zu: %.4f\n", n, r);
+    fprintf(stderr, "    fp32 recall@10 ef=64 n=%zu: %.4f\n", n, r);
     CHECK(r >= 0.95);
     sx_index_stats st;
     sx_index_get_stats(ix, &st);
@@ -188,7 +188,7 @@ void test_index_recall_sq8(void) {
     double r0 = recall_at(ix, qv, 200, &q, NULL);
     q.rerank = 32;
     double r1 = recall_at(ix, qv, 200, &q, NULL);
-    printf("    sq8 recall@10 ef=64 n=%zu: %.4f, re-ranked: %.4f\n", n, r0, r1);
+    fprintf(stderr, "    sq8 recall@10 ef=64 n=%zu: %.4f, re-ranked: %.4f\n", n, r0, r1);
     CHECK(r0 >= 0.93);
     CHECK(r1 >= 0.95);
     CHECK(r1 >= r0 - 0.005);
@@ -201,7 +201,7 @@ void test_index_recall_sq8(void) {
     sx_index_stats st;
     sx_index_get_stats(ix, &st);
     double bpv = (double)(st.bytes_vectors + st.bytes_graph) / (double)n;
-    printf("    sq8 bytes/vector (codes + graph): %.0f\n", bpv);
+    fprintf(stderr, "    sq8 bytes/vector (codes + graph): %.0f\n", bpv);
     CHECK(bpv < 600);
     sx_index_free(ix);
     free(x);
@@ -232,7 +232,7 @@ void test_index_delete_and_reuse(void) {
         for (int j = 0; j < nh; j++) CHECK((sx_index_payload(ix, h[j].node) - 1) % 5 != 0);
     }
     double r = recall_at(ix, qv, 200, &q, NULL);
-    printf("    recall@10 after deleting 20%% (before vacuum): %.4f\n", r);
+    fprintf(stderr, "    recall@10 after deleting 20%% (before vacuum): %.4f\n", r);
     CHECK(r >= 0.95);
     CHECK_EQ(sx_index_vacuum(ix, &err), 0);
     sx_index_stats st;
@@ -241,7 +241,7 @@ void test_index_delete_and_reuse(void) {
     CHECK_EQ(st.free_slots, n / 5);
     CHECK_EQ(st.live, n - n / 5);
     r = recall_at(ix, qv, 200, &q, NULL);
-    printf("    recall@10 after vacuum: %.4f\n", r);
+    fprintf(stderr, "    recall@10 after vacuum: %.4f\n", r);
     CHECK(r >= 0.95);
     /* new vectors reuse the released slots */
     uint32_t slots = sx_index_slots(ix);
@@ -253,7 +253,7 @@ void test_index_delete_and_reuse(void) {
     }
     CHECK_EQ(sx_index_slots(ix), slots);
     r = recall_at(ix, qv, 200, &q, NULL);
-    printf("    recall@10 after refilling the slots: %.4f\n", r);
+    fprintf(stderr, "    recall@10 after refilling the slots: %.4f\n", r);
     CHECK(r >= 0.95);
     for (int i = 0; i < 50; i++) {
         CHECK_EQ(sx_index_search(ix, qv + (size_t)i * DIM, &q, h, &nh, NULL, NULL), 0);
@@ -330,7 +330,7 @@ void test_index_filters(void) {
                 q.allow_count = n;
                 r = recall_at(ix, qv, 100, &q, &st);
             }
-            printf("    filter %.1f%% (%zu pass)%s: recall@10 %.4f strategy %d evals %ld\n",
+            fprintf(stderr, "    filter %.1f%% (%zu pass)%s: recall@10 %.4f strategy %d evals %ld\n",
                    100 * fracs[f], cnt, force_graph ? " forced graph" : "", r, st.strategy,
                    st.distance_evals);
             CHECK(r >= 0.95);
@@ -517,7 +517,7 @@ void test_index_load_corrupt(void) {
         }
         m.p[i] ^= 0x5a;
     }
-    printf("    %d of the flipped bytes were padding\n", undetected);
+    fprintf(stderr, "    %d of the flipped bytes were padding\n", undetected);
     CHECK(undetected < 120); /* padding is a small part of the bytes tried */
     sx_index_free(ref);
     free(m.p);

@@ -905,11 +905,20 @@ static int train_now(sx_index *ix, sx_err *err) {
 
 /* ---- vacuum ---- */
 
-static inline int in_set(const uint64_t *set, uint32_t id) { return set[id >> 6] >> (id & 63) & 1; }
+/* Membership in the vacuum's set D, a bitmap over the first n slots (nodes
+ * inserted since are never in it). */
+typedef struct dset {
+    uint64_t *bits;
+    uint32_t n;
+} dset;
+
+static inline int in_set(const dset *D, uint32_t id) {
+    return id < D->n && (D->bits[id >> 6] >> (id & 63) & 1);
+}
 
 /* Rewrites u's list at level without the members of D (caller holds u's
  * stripe). */
-static int repair(sx_index *ix, sctx *c, uint32_t u, int level, const uint64_t *D) {
+static int repair(sx_index *ix, sctx *c, uint32_t u, int level, const dset *D) {
     _Atomic uint32_t *l = links_at(ix, u, level);
     uint32_t n = atomic_load_explicit(&l[0], memory_order_relaxed);
     int hit = 0;
@@ -957,18 +966,18 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
     /* (1) The set D and a live entry point. */
     pthread_rwlock_wrlock(&ix->rw);
     uint32_t n = atomic_load(&ix->n_slots);
-    uint64_t *D = sx_index_calloc((size_t)n / 64 + 1, sizeof(uint64_t));
-    sctx *c = D ? sctx_get(ix) : NULL;
+    dset Ds = {sx_index_calloc((size_t)n / 64 + 1, sizeof(uint64_t)), n}, *D = &Ds;
+    sctx *c = Ds.bits ? sctx_get(ix) : NULL;
     if (!c) {
         pthread_rwlock_unlock(&ix->rw);
         pthread_rwlock_unlock(&ix->wlock);
-        sx_index_free_mem(D);
+        sx_index_free_mem(Ds.bits);
         return sx_err_set(err, SX_ENOMEM, "index: out of memory in vacuum");
     }
     size_t nd = 0;
     for (uint32_t i = 0; i < n; i++)
         if ((flags_of(ix, i) & (F_DELETED | F_FREE)) == F_DELETED) {
-            D[i >> 6] |= 1ull << (i & 63);
+            Ds.bits[i >> 6] |= 1ull << (i & 63);
             nd++;
         }
     uint64_t e = atomic_load(&ix->ep);
@@ -1031,7 +1040,7 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
         rc = sx_err_set(err, rc, "index: out of memory in vacuum");
     }
     sctx_put(ix, c);
-    sx_index_free_mem(D);
+    sx_index_free_mem(Ds.bits);
     pthread_rwlock_unlock(&ix->wlock);
     return rc;
 }
@@ -1078,7 +1087,8 @@ static int check_query(const sx_index *ix, const float *vec, const sx_index_quer
     return 0;
 }
 
-/* Scans allowed eligible nodes; exact = 1 uses fp32 vectors. */
+/* Scans allowed eligible nodes keeping the best `keep`; exact = 1 uses the
+ * fp32 vectors, 0 the search codes. */
 static int scan(sx_index *ix, sctx *c, const qv *q, const filt *f, int keep, int exact,
                 long *evals) {
     uint32_t n = atomic_load_explicit(&ix->n_slots, memory_order_acquire);
@@ -1139,12 +1149,13 @@ static int search_impl(sx_index *ix, const float *vec, const sx_index_query *q, 
     if ((uint32_t)e == NONE) {
         m = 0;
     } else if (brute) {
+        /* A scan is exact (fp32): it runs on few nodes, and the quantised
+         * scores of a small set are too close to rank it reliably. */
         st.strategy = SX_STRATEGY_BRUTE;
-        int keep = exact ? q->k : (ix->sq8 && rerank > q->k ? rerank : q->k);
-        rc = scan(ix, c, &qq, &f, keep, exact, &st.distance_evals);
+        rc = scan(ix, c, &qq, &f, q->k, 1, &st.distance_evals);
         st.visited = st.distance_evals;
         if (rc == 0) m = take_sorted(c);
-        if (exact) rerank = 0;
+        rerank = 0;
     } else {
         if (q->allow && st.selectivity < 0.5) {
             st.strategy = SX_STRATEGY_WIDENED;
@@ -1163,6 +1174,9 @@ static int search_impl(sx_index *ix, const float *vec, const sx_index_query *q, 
     }
     if (rc == 0 && m < 0) rc = m;
     if (rc == 0) *n_hits = finish_hits(ix, c, vec, m, q->k, rerank, hits, &st.distance_evals);
+    if (rc == 0 && q->on_hit)
+        for (int i = 0; i < *n_hits; i++)
+            q->on_hit(q->on_hit_ctx, i, hits[i].node, ch(ix, hits[i].node)->payload[off(hits[i].node)]);
     sctx_put(ix, c);
     pthread_rwlock_unlock(&ix->rw);
     if (rc < 0) return sx_err_set(err, rc, "search: out of memory");

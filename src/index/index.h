@@ -178,7 +178,11 @@ typedef struct sx_index_query {
     size_t allow_bits;
     size_t allow_count;    /* set bits in allow (estimate ok), for the strategy */
     int rerank;            /* -1 = the index default, 0 = off, n = re-score top n */
-    int force_brute;       /* 1 = exact scan of the allowed nodes */
+    int force_brute;       /* 1 = scan the allowed nodes instead of walking */
+    /* Optional: called for each returned hit, best first, while the search
+     * still guarantees the node's payload is not released by a vacuum. */
+    void (*on_hit)(void *ctx, int rank, uint32_t node, uint64_t payload);
+    void *on_hit_ctx;
 } sx_index_query;
 
 typedef struct sx_index_hit {
