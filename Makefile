@@ -82,12 +82,9 @@ $(BUILD)/config.mk: scripts/configure
 
 all: $(BUILD)/semdex
 
-$(BUILD)/libsemdex.a: $(LIB_OBJ)
-	@rm -f $@
-	@$(if $(Q),echo '  AR      $@')
-	$(Q)ar rcs $@ $^
-
-$(BUILD)/semdex: $(CLI_OBJ) $(BUILD)/libsemdex.a
+# Objects are linked directly (no static archive: ar keys members by file
+# name, and two modules may both have a kernels.c).
+$(BUILD)/semdex: $(CLI_OBJ) $(LIB_OBJ)
 	@$(if $(Q),echo '  LD      $@')
 	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
@@ -101,7 +98,7 @@ $(BUILD)/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
 $(BUILD)/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 # Unit tests: one binary, every test in tests/list.h.
-$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libsemdex.a
+$(BUILD)/tests/run: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LD      $@')
 	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
