@@ -16,6 +16,12 @@
 MAKEFLAGS += --no-builtin-rules
 
 BUILD   ?= build
+# Quiet by default; `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 CC      ?= cc
 # Compiler for the sanitizer build: clang when present, so that every `make
 # test` compiles the code with both gcc (default cc) and clang.
@@ -48,7 +54,7 @@ else
 SIMD_NEON :=
 endif
 
-LIB_DIRS := common text model index shard storage server
+LIB_DIRS := common text model index shard corpus storage server
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
@@ -79,25 +85,26 @@ $(BUILD)/config.mk: scripts/configure
 
 all: $(BUILD)/semdex
 
-$(BUILD)/libsemdex.a: $(LIB_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(BUILD)/semdex: $(CLI_OBJ) $(BUILD)/libsemdex.a
-	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+# Objects are linked directly (no static archive: ar keys members by file
+# name, and two modules may both have a kernels.c).
+$(BUILD)/semdex: $(CLI_OBJ) $(LIB_OBJ)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC      $<')
+	$(Q)$(CC) $(BASE_CFLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
 $(BUILD)/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 # Unit tests: one binary, every test in tests/list.h.
-$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libsemdex.a
+$(BUILD)/tests/run: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 unit-tests: $(BUILD)/tests/run $(BUILD)/semdex
 
@@ -108,7 +115,8 @@ check: unit-tests
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 $(BUILD)/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC-SAN  $<')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/asan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/asan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
@@ -116,7 +124,8 @@ $(BUILD)/asan/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 asan-tests: $(BUILD)/asan/tests/run
 

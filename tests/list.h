@@ -7,8 +7,15 @@ TEST(common_crc32c_known_values)
 TEST(common_crc32c_hw_matches_portable)
 TEST(common_err_messages)
 TEST(common_read_file)
+TEST(common_buf)
+TEST(common_pool)
 
 /* text, model (encoder) */
+TEST(text_utf8_check)
+TEST(text_tokenizer_matches_reference)
+TEST(text_tokenizer_every_code_point)
+TEST(text_tokenizer_edges)
+TEST(text_tokenizer_bad_model)
 
 /* index, shard */
 TEST(index_kernels_match_scalar)
@@ -27,6 +34,22 @@ TEST(shard_save_load)
 TEST(shard_load_corrupt)
 TEST(shard_concurrent)
 
+/* corpus */
+TEST(corpus_lines_plain_gzip_zstd)
+TEST(corpus_lines_truncated_compressed)
+TEST(corpus_lines_overlong_skipped)
+TEST(corpus_lines_shared_sample)
+
 /* storage */
+TEST(wal_append_replay)
+TEST(wal_torn_tail_truncated)
+TEST(wal_midfile_corruption_refused)
+TEST(wal_bad_header)
+TEST(wal_apply_error_stops_open)
+TEST(wal_concurrent_group_commit)
 
 /* server */
+TEST(lru_get_put_evict)
+TEST(lru_many_keys)
+TEST(ratelimit_token_bucket)
+TEST(metrics_render)
