@@ -42,6 +42,8 @@
  */
 #include "shard.h"
 
+#include "../text/text.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -187,29 +189,8 @@ static void release_cb(void *ctx, uint32_t node, uint64_t payload) {
 
 /* ---- validation ---- */
 
-/* 1 when s is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-static int utf8_valid(const char *z) {
-    const unsigned char *s = (const unsigned char *)z;
-    while (*s) {
-        unsigned c = *s;
-        int n;
-        unsigned min;
-        if (c < 0x80) {
-            s++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) n = 1, min = 0x80, c &= 0x1F;
-        else if ((c & 0xF0) == 0xE0) n = 2, min = 0x800, c &= 0x0F;
-        else if ((c & 0xF8) == 0xF0) n = 3, min = 0x10000, c &= 0x07;
-        else return 0;
-        s++;
-        for (int i = 0; i < n; i++, s++) {
-            if ((*s & 0xC0) != 0x80) return 0;
-            c = c << 6 | (*s & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    }
-    return 1;
-}
+/* 1 when z is well-formed UTF-8 (the text module's check). */
+static int utf8_valid(const char *z) { return sx_utf8_check(z, strlen(z), NULL) == 0; }
 
 static int check_doc(const sx_doc *d, sx_err *err) {
     static const char *names[NF] = {"id", "title", "abstract", "authors", "update_date", "categories"};
