@@ -81,7 +81,7 @@ $(BUILD)/config.mk: scripts/configure
 	@mkdir -p $(BUILD)
 	@scripts/configure > $@.tmp && mv $@.tmp $@
 
-.PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests bench clean distclean help
+.PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests fuzz bench clean distclean help
 
 all: $(BUILD)/semdex
 
@@ -152,6 +152,30 @@ tsan-tests: $(BUILD)/tsan/tests/run
 
 tsan: tsan-tests
 	TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/run $(or $(T),concurrent)
+
+# libFuzzer target for the shard snapshot loader (clang only), and the
+# program that writes its seed / format fixture. See tests/fuzz/shard_load.c.
+# The library is compiled with coverage instrumentation (fuzzer-no-link) so
+# that the fuzzer sees which checks an input reaches.
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+FUZZ_LIB_OBJ := $(call obj,$(BUILD)/fuzz,$(LIB_SRC))
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(SIMD) -c -o $@ $<
+
+$(BUILD)/fuzz/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/fuzz/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/fuzz/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+$(BUILD)/fuzz/shard_load: tests/fuzz/shard_load.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+$(BUILD)/fuzz/make-seed: tests/fuzz/shard_load.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -DSX_FUZZ_MAKE_SEED -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+fuzz: $(BUILD)/fuzz/shard_load
 
 # The two commands of the README. Both are idempotent.
 run:

@@ -33,6 +33,7 @@ TEST(shard_filtered_recall)
 TEST(shard_save_load)
 TEST(shard_load_corrupt)
 TEST(shard_concurrent)
+TEST(shard_fixture_loads)
 
 /* corpus */
 TEST(corpus_lines_plain_gzip_zstd)

@@ -587,3 +587,39 @@ void test_shard_concurrent(void) {
     sx_shard_free(t.s);
     free((void *)t.x);
 }
+
+/* The committed snapshot (written by tests/fuzz/shard_load.c built as
+ * make-seed, format version 1) still loads and answers: the format is
+ * stable, or this fails and the version must change. */
+void test_shard_fixture_loads(void) {
+    sx_err err = {0};
+    for (int lazy = 0; lazy < 2; lazy++) {
+        sx_shard *s = NULL;
+        CHECK_MSG(sx_shard_map_file("tests/fixtures/shard/small-v1.sx", lazy ? SX_LOAD_LAZY : 0, &s, &err) == 0,
+                  "%s", err.msg);
+        CHECK_EQ(sx_shard_count(s), 39);
+        sx_shard_params p = sx_shard_get_params(s);
+        CHECK_EQ(p.dim, 8);
+        CHECK_EQ(p.M, 4);
+        sx_doc *d = NULL;
+        CHECK_EQ(sx_shard_get(s, "2101.00007", &d, &err), 0);
+        CHECK_STR(d->title, "Seed paper 7");
+        CHECK_STR(d->categories, "hep-th");
+        free(d);
+        CHECK_EQ(sx_shard_get(s, "2101.00005", &d, &err), SX_ENOTFOUND);
+        float v[8];
+        CHECK_EQ(sx_shard_get_vector(s, "2101.00011", v, &err), 0);
+        sx_search_opts o = {.k = 1};
+        sx_hit h[1];
+        int n;
+        CHECK_EQ(sx_shard_search(s, v, &o, h, &n, NULL, &err), 0);
+        CHECK_EQ(n, 1);
+        CHECK_NEAR(h[0].score, 1.0, 1e-3);
+        const char *cats[] = {"math.AP"};
+        sx_search_opts of = {.k = 20, .categories = cats, .n_categories = 1};
+        sx_hit hf[20];
+        CHECK_EQ(sx_shard_search(s, v, &of, hf, &n, NULL, &err), 0);
+        CHECK_EQ(n, 9); /* papers 1, 5, 9, ..., 37 (i % 4 == 1) less the deleted 5 */
+        sx_shard_free(s);
+    }
+}
