@@ -14,6 +14,15 @@ TEST(text_tokenizer_matches_reference)
 TEST(text_tokenizer_every_code_point)
 TEST(text_tokenizer_edges)
 TEST(text_tokenizer_bad_model)
+TEST(model_kernels_match_scalar)
+TEST(model_half_conversions)
+TEST(model_pool_runs_every_task_once)
+TEST(model_safetensors_parse)
+TEST(model_embed_matches_reference)
+TEST(model_random_berts_match_transformers)
+TEST(model_embed_edges)
+TEST(model_concurrent_embed)
+TEST(model_bad_model_files)
 
 /* index, shard */
 
