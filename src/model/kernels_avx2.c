@@ -26,10 +26,12 @@ static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin
     __m256 lo[MR], hi[MR];
     __m256 blo = _mm256_loadu_ps(lin->bias + p * SX_NR);
     __m256 bhi = _mm256_loadu_ps(lin->bias + p * SX_NR + 8);
+    #pragma GCC unroll 16
     for (int i = 0; i < M; i++) lo[i] = blo, hi[i] = bhi;
     for (int kk = 0; kk < k; kk++) {
         __m256 x0 = _mm256_load_ps(w + (size_t)kk * SX_NR);
         __m256 x1 = _mm256_load_ps(w + (size_t)kk * SX_NR + 8);
+        #pragma GCC unroll 16
         for (int i = 0; i < M; i++) {
             __m256 a = _mm256_broadcast_ss(A + (size_t)i * (size_t)lda + kk);
             lo[i] = _mm256_fmadd_ps(a, x0, lo[i]);
@@ -37,6 +39,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin
         }
     }
     int left = lin->n - p * SX_NR;
+    #pragma GCC unroll 16
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * (size_t)ldc + p * SX_NR;
         if (left >= SX_NR) {

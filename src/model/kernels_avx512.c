@@ -28,11 +28,13 @@ static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin
     __m512 acc0[MR], acc1[MR];
     __m512 b0 = _mm512_loadu_ps(lin->bias + p * SX_NR);
     __m512 b1 = two ? _mm512_loadu_ps(lin->bias + (p + 1) * SX_NR) : _mm512_setzero_ps();
+    #pragma GCC unroll 16
     for (int i = 0; i < M; i++) acc0[i] = b0, acc1[i] = b1;
     if (two) {
         for (int kk = 0; kk < k; kk++) {
             __m512 x0 = _mm512_load_ps(w0 + (size_t)kk * SX_NR);
             __m512 x1 = _mm512_load_ps(w1 + (size_t)kk * SX_NR);
+            #pragma GCC unroll 16
             for (int i = 0; i < M; i++) {
                 __m512 a = _mm512_set1_ps(A[(size_t)i * (size_t)lda + kk]);
                 acc0[i] = _mm512_fmadd_ps(a, x0, acc0[i]);
@@ -42,6 +44,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin
     } else {
         for (int kk = 0; kk < k; kk++) {
             __m512 x0 = _mm512_load_ps(w0 + (size_t)kk * SX_NR);
+            #pragma GCC unroll 16
             for (int i = 0; i < M; i++) {
                 __m512 a = _mm512_set1_ps(A[(size_t)i * (size_t)lda + kk]);
                 acc0[i] = _mm512_fmadd_ps(a, x0, acc0[i]);
@@ -52,6 +55,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin
     __mmask16 m0 = left0 >= 16 ? 0xffff : (__mmask16)((1u << left0) - 1);
     int left1 = left0 - SX_NR;
     __mmask16 m1 = left1 >= 16 ? 0xffff : left1 <= 0 ? 0 : (__mmask16)((1u << left1) - 1);
+    #pragma GCC unroll 16
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * (size_t)ldc + p * SX_NR;
         _mm512_mask_storeu_ps(c, m0, acc0[i]);

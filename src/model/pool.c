@@ -21,6 +21,7 @@
  * (no help for single-query latency, which is what the service feels).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -159,5 +160,10 @@ void sx_pool_run(sx_pool *p, int n, sx_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     run_tasks(p, gen, 0);
-    while (atomic_load(&p->done) < n) cpu_relax();
+    /* A worker may hold the last task; on a busy machine it may even be
+     * descheduled, so after a short spin give the core away. */
+    for (int spins = 0; atomic_load(&p->done) < n; spins++) {
+        if (spins < SPIN_ROUNDS) cpu_relax();
+        else sched_yield();
+    }
 }
