@@ -129,6 +129,13 @@ $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 
 asan-tests: $(BUILD)/asan/tests/run
 
+# Benchmarks: one binary per bench/<name>/ folder with C sources.
+$(BUILD)/bench/encoder: $(call obj,$(BUILD),$(wildcard bench/encoder/*.c)) $(BUILD)/libsemdex.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+bench: $(BUILD)/bench/encoder
+
 asan: asan-tests
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/tests/run $(T)
 
