@@ -209,7 +209,7 @@ static void softmax_avx2(float *x, int n) {
     for (; i < n; i++) x[i] *= inv;
 }
 
-const sx_kernels sx_kernels_avx2 = {
+const sx_model_kernels sx_model_kernels_avx2 = {
     .name = "avx2",
     .gemm_rows = gemm_rows_avx2,
     .gemm_mr = MR,
@@ -221,5 +221,5 @@ const sx_kernels sx_kernels_avx2 = {
 };
 
 #else
-const sx_kernels sx_kernels_avx2 = {0};
+const sx_model_kernels sx_model_kernels_avx2 = {0};
 #endif

@@ -204,7 +204,7 @@ static void softmax_avx512(float *x, int n) {
     }
 }
 
-const sx_kernels sx_kernels_avx512 = {
+const sx_model_kernels sx_model_kernels_avx512 = {
     .name = "avx512",
     .gemm_rows = gemm_rows_avx512,
     .gemm_mr = MR,
@@ -216,5 +216,5 @@ const sx_kernels sx_kernels_avx512 = {
 };
 
 #else
-const sx_kernels sx_kernels_avx512 = {0};
+const sx_model_kernels sx_model_kernels_avx512 = {0};
 #endif

@@ -76,8 +76,8 @@ struct sx_encoder {
     float *word;                    /* converted word embeddings otherwise */
     float *pos, *type0, *emb_g, *emb_b;
     layer_w *layers;
-    const sx_kernels *kern;
-    sx_pool *pool;
+    const sx_model_kernels *kern;
+    sx_model_pool *pool;
     pthread_mutex_t run_mu;
     float *arena; /* the pool owner's scratch */
     size_t arena_floats;
@@ -348,7 +348,7 @@ static int load_weights(sx_encoder *e, const char *dir, sx_err *err) {
 
 void sx_encoder_free(sx_encoder *enc) {
     if (!enc) return;
-    sx_pool_free(enc->pool);
+    sx_model_pool_free(enc->pool);
     sx_tokenizer_free(enc->tok);
     if (enc->layers) {
         for (int l = 0; l < enc->L; l++) {
@@ -392,14 +392,14 @@ int sx_encoder_load(const char *model_dir, const sx_encoder_opts *opts, sx_encod
                         "vocab_size %d", model_dir, sx_tokenizer_vocab_size(e->tok), e->V);
     if (rc == 0) rc = load_weights(e, model_dir, err);
     int threads = o.n_threads > 0 ? o.n_threads : sx_cpu_count();
-    if (rc == 0) rc = sx_pool_create(threads, &e->pool, err);
+    if (rc == 0) rc = sx_model_pool_create(threads, &e->pool, err);
     if (rc < 0) {
         sx_encoder_free(e);
         return rc;
     }
     e->max_len = sx_tokenizer_max_len(e->tok);
     if (e->max_len > e->P) e->max_len = e->P;
-    e->kern = sx_kernels_best();
+    e->kern = sx_model_kernels_best();
     snprintf(e->desc, sizeof e->desc,
              "BERT %d layers, hidden %d, %d heads, ffn %d, vocab %d, max %d tokens, %s pooling, "
              "fp32, %s kernels, %d threads",
@@ -434,7 +434,7 @@ static size_t arena_floats(const sx_encoder *e, int T, int lmax, int threads) {
 
 typedef struct {
     const sx_encoder *e;
-    const sx_kernels *k;
+    const sx_model_kernels *k;
     int T, n_seq;
     const int *seq_start, *seq_len;
     float *x, *qkv, *ctx, *tmp, *inter, *att;
@@ -475,9 +475,9 @@ static void gemm_task(void *ctx, int begin, int end, int tid) {
 }
 
 /* C[M, lin->n] = A[M, lin->k] W^T + b (then GELU when gelu), in parallel. */
-static void gemm_run(fwd *f, sx_pool *pool, const sx_linear *lin, const float *A, int M,
+static void gemm_run(fwd *f, sx_model_pool *pool, const sx_linear *lin, const float *A, int M,
                      float *C, int gelu) {
-    int threads = sx_pool_threads(pool);
+    int threads = sx_model_pool_threads(pool);
     int mr = f->k->gemm_mr;
     f->lin = lin, f->A = A, f->C = C, f->M = M, f->gelu = gelu;
     /* Row blocks of a few micro-tiles; column blocks so that there are
@@ -496,7 +496,7 @@ static void gemm_run(fwd *f, sx_pool *pool, const sx_linear *lin, const float *A
     }
     f->panels_per_task = ppt;
     f->n_pblocks = (lin->n_panels + ppt - 1) / ppt;
-    sx_pool_run(pool, n_rb * f->n_pblocks, gemm_task, f);
+    sx_model_pool_run(pool, n_rb * f->n_pblocks, gemm_task, f);
 }
 
 static void embed_task(void *ctx, int begin, int end, int tid) {
@@ -529,16 +529,16 @@ static void ln_task(void *ctx, int begin, int end, int tid) {
 }
 
 /* x = LayerNorm(x + r) over every row. */
-static void ln_run(fwd *f, sx_pool *pool, const float *r, const float *g, const float *b) {
+static void ln_run(fwd *f, sx_model_pool *pool, const float *r, const float *g, const float *b) {
     f->ln_r = r, f->ln_g = g, f->ln_b = b;
-    sx_pool_run(pool, (f->T + 15) / 16, ln_task, f);
+    sx_model_pool_run(pool, (f->T + 15) / 16, ln_task, f);
 }
 
 /* Self-attention of one (sequence, head): ctx rows of that head. */
 static void attention_task(void *ctx, int begin, int end, int tid) {
     fwd *f = ctx;
     const sx_encoder *e = f->e;
-    const sx_kernels *k = f->k;
+    const sx_model_kernels *k = f->k;
     int H = e->H, DH = e->DH;
     float *scratch = f->att + f->att_stride * (size_t)tid;
     for (int t = begin; t < end; t++) {
@@ -590,14 +590,14 @@ static void attention_task(void *ctx, int begin, int end, int tid) {
 
 /* Runs the encoder over n_seq sequences whose ids are concatenated in ids
  * (T in all); leaves the last hidden state in f->x. */
-static void forward(fwd *f, sx_pool *pool, const int32_t *ids) {
+static void forward(fwd *f, sx_model_pool *pool, const int32_t *ids) {
     const sx_encoder *e = f->e;
     f->ids = ids;
-    sx_pool_run(pool, f->n_seq, embed_task, f);
+    sx_model_pool_run(pool, f->n_seq, embed_task, f);
     for (int l = 0; l < e->L; l++) {
         const layer_w *lw = &e->layers[l];
         gemm_run(f, pool, &lw->qkv, f->x, f->T, f->qkv, 0);
-        sx_pool_run(pool, f->n_seq * e->NH, attention_task, f);
+        sx_model_pool_run(pool, f->n_seq * e->NH, attention_task, f);
         gemm_run(f, pool, &lw->ao, f->ctx, f->T, f->tmp, 0);
         ln_run(f, pool, f->tmp, lw->ln1_g, lw->ln1_b);
         gemm_run(f, pool, &lw->fi, f->x, f->T, f->inter, 1);
@@ -651,7 +651,7 @@ static void pool_out(const fwd *f, float *out) {
 /* Scratch for one call: the encoder's pool and arena when free, else a
  * private arena and no pool. */
 typedef struct {
-    sx_pool *pool;
+    sx_model_pool *pool;
     float *arena;
     int owner;
     int threads;
@@ -660,7 +660,7 @@ typedef struct {
 static int run_begin(sx_encoder *e, run_ctx *r, int T, int lmax, sx_err *err) {
     r->owner = pthread_mutex_trylock(&e->run_mu) == 0;
     r->pool = r->owner ? e->pool : NULL;
-    r->threads = sx_pool_threads(r->pool);
+    r->threads = sx_model_pool_threads(r->pool);
     size_t need = arena_floats(e, T, lmax, r->threads);
     if (r->owner) {
         if (e->arena_floats < need) {
