@@ -21,6 +21,8 @@ typedef struct {
 
 static const cli_cmd g_cmds[] = {
     /* encoder */
+    {"tokenize", cli_cmd_tokenize, "print the token ids the model sees for texts"},
+    {"embed", cli_cmd_embed, "embed texts with the sentence encoder"},
     /* index */
     /* service */
     {"ingest", cli_cmd_ingest, "load arXiv JSON lines into a collection"},
