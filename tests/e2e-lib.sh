@@ -29,7 +29,8 @@ expect_grep() {
 
 # sample_records N FILE: the first N records of the smallest shared arXiv part.
 sample_records() {
-  zstd -dc ../shared/datasets/arxiv/arxiv-metadata-part-06.jsonl.zst 2>/dev/null | head -n "$1" > "$2"
+  { zstd -dc ../shared/datasets/arxiv/arxiv-metadata-part-06.jsonl.zst 2>/dev/null || true; } | head -n "$1" > "$2"
+  [ "$(wc -l < "$2")" = "$1" ] || fail "cannot read $1 records from ../shared/datasets/arxiv"
 }
 
 # start_server DATA_DIR [ARGS...]: starts `semdex serve` on a free port and
@@ -76,9 +77,10 @@ http() {
   STATUS=$(curl -s -o "$TMP/body" -w "%{http_code}" -X "$method" "$BASE$path" "$@" || true)
 }
 
-# post_json PATH JSON: POST with Content-Type: application/json.
+# post_json PATH JSON [CURL-ARGS...]: POST with Content-Type: application/json.
 post_json() {
-  http POST "$1" -H 'Content-Type: application/json' --data-binary "$2"
+  local path=$1 body=$2; shift 2
+  http POST "$path" -H 'Content-Type: application/json' --data-binary "$body" "$@"
 }
 
 # expect_http STATUS [JQ-FILTER]: checks the last response's status, and that

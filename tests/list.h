@@ -49,6 +49,10 @@ TEST(corpus_lines_plain_gzip_zstd)
 TEST(corpus_lines_truncated_compressed)
 TEST(corpus_lines_overlong_skipped)
 TEST(corpus_lines_shared_sample)
+TEST(corpus_record_kaggle_line)
+TEST(corpus_record_errors)
+TEST(corpus_record_shared_sample)
+TEST(corpus_npy)
 
 /* storage */
 TEST(wal_append_replay)

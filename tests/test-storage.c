@@ -412,15 +412,21 @@ void test_store_corruption_refused(void) {
     sx_err err = {0};
     CHECK_EQ(sx_store_checkpoint(st, &err), 0);
     sx_store_close(st);
-    /* A damaged snapshot: the open fails and names the file. */
+    /* A damaged snapshot (a byte in the middle of its data): the open fails
+     * and names the file. */
     CHECK(find_file(dir, "shard-", path, sizeof path));
-    flip_byte(path, 100);
+    FILE *sf = fopen(path, "rb");
+    CHECK(sf);
+    fseek(sf, 0, SEEK_END);
+    long mid = ftell(sf) / 2;
+    fclose(sf);
+    flip_byte(path, mid);
     sx_store_opts o = small_opts();
     st = NULL;
     CHECK_EQ(sx_store_open(dir, &o, &st, &err), SX_ECORRUPT);
     CHECK(st == NULL);
     CHECK_MSG(strstr(err.msg, "shard-") != NULL, "message: %s", err.msg);
-    flip_byte(path, 100); /* repair */
+    flip_byte(path, mid); /* repair */
     st = open_store(dir);
     sx_store_close(st);
     /* A truncated snapshot too. */

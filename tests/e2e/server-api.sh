@@ -39,8 +39,11 @@ third=$(jq -r '.results[2].paper_id' "$TMP/body")
 post_json /search "$(jq -n --arg q "$first_title" '{query: $q, top_k: 2, offset: 2}')"
 expect_http 200 ".results[0].paper_id == \"$third\" and .offset == 2"
 # Category filter: every result has the category.
-post_json /search '{"query": "speech recognition", "top_k": 10, "categories": ["eess.AS"]}'
-expect_http 200 '(.results | length) > 0 and all(.results[]; .categories | index("eess.AS") != null)'
+post_json /search '{"query": "large language models", "top_k": 10, "categories": ["cs.CL"]}'
+expect_http 200 '(.results | length) == 10 and all(.results[]; .categories | index("cs.CL") != null)'
+# A selective filter (10 of the 200 papers are math.AP) still fills the page.
+post_json /search '{"query": "large language models", "top_k": 10, "categories": ["math.AP", "no.such"]}'
+expect_http 200 '(.results | length) == 10 and all(.results[]; .categories | index("math.AP") != null)'
 post_json /search '{"query": "speech", "categories": ["no.such-cat"]}'; expect_http 200 '(.results | length) == 0'
 
 # --- search errors
