@@ -160,7 +160,8 @@ asan: asan-tests
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
 $(BUILD)/tsan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) -O1 $(TSAN_FLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC-TSAN $<')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -O1 $(TSAN_FLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/tsan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/tsan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
@@ -168,7 +169,8 @@ $(BUILD)/tsan/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 $(BUILD)/tsan/tests/run: $(TSAN_TEST_OBJ) $(TSAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD-TSAN $@')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 tsan-tests: $(BUILD)/tsan/tests/run
 

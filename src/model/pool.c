@@ -5,7 +5,7 @@
  * heads, ...), each a few microseconds to milliseconds long, so the cost that
  * matters is the hand-off: waking workers and learning that all tasks are
  * done. The caller publishes a job (function, context, task count) and a
- * 64-bit ticket whose high half is the job's generation and low half the next
+ * 64-bit ticket holding the job's generation, its task count and the next
  * task index; every thread, the caller included, claims tasks by
  * compare-and-swap on the ticket, which fails once the job is finished or
  * replaced, so a worker that wakes late can never run a task of the wrong
@@ -34,7 +34,7 @@ struct sx_model_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    _Atomic uint64_t ticket; /* generation << 32 | next task */
+    _Atomic uint64_t ticket; /* generation << 40 | tasks << 20 | next task */
     _Atomic int done;        /* tasks finished in this generation */
     _Atomic int sleepers;
     _Atomic int stop;
@@ -56,17 +56,23 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Claims and runs tasks of generation gen until none is left. */
+#define TICKET_GEN(t) ((uint32_t)((t) >> 40))
+#define TICKET_N(t) ((int)(((t) >> 20) & 0xFFFFF))
+#define TICKET_NEXT(t) ((int)((t) & 0xFFFFF))
+#define MAX_TASKS 0xFFFFF
+
+/* Claims and runs tasks of generation gen until none is left. The task
+ * count travels in the ticket, and the job's function and context are read
+ * only after a claim succeeded: the job cannot be finished (and replaced by
+ * the next one) while a claimed task is pending, so a worker that wakes late
+ * never mixes one job's bound or function with another's generation. */
 static void run_tasks(sx_model_pool *p, uint32_t gen, int tid) {
-    sx_model_pool_fn fn = p->fn;
-    void *ctx = p->ctx;
-    int n = p->n;
     for (;;) {
         uint64_t t = atomic_load(&p->ticket);
-        if ((uint32_t)(t >> 32) != gen || (int)(uint32_t)t >= n) return;
+        if (TICKET_GEN(t) != gen || TICKET_NEXT(t) >= TICKET_N(t)) return;
         if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1)) continue;
-        int i = (int)(uint32_t)t;
-        fn(ctx, i, i + 1, tid);
+        int i = TICKET_NEXT(t);
+        p->fn(p->ctx, i, i + 1, tid);
         atomic_fetch_add(&p->done, 1);
     }
 }
@@ -76,18 +82,18 @@ static void *worker_main(void *arg) {
     sx_model_pool *p = wa->p;
     int tid = wa->tid;
     free(wa);
-    uint32_t seen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+    uint32_t seen = TICKET_GEN(atomic_load(&p->ticket));
     for (;;) {
         uint32_t gen = seen;
         for (int i = 0; i < SPIN_ROUNDS; i++) {
-            gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+            gen = TICKET_GEN(atomic_load(&p->ticket));
             if (gen != seen || atomic_load(&p->stop)) break;
             cpu_relax();
         }
         if (gen == seen && !atomic_load(&p->stop)) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
-            while ((gen = (uint32_t)(atomic_load(&p->ticket) >> 32)) == seen &&
+            while ((gen = TICKET_GEN(atomic_load(&p->ticket))) == seen &&
                    !atomic_load(&p->stop))
                 pthread_cond_wait(&p->cv, &p->mu);
             atomic_fetch_sub(&p->sleepers, 1);
@@ -142,18 +148,37 @@ void sx_model_pool_free(sx_model_pool *p) {
 
 int sx_model_pool_threads(const sx_model_pool *p) { return p ? p->n_threads : 1; }
 
+typedef struct {
+    sx_model_pool_fn fn;
+    void *ctx;
+    int base;
+} chunk_ctx;
+
+/* Runs one task of a loop too long for one ticket, offset by its chunk. */
+static void run_chunk(void *ctx, int begin, int end, int tid) {
+    chunk_ctx *c = ctx;
+    c->fn(c->ctx, c->base + begin, c->base + end, tid);
+}
+
 void sx_model_pool_run(sx_model_pool *p, int n, sx_model_pool_fn fn, void *ctx) {
     if (n <= 0) return;
     if (!p || p->n_threads == 1 || n == 1) {
         for (int i = 0; i < n; i++) fn(ctx, i, i + 1, 0);
         return;
     }
+    if (n > MAX_TASKS) { /* the ticket holds 20 bits of task count */
+        for (int base = 0; base < n; base += MAX_TASKS) {
+            chunk_ctx c = {fn, ctx, base};
+            sx_model_pool_run(p, n - base < MAX_TASKS ? n - base : MAX_TASKS, run_chunk, &c);
+        }
+        return;
+    }
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     atomic_store(&p->done, 0);
-    uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
-    atomic_store(&p->ticket, (uint64_t)gen << 32);
+    uint32_t gen = (TICKET_GEN(atomic_load(&p->ticket)) + 1) & 0xFFFFFF;
+    atomic_store(&p->ticket, (uint64_t)gen << 40 | (uint64_t)n << 20);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv);
