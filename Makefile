@@ -70,7 +70,7 @@ CLI_OBJ      := $(call obj,$(BUILD),$(CLI_SRC))
 TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
 ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
 ASAN_TEST_OBJ:= $(call obj,$(BUILD)/asan,$(TEST_SRC))
-TSAN_LIB_OBJ := $(call obj,$(BUILD)/tsan,$(LIB_SRC))
+TSAN_LIB_OBJ := $(call obj,$(BUILD)/tsan,$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
 TSAN_TEST_OBJ:= $(call obj,$(BUILD)/tsan,$(TEST_SRC))
 
 # Goals that do not compile anything must work before the libraries are
