@@ -65,12 +65,16 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 # Files compiled into the binary (see scripts/bin2c.c).
 ASSETS   := web/index.html web/docs.html web/openapi.json
 
-LIB_OBJ      := $(call obj,$(BUILD),$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
+# lib_obj(DIR): the library objects of one build variant (the compiled-in
+# web assets hold no code to sanitize and are shared by every variant).
+lib_obj = $(call obj,$(1),$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
+
+LIB_OBJ      := $(call lib_obj,$(BUILD))
 CLI_OBJ      := $(call obj,$(BUILD),$(CLI_SRC))
 TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
-ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
+ASAN_LIB_OBJ := $(call lib_obj,$(BUILD)/asan)
 ASAN_TEST_OBJ:= $(call obj,$(BUILD)/asan,$(TEST_SRC))
-TSAN_LIB_OBJ := $(call obj,$(BUILD)/tsan,$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
+TSAN_LIB_OBJ := $(call lib_obj,$(BUILD)/tsan)
 TSAN_TEST_OBJ:= $(call obj,$(BUILD)/tsan,$(TEST_SRC))
 
 # Goals that do not compile anything must work before the libraries are
@@ -182,7 +186,7 @@ tsan: tsan-tests
 # The library is compiled with coverage instrumentation (fuzzer-no-link) so
 # that the fuzzer sees which checks an input reaches.
 FUZZ_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
-FUZZ_LIB_OBJ := $(call obj,$(BUILD)/fuzz,$(LIB_SRC))
+FUZZ_LIB_OBJ := $(call lib_obj,$(BUILD)/fuzz)
 $(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(SIMD) -c -o $@ $<
