@@ -113,12 +113,12 @@ static void check_close(const float *want, const float *got, int n, double rel, 
  * relative for GEMM/LayerNorm/softmax sums (different summation order), 2e-7
  * absolute + 1e-6 relative for GELU and exp (polynomial approximations). */
 void test_model_kernels_match_scalar(void) {
-    const sx_kernels *tables[] = {&sx_kernels_avx2, &sx_kernels_avx512, &sx_kernels_neon};
-    const sx_kernels *ref = &sx_kernels_scalar;
+    const sx_model_kernels *tables[] = {&sx_model_kernels_avx2, &sx_model_kernels_avx512, &sx_model_kernels_neon};
+    const sx_model_kernels *ref = &sx_model_kernels_scalar;
     int tested = 0;
     for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
-        const sx_kernels *k = tables[t];
-        if (!sx_kernels_supported(k)) continue;
+        const sx_model_kernels *k = tables[t];
+        if (!sx_model_kernels_supported(k)) continue;
         tested++;
         /* GEMM over shapes with partial panels and odd k, m up to 16. */
         int shapes[][2] = {{1, 1}, {16, 16}, {17, 5}, {33, 31}, {40, 384}, {384, 32}, {100, 7}};
@@ -255,7 +255,7 @@ void test_model_kernels_match_scalar(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) CHECK_MSG(tested >= 2, "AVX-512 CPU but %d tables", tested);
 #endif
-    CHECK(sx_kernels_best() != NULL);
+    CHECK(sx_model_kernels_best() != NULL);
 }
 
 /* The int8 path against the fp32 reference: every text's cosine >= 0.995,
@@ -346,22 +346,22 @@ static void pool_fn(void *ctx, int begin, int end, int tid) {
 
 void test_model_pool_runs_every_task_once(void) {
     for (int threads = 1; threads <= 4; threads++) {
-        sx_pool *p;
+        sx_model_pool *p;
         sx_err err = {0};
-        CHECK(sx_pool_create(threads, &p, &err) == 0);
-        CHECK_EQ(sx_pool_threads(p), threads);
+        CHECK(sx_model_pool_create(threads, &p, &err) == 0);
+        CHECK_EQ(sx_model_pool_threads(p), threads);
         for (int round = 0; round < 300; round++) {
             int n = round % 37;
             int hits[40] = {0};
             pool_ctx c = {.hits = hits};
-            sx_pool_run(p, n, pool_fn, &c);
+            sx_model_pool_run(p, n, pool_fn, &c);
             for (int i = 0; i < n; i++) CHECK_MSG(hits[i] == 1, "task %d ran %d times", i, hits[i]);
         }
-        sx_pool_free(p);
+        sx_model_pool_free(p);
     }
     int hits[3] = {0};
     pool_ctx c = {.hits = hits};
-    sx_pool_run(NULL, 3, pool_fn, &c);
+    sx_model_pool_run(NULL, 3, pool_fn, &c);
     CHECK(hits[0] == 1 && hits[1] == 1 && hits[2] == 1);
 }
 

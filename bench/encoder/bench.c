@@ -138,7 +138,7 @@ static int bench_gemm(int M, int N, int K, int reps) {
     for (size_t i = 0; i < (size_t)N * K; i++) W[i] = (float)(i % 13) * 0.01f;
     sx_linear lin;
     sx_linear_init(&lin, W, b, N, K);
-    const sx_kernels *k = sx_kernels_best();
+    const sx_model_kernels *k = sx_model_kernels_best();
     double flop = 2.0 * M * N * K;
     double *t = malloc(sizeof(double) * (size_t)reps);
     for (int r = 0; r < reps; r++) {

@@ -3,7 +3,7 @@
  * the run-time choice among instruction-set variants.
  *
  * Every hot loop of the forward pass goes through a table of function
- * pointers (sx_kernels). This file holds the plain-C table, which is both the
+ * pointers (sx_model_kernels). This file holds the plain-C table, which is both the
  * portable fallback and the reference that tests/test-model.c compares each
  * SIMD table against (kernels_avx2.c, kernels_avx512.c, kernels_neon.c). The
  * best table the CPU supports is chosen once, on first use.
@@ -272,7 +272,7 @@ static void gemm_i8_rows_scalar(const sx_linear8 *lin, int p0, int p1, int m, co
     }
 }
 
-const sx_kernels sx_kernels_scalar = {
+const sx_model_kernels sx_model_kernels_scalar = {
     .gemm_i8_rows = gemm_i8_rows_scalar,
     .quantize_u8 = sx_quantize_row,
     .dequant = dequant_scalar,
@@ -288,33 +288,33 @@ const sx_kernels sx_kernels_scalar = {
 
 /* ---- dispatch ----------------------------------------------------------- */
 
-int sx_kernels_supported(const sx_kernels *k) {
+int sx_model_kernels_supported(const sx_model_kernels *k) {
     if (!k || !k->name) return 0;
-    if (k == &sx_kernels_scalar) return 1;
+    if (k == &sx_model_kernels_scalar) return 1;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (k == &sx_kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (k == &sx_kernels_avx512)
+    if (k == &sx_model_kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (k == &sx_model_kernels_avx512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma");
 #elif defined(__aarch64__)
-    if (k == &sx_kernels_neon) return 1;
+    if (k == &sx_model_kernels_neon) return 1;
 #endif
     return 0;
 }
 
-static const sx_kernels *g_best;
+static const sx_model_kernels *g_best;
 
-const sx_kernels *sx_kernels_best(void) {
-    const sx_kernels *best = __atomic_load_n(&g_best, __ATOMIC_ACQUIRE);
+const sx_model_kernels *sx_model_kernels_best(void) {
+    const sx_model_kernels *best = __atomic_load_n(&g_best, __ATOMIC_ACQUIRE);
     if (best) return best;
-    const sx_kernels *order[] = {&sx_kernels_avx512, &sx_kernels_avx2, &sx_kernels_neon,
-                                 &sx_kernels_scalar};
+    const sx_model_kernels *order[] = {&sx_model_kernels_avx512, &sx_model_kernels_avx2, &sx_model_kernels_neon,
+                                 &sx_model_kernels_scalar};
     const char *force = getenv("SEMDEX_KERNELS");
-    best = &sx_kernels_scalar;
+    best = &sx_model_kernels_scalar;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        if (!sx_kernels_supported(order[i])) continue;
+        if (!sx_model_kernels_supported(order[i])) continue;
         if (force && strcmp(force, order[i]->name) != 0) continue;
         best = order[i];
         break;

@@ -338,7 +338,7 @@ static void dequant_avx2(const int32_t *acc, int n, int32_t zero, const int32_t 
     for (; j < n; j++) out[j] = (float)(acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j];
 }
 
-const sx_kernels sx_kernels_avx2 = {
+const sx_model_kernels sx_model_kernels_avx2 = {
     .gemm_i8_rows = gemm_i8_rows_avx2,
     .quantize_u8 = quantize_u8_avx2,
     .dequant = dequant_avx2,
@@ -412,7 +412,7 @@ static void gemm_i8_rows_avx2(const sx_linear8 *lin, int p0, int p1, int m, cons
     }
 }
 
-const sx_kernels sx_kernels_avx2 = {
+const sx_model_kernels sx_model_kernels_avx2 = {
     .gemm_i8_rows = gemm_i8_rows_avx2,
     .quantize_u8 = quantize_u8_avx2,
     .dequant = dequant_avx2,0};

@@ -351,7 +351,7 @@ static void dequant_avx512(const int32_t *acc, int n, int32_t zero, const int32_
     }
 }
 
-const sx_kernels sx_kernels_avx512 = {
+const sx_model_kernels sx_model_kernels_avx512 = {
     .gemm_i8_rows = gemm_i8_rows_avx512,
     .quantize_u8 = quantize_u8_avx512,
     .dequant = dequant_avx512,
@@ -433,7 +433,7 @@ static void gemm_i8_rows_avx512(const sx_linear8 *lin, int p0, int p1, int m, co
     }
 }
 
-const sx_kernels sx_kernels_avx512 = {
+const sx_model_kernels sx_model_kernels_avx512 = {
     .gemm_i8_rows = gemm_i8_rows_avx512,
     .quantize_u8 = quantize_u8_avx512,
     .dequant = dequant_avx512,0};

@@ -5,4 +5,4 @@
  */
 #include "model_int.h"
 
-const sx_kernels sx_kernels_neon = {0};
+const sx_model_kernels sx_model_kernels_neon = {0};

@@ -78,8 +78,8 @@ struct sx_encoder {
     float *word;                    /* converted word embeddings otherwise */
     float *pos, *type0, *emb_g, *emb_b;
     layer_w *layers;
-    const sx_kernels *kern;
-    sx_pool *pool;
+    const sx_model_kernels *kern;
+    sx_model_pool *pool;
     pthread_mutex_t run_mu;
     float *arena; /* the pool owner's scratch */
     size_t arena_floats;
@@ -350,7 +350,7 @@ static int load_weights(sx_encoder *e, const char *dir, sx_err *err) {
 
 void sx_encoder_free(sx_encoder *enc) {
     if (!enc) return;
-    sx_pool_free(enc->pool);
+    sx_model_pool_free(enc->pool);
     sx_tokenizer_free(enc->tok);
     if (enc->layers) {
         for (int l = 0; l < enc->L; l++) {
@@ -467,14 +467,14 @@ int sx_encoder_load(const char *model_dir, const sx_encoder_opts *opts, sx_encod
                         "vocab_size %d", model_dir, sx_tokenizer_vocab_size(e->tok), e->V);
     if (rc == 0) rc = load_weights(e, model_dir, err);
     int threads = o.n_threads > 0 ? o.n_threads : sx_cpu_count();
-    if (rc == 0) rc = sx_pool_create(threads, &e->pool, err);
+    if (rc == 0) rc = sx_model_pool_create(threads, &e->pool, err);
     if (rc < 0) {
         sx_encoder_free(e);
         return rc;
     }
     e->max_len = sx_tokenizer_max_len(e->tok);
     if (e->max_len > e->P) e->max_len = e->P;
-    e->kern = sx_kernels_best();
+    e->kern = sx_model_kernels_best();
     if (o.int8 && (rc = quantize_model(e, err)) < 0) {
         sx_encoder_free(e);
         return rc;
@@ -531,7 +531,7 @@ static size_t arena_floats(const sx_encoder *e, int T, int lmax, int threads) {
 
 typedef struct {
     const sx_encoder *e;
-    const sx_kernels *k;
+    const sx_model_kernels *k;
     int T, n_seq;
     const int *seq_start, *seq_len;
     float *x, *qkv, *ctx, *tmp, *inter, *att;
@@ -584,7 +584,7 @@ static void quant_task(void *ctx, int begin, int end, int tid) {
     const sx_linear8 *lin = f->lin8;
     for (int t = begin; t < end; t++) {
         int r1 = t * 16 + 16 < f->M ? t * 16 + 16 : f->M;
-        for (int r = t * 16; r < r1; r++) /* group-major, see sx_kernels.gemm_i8_rows */
+        for (int r = t * 16; r < r1; r++) /* group-major, see sx_model_kernels.gemm_i8_rows */
             f->qscale[r] = f->k->quantize_u8(f->A + (size_t)r * lin->k, lin->in_mul, lin->k,
                                              lin->k4, f->qa + 4 * (size_t)r, 4 * (size_t)f->M,
                                              &f->qzero[r]);
@@ -640,15 +640,15 @@ static void gemm_split(fwd *f, int threads, int M, int n_panels) {
 
 /* C[M, n] = A[M, k] W^T + b (then GELU when gelu), in parallel, with the
  * fp32 layer lin or, on the int8 path, lin8 (A quantised per row first). */
-static void gemm_run(fwd *f, sx_pool *pool, const sx_linear *lin, const sx_linear8 *lin8,
+static void gemm_run(fwd *f, sx_model_pool *pool, const sx_linear *lin, const sx_linear8 *lin8,
                      const float *A, int M, float *C, int gelu) {
-    int threads = sx_pool_threads(pool);
+    int threads = sx_model_pool_threads(pool);
     f->A = A, f->C = C, f->gelu = gelu;
     if (f->e->int8) {
         f->lin8 = lin8;
         gemm_split(f, threads, M, lin8->n_panels);
-        sx_pool_run(pool, (M + 15) / 16, quant_task, f);
-        sx_pool_run(pool, ((M + f->rows_per_task - 1) / f->rows_per_task) * f->n_pblocks,
+        sx_model_pool_run(pool, (M + 15) / 16, quant_task, f);
+        sx_model_pool_run(pool, ((M + f->rows_per_task - 1) / f->rows_per_task) * f->n_pblocks,
                     gemm8_task, f);
         return;
     }
@@ -660,7 +660,7 @@ static void gemm_run(fwd *f, sx_pool *pool, const sx_linear *lin, const sx_linea
                 if (v > lin->amax[c]) lin->amax[c] = v;
             }
     gemm_split(f, threads, M, lin->n_panels);
-    sx_pool_run(pool, ((M + f->rows_per_task - 1) / f->rows_per_task) * f->n_pblocks, gemm_task,
+    sx_model_pool_run(pool, ((M + f->rows_per_task - 1) / f->rows_per_task) * f->n_pblocks, gemm_task,
                 f);
 }
 
@@ -694,16 +694,16 @@ static void ln_task(void *ctx, int begin, int end, int tid) {
 }
 
 /* x = LayerNorm(x + r) over every row. */
-static void ln_run(fwd *f, sx_pool *pool, const float *r, const float *g, const float *b) {
+static void ln_run(fwd *f, sx_model_pool *pool, const float *r, const float *g, const float *b) {
     f->ln_r = r, f->ln_g = g, f->ln_b = b;
-    sx_pool_run(pool, (f->T + 15) / 16, ln_task, f);
+    sx_model_pool_run(pool, (f->T + 15) / 16, ln_task, f);
 }
 
 /* Self-attention of one (sequence, head): ctx rows of that head. */
 static void attention_task(void *ctx, int begin, int end, int tid) {
     fwd *f = ctx;
     const sx_encoder *e = f->e;
-    const sx_kernels *k = f->k;
+    const sx_model_kernels *k = f->k;
     int H = e->H, DH = e->DH;
     float *scratch = f->att + f->att_stride * (size_t)tid;
     for (int t = begin; t < end; t++) {
@@ -755,14 +755,14 @@ static void attention_task(void *ctx, int begin, int end, int tid) {
 
 /* Runs the encoder over n_seq sequences whose ids are concatenated in ids
  * (T in all); leaves the last hidden state in f->x. */
-static void forward(fwd *f, sx_pool *pool, const int32_t *ids) {
+static void forward(fwd *f, sx_model_pool *pool, const int32_t *ids) {
     const sx_encoder *e = f->e;
     f->ids = ids;
-    sx_pool_run(pool, f->n_seq, embed_task, f);
+    sx_model_pool_run(pool, f->n_seq, embed_task, f);
     for (int l = 0; l < e->L; l++) {
         const layer_w *lw = &e->layers[l];
         gemm_run(f, pool, &lw->qkv, &lw->qkv8, f->x, f->T, f->qkv, 0);
-        sx_pool_run(pool, f->n_seq * e->NH, attention_task, f);
+        sx_model_pool_run(pool, f->n_seq * e->NH, attention_task, f);
         gemm_run(f, pool, &lw->ao, &lw->ao8, f->ctx, f->T, f->tmp, 0);
         ln_run(f, pool, f->tmp, lw->ln1_g, lw->ln1_b);
         gemm_run(f, pool, &lw->fi, &lw->fi8, f->x, f->T, f->inter, 1);
@@ -824,7 +824,7 @@ static void pool_out(const fwd *f, float *out) {
 /* Scratch for one call: the encoder's pool and arena when free, else a
  * private arena and no pool. */
 typedef struct {
-    sx_pool *pool;
+    sx_model_pool *pool;
     float *arena;
     int owner;
     int threads;
@@ -833,7 +833,7 @@ typedef struct {
 static int run_begin(sx_encoder *e, run_ctx *r, int T, int lmax, sx_err *err) {
     r->owner = pthread_mutex_trylock(&e->run_mu) == 0;
     r->pool = r->owner ? e->pool : NULL;
-    r->threads = sx_pool_threads(r->pool);
+    r->threads = sx_model_pool_threads(r->pool);
     size_t need = arena_floats(e, T, lmax, r->threads);
     if (r->owner) {
         if (e->arena_floats < need) {

@@ -68,25 +68,25 @@ float sx_bf16_to_f32(uint16_t h);
 
 /* ---- thread pool (pool.c) ---------------------------------------------- */
 
-typedef struct sx_pool sx_pool;
+typedef struct sx_model_pool sx_model_pool;
 
 /* Called for task indices [begin, end) by one worker; tid is the worker's
  * number (0 = the calling thread) so it can use per-thread scratch. */
-typedef void (*sx_pool_fn)(void *ctx, int begin, int end, int tid);
+typedef void (*sx_model_pool_fn)(void *ctx, int begin, int end, int tid);
 
 /* Starts n_threads - 1 workers (the caller is the n-th). */
-int sx_pool_create(int n_threads, sx_pool **out, sx_err *err);
+int sx_model_pool_create(int n_threads, sx_model_pool **out, sx_err *err);
 
 /* Stops and joins the workers. NULL is fine. */
-void sx_pool_free(sx_pool *p);
+void sx_model_pool_free(sx_model_pool *p);
 
 /* Number of threads including the caller. */
-int sx_pool_threads(const sx_pool *p);
+int sx_model_pool_threads(const sx_model_pool *p);
 
 /* Runs fn over tasks [0, n) split across the threads and returns when all
  * are done. One caller at a time (the encoder holds a lock around it). A
  * NULL pool runs everything on the calling thread. */
-void sx_pool_run(sx_pool *p, int n, sx_pool_fn fn, void *ctx);
+void sx_model_pool_run(sx_model_pool *p, int n, sx_model_pool_fn fn, void *ctx);
 
 /* ---- kernels (kernels.c + kernels_<isa>.c) ------------------------------ */
 
@@ -156,21 +156,21 @@ typedef struct {
      * over n outputs: the int8 GEMM's epilogue. */
     void (*dequant)(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
                     float row_scale, const float *scale, const float *bias, float *out);
-} sx_kernels;
+} sx_model_kernels;
 
 /* The reference kernels, plain C. */
-extern const sx_kernels sx_kernels_scalar;
+extern const sx_model_kernels sx_model_kernels_scalar;
 /* The instruction-set variants; a NULL name means "not built here". */
-extern const sx_kernels sx_kernels_avx2;
-extern const sx_kernels sx_kernels_avx512;
-extern const sx_kernels sx_kernels_neon;
+extern const sx_model_kernels sx_model_kernels_avx2;
+extern const sx_model_kernels sx_model_kernels_avx512;
+extern const sx_model_kernels sx_model_kernels_neon;
 
 /* The best kernels this CPU runs (chosen once). SEMDEX_KERNELS=scalar|avx2|
  * avx512|neon in the environment forces one (ignored if the CPU lacks it). */
-const sx_kernels *sx_kernels_best(void);
+const sx_model_kernels *sx_model_kernels_best(void);
 
 /* Whether this CPU can run the kernel set k. */
-int sx_kernels_supported(const sx_kernels *k);
+int sx_model_kernels_supported(const sx_model_kernels *k);
 
 /* Packs W [n, k] (row-major) and bias (n floats or NULL) into lin. */
 int sx_linear_init(sx_linear *lin, const float *W, const float *bias, int n, int k);

@@ -29,7 +29,7 @@
 
 #define SPIN_ROUNDS 20000
 
-struct sx_pool {
+struct sx_model_pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mu;
@@ -38,13 +38,13 @@ struct sx_pool {
     _Atomic int done;        /* tasks finished in this generation */
     _Atomic int sleepers;
     _Atomic int stop;
-    sx_pool_fn fn;
+    sx_model_pool_fn fn;
     void *ctx;
     int n;
 };
 
 typedef struct {
-    sx_pool *p;
+    sx_model_pool *p;
     int tid;
 } worker_arg;
 
@@ -57,8 +57,8 @@ static inline void cpu_relax(void) {
 }
 
 /* Claims and runs tasks of generation gen until none is left. */
-static void run_tasks(sx_pool *p, uint32_t gen, int tid) {
-    sx_pool_fn fn = p->fn;
+static void run_tasks(sx_model_pool *p, uint32_t gen, int tid) {
+    sx_model_pool_fn fn = p->fn;
     void *ctx = p->ctx;
     int n = p->n;
     for (;;) {
@@ -73,7 +73,7 @@ static void run_tasks(sx_pool *p, uint32_t gen, int tid) {
 
 static void *worker_main(void *arg) {
     worker_arg *wa = arg;
-    sx_pool *p = wa->p;
+    sx_model_pool *p = wa->p;
     int tid = wa->tid;
     free(wa);
     uint32_t seen = (uint32_t)(atomic_load(&p->ticket) >> 32);
@@ -99,17 +99,17 @@ static void *worker_main(void *arg) {
     }
 }
 
-int sx_pool_create(int n_threads, sx_pool **out, sx_err *err) {
+int sx_model_pool_create(int n_threads, sx_model_pool **out, sx_err *err) {
     *out = NULL;
     if (n_threads < 1) n_threads = 1;
-    sx_pool *p = calloc(1, sizeof *p);
+    sx_model_pool *p = calloc(1, sizeof *p);
     if (!p) return sx_err_set(err, SX_ENOMEM, "out of memory");
     p->n_threads = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads) {
-        sx_pool_free(p);
+        sx_model_pool_free(p);
         return sx_err_set(err, SX_ENOMEM, "out of memory");
     }
     for (int i = 1; i < n_threads; i++) {
@@ -118,7 +118,7 @@ int sx_pool_create(int n_threads, sx_pool **out, sx_err *err) {
         if (!wa || pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
             free(wa);
             p->n_threads = i; /* join the ones started */
-            sx_pool_free(p);
+            sx_model_pool_free(p);
             return sx_err_set(err, SX_ENOMEM, "cannot start thread %d of %d", i, n_threads);
         }
     }
@@ -126,7 +126,7 @@ int sx_pool_create(int n_threads, sx_pool **out, sx_err *err) {
     return 0;
 }
 
-void sx_pool_free(sx_pool *p) {
+void sx_model_pool_free(sx_model_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, 1);
@@ -140,9 +140,9 @@ void sx_pool_free(sx_pool *p) {
     free(p);
 }
 
-int sx_pool_threads(const sx_pool *p) { return p ? p->n_threads : 1; }
+int sx_model_pool_threads(const sx_model_pool *p) { return p ? p->n_threads : 1; }
 
-void sx_pool_run(sx_pool *p, int n, sx_pool_fn fn, void *ctx) {
+void sx_model_pool_run(sx_model_pool *p, int n, sx_model_pool_fn fn, void *ctx) {
     if (n <= 0) return;
     if (!p || p->n_threads == 1 || n == 1) {
         for (int i = 0; i < n; i++) fn(ctx, i, i + 1, 0);
