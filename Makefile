@@ -5,6 +5,7 @@
 #   make         build build/semdex
 #   make check   build and run the unit tests only (T=substring filters them)
 #   make asan    build and run the unit tests under AddressSanitizer + UBSan
+#   make tsan    build and run the concurrency tests under ThreadSanitizer
 #   make bench   build the benchmarks (see bench/README.md)
 #
 # Libraries are found with pkg-config by scripts/configure; its result is
@@ -15,6 +16,12 @@
 MAKEFLAGS += --no-builtin-rules
 
 BUILD   ?= build
+# Quiet by default; `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 CC      ?= cc
 # Compiler for the sanitizer build: clang when present, so that every `make
 # test` compiles the code with both gcc (default cc) and clang.
@@ -47,7 +54,7 @@ else
 SIMD_NEON :=
 endif
 
-LIB_DIRS := common text model index shard storage server
+LIB_DIRS := common text model index shard corpus storage server
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
@@ -60,6 +67,8 @@ CLI_OBJ      := $(call obj,$(BUILD),$(CLI_SRC))
 TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
 ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC))
 ASAN_TEST_OBJ:= $(call obj,$(BUILD)/asan,$(TEST_SRC))
+TSAN_LIB_OBJ := $(call obj,$(BUILD)/tsan,$(LIB_SRC))
+TSAN_TEST_OBJ:= $(call obj,$(BUILD)/tsan,$(TEST_SRC))
 
 # Goals that do not compile anything must work before the libraries are
 # installed (make test installs them first), so only the others read config.
@@ -72,29 +81,30 @@ $(BUILD)/config.mk: scripts/configure
 	@mkdir -p $(BUILD)
 	@scripts/configure > $@.tmp && mv $@.tmp $@
 
-.PHONY: all run test setup model data check asan unit-tests asan-tests bench clean distclean help
+.PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests fuzz bench clean distclean help
 
 all: $(BUILD)/semdex
 
-$(BUILD)/libsemdex.a: $(LIB_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(BUILD)/semdex: $(CLI_OBJ) $(BUILD)/libsemdex.a
-	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+# Objects are linked directly (no static archive: ar keys members by file
+# name, and two modules may both have a kernels.c).
+$(BUILD)/semdex: $(CLI_OBJ) $(LIB_OBJ)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC      $<')
+	$(Q)$(CC) $(BASE_CFLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
 $(BUILD)/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 # Unit tests: one binary, every test in tests/list.h.
-$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libsemdex.a
+$(BUILD)/tests/run: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 unit-tests: $(BUILD)/tests/run $(BUILD)/semdex
 
@@ -105,7 +115,8 @@ check: unit-tests
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 $(BUILD)/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC-SAN  $<')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/asan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/asan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
@@ -113,7 +124,8 @@ $(BUILD)/asan/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 asan-tests: $(BUILD)/asan/tests/run
 
@@ -127,6 +139,51 @@ bench: $(BUILD)/bench/encoder
 asan: asan-tests
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/tests/run $(T)
 
+# ThreadSanitizer build of the unit tests; `make tsan` runs the tests whose
+# name contains "concurrent" (the stress tests; the others are single-threaded
+# or already covered by the ASan build).
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+$(BUILD)/tsan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(TSAN_FLAGS) $(SIMD) -c -o $@ $<
+
+$(BUILD)/tsan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/tsan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/tsan/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+$(BUILD)/tsan/tests/run: $(TSAN_TEST_OBJ) $(TSAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+tsan-tests: $(BUILD)/tsan/tests/run
+
+tsan: tsan-tests
+	TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/run $(or $(T),concurrent)
+
+# libFuzzer target for the shard snapshot loader (clang only), and the
+# program that writes its seed / format fixture. See tests/fuzz/shard_load.c.
+# The library is compiled with coverage instrumentation (fuzzer-no-link) so
+# that the fuzzer sees which checks an input reaches.
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+FUZZ_LIB_OBJ := $(call obj,$(BUILD)/fuzz,$(LIB_SRC))
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(SIMD) -c -o $@ $<
+
+$(BUILD)/fuzz/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/fuzz/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/fuzz/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+$(BUILD)/fuzz/shard_load: tests/fuzz/shard_load.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+$(BUILD)/fuzz/make-seed: tests/fuzz/shard_load.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -DSX_FUZZ_MAKE_SEED -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+fuzz: $(BUILD)/fuzz/shard_load
+
 # The two commands of the README. Both are idempotent.
 run:
 	scripts/setup
@@ -138,7 +195,7 @@ run:
 test:
 	scripts/setup --test
 	scripts/get-model
-	$(MAKE) -j$(JOBS) all unit-tests asan-tests
+	$(MAKE) -j$(JOBS) all unit-tests asan-tests tsan-tests
 	tests/run-all
 
 setup:

@@ -7,6 +7,8 @@ TEST(common_crc32c_known_values)
 TEST(common_crc32c_hw_matches_portable)
 TEST(common_err_messages)
 TEST(common_read_file)
+TEST(common_buf)
+TEST(common_pool)
 
 /* text, model (encoder) */
 TEST(text_utf8_check)
@@ -26,7 +28,39 @@ TEST(model_concurrent_embed)
 TEST(model_bad_model_files)
 
 /* index, shard */
+TEST(index_kernels_match_scalar)
+TEST(index_sq8_roundtrip)
+TEST(index_bad_input)
+TEST(index_recall_fp32)
+TEST(index_recall_sq8)
+TEST(index_delete_and_reuse)
+TEST(index_filters)
+TEST(index_save_load)
+TEST(index_load_corrupt)
+TEST(shard_crud)
+TEST(shard_bad_input)
+TEST(shard_filtered_recall)
+TEST(shard_save_load)
+TEST(shard_load_corrupt)
+TEST(shard_concurrent)
+TEST(shard_fixture_loads)
+
+/* corpus */
+TEST(corpus_lines_plain_gzip_zstd)
+TEST(corpus_lines_truncated_compressed)
+TEST(corpus_lines_overlong_skipped)
+TEST(corpus_lines_shared_sample)
 
 /* storage */
+TEST(wal_append_replay)
+TEST(wal_torn_tail_truncated)
+TEST(wal_midfile_corruption_refused)
+TEST(wal_bad_header)
+TEST(wal_apply_error_stops_open)
+TEST(wal_concurrent_group_commit)
 
 /* server */
+TEST(lru_get_put_evict)
+TEST(lru_many_keys)
+TEST(ratelimit_token_bucket)
+TEST(metrics_render)

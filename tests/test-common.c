@@ -62,3 +62,77 @@ void test_common_read_file(void) {
     CHECK(strstr(err.msg, "missing") != NULL);
     CHECK(data == NULL);
 }
+
+void test_common_buf(void) {
+    sx_buf b = {0};
+    sx_buf_append(&b, "ab", 2);
+    sx_buf_printf(&b, "-%d-", 42);
+    for (int i = 0; i < 1000; i++) sx_buf_append(&b, "x", 1);
+    CHECK(!b.oom);
+    CHECK_EQ(b.len, 1006);
+    CHECK(strncmp(b.data, "ab-42-xxx", 9) == 0);
+    CHECK_EQ(b.data[b.len], '\0');
+    sx_buf_free(&b);
+    CHECK(b.data == NULL && b.len == 0);
+}
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct {
+    _Atomic int hits[1000];
+    _Atomic int calls;
+} pool_ctx;
+
+static void pool_body(void *ctx, int i) {
+    pool_ctx *c = ctx;
+    atomic_fetch_add(&c->hits[i], 1);
+    atomic_fetch_add(&c->calls, 1);
+}
+
+typedef struct {
+    sx_pool *pool;
+    int ok;
+} pool_caller;
+
+static void *pool_caller_main(void *arg) {
+    pool_caller *pc = arg;
+    pc->ok = 1;
+    for (int round = 0; round < 50; round++) {
+        pool_ctx *c = calloc(1, sizeof *c);
+        int n = 1 + round * 7 % 300;
+        sx_pool_run(pc->pool, n, pool_body, c);
+        for (int i = 0; i < n; i++)
+            if (c->hits[i] != 1) pc->ok = 0;
+        if (c->calls != n) pc->ok = 0;
+        free(c);
+    }
+    return NULL;
+}
+
+void test_common_pool(void) {
+    sx_pool *p;
+    sx_err err = {0};
+    CHECK_EQ(sx_pool_create(3, &p, &err), 0);
+    CHECK_EQ(sx_pool_threads(p), 4);
+    /* Several threads run loops on the same pool at once; every iteration runs once. */
+    pthread_t th[4];
+    pool_caller pc[4];
+    for (int i = 0; i < 4; i++) {
+        pc[i].pool = p;
+        CHECK(pthread_create(&th[i], NULL, pool_caller_main, &pc[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(pc[i].ok);
+    }
+    sx_pool_free(p);
+    /* No workers, or no pool: the caller runs the loop. */
+    CHECK_EQ(sx_pool_create(0, &p, &err), 0);
+    pool_ctx *c = calloc(1, sizeof *c);
+    sx_pool_run(p, 10, pool_body, c);
+    sx_pool_run(NULL, 10, pool_body, c);
+    CHECK_EQ(c->calls, 20);
+    free(c);
+    sx_pool_free(p);
+}

@@ -181,3 +181,43 @@ size_t sx_current_rss(void) {
     return (size_t)pages_rss * (size_t)sysconf(_SC_PAGESIZE);
 #endif
 }
+
+/* Grows b to hold at least need more bytes plus the NUL. Returns 0 or -1. */
+static int buf_reserve(sx_buf *b, size_t need) {
+    if (b->oom) return -1;
+    if (b->len + need + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + need + 1) cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d) {
+        b->oom = 1;
+        return -1;
+    }
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+void sx_buf_append(sx_buf *b, const void *data, size_t len) {
+    if (buf_reserve(b, len) < 0) return;
+    if (len) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void sx_buf_printf(sx_buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || buf_reserve(b, (size_t)n) < 0) return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void sx_buf_free(sx_buf *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}

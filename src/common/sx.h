@@ -100,4 +100,41 @@ uint32_t sx_crc32c(uint32_t crc, const void *buf, size_t len);
 /* The portable CRC-32C that sx_crc32c's hardware path is tested against. */
 uint32_t sx_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
+/* A growable byte buffer. Zero-initialise it ({0}); every append keeps a
+ * terminating NUL after the data (not counted in len). After an allocation
+ * failure the buffer stays failed (oom = 1) and appends do nothing, so a
+ * caller checks once at the end. */
+typedef struct sx_buf {
+    char *data;
+    size_t len, cap;
+    int oom;
+} sx_buf;
+
+/* Appends len bytes. */
+void sx_buf_append(sx_buf *b, const void *data, size_t len);
+
+/* Appends a printf-formatted string. */
+void sx_buf_printf(sx_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Frees the buffer's memory and zeroes it. */
+void sx_buf_free(sx_buf *b);
+
+/* A pool of worker threads for parallel loops (see pool.c). */
+typedef struct sx_pool sx_pool;
+
+/* Starts n_threads workers (0 is valid: loops then run on the caller).
+ * Returns 0, SX_ENOMEM or SX_EIO; *out (OUT) owns the pool. */
+int sx_pool_create(int n_threads, sx_pool **out, sx_err *err);
+
+/* Runs fn(ctx, i) for i in [0, n) on the workers and the calling thread;
+ * returns when every call has returned. Thread-safe. pool may be NULL
+ * (runs serially). */
+void sx_pool_run(sx_pool *pool, int n, void (*fn)(void *ctx, int i), void *ctx);
+
+/* Threads a loop can use: workers + the caller. */
+int sx_pool_threads(const sx_pool *pool);
+
+/* Stops and joins the workers. NULL is a no-op. */
+void sx_pool_free(sx_pool *pool);
+
 #endif /* SX_H */

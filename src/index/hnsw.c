@@ -1,0 +1,1537 @@
+/*
+ * hnsw.c - the HNSW graph: insert, search, delete with slot reuse, filters,
+ * exact search, persistence.
+ *
+ * What it is. A Hierarchical Navigable Small World graph (Malkov & Yashunin):
+ * every node sits on level 0 and, with probability M^-l, on levels 1..l too.
+ * A search walks greedily down the sparse upper levels to a good entry point,
+ * then runs a best-first search with a candidate list of length ef on level
+ * 0. Inserting runs the same search with ef_construction and links the new
+ * node to neighbours chosen by the "heuristic" (keep a candidate only if it
+ * is closer to the new node than to every neighbour already kept), which
+ * keeps long edges and makes the graph navigable.
+ *
+ * Storage. Nodes are dense 32-bit ids. Per-node data lives in chunks of 4096
+ * nodes (links of level 0, the search codes, flags, level, upper links,
+ * payload), found through a fixed directory of chunk pointers. The directory
+ * never moves, so a growing index never copies or pauses anything, and a
+ * search pays one extra, always cached load. The search representation is
+ * either the fp32 vector or its SQ8 code (dim bytes, see kernels.c); with
+ * SQ8 the fp32 vector is kept as well, out of the chunk (one heap block per
+ * node, or in place in a mapped snapshot), and is touched only to re-rank
+ * the top candidates, to answer get_vector and to learn the SQ8 ranges. A
+ * mapped snapshot thus pages in the fp32 vectors it actually re-ranks.
+ *
+ * Concurrency. Searches and inserts run in parallel with no lock on the
+ * read path: link lists are arrays of _Atomic uint32_t (count first, then
+ * ids), read with acquire loads and written with release stores under a
+ * striped mutex of the node being changed (1024 stripes; a thread never holds
+ * two). A node's vector and metadata are written before any link to it is
+ * published, so whoever reads an id through an acquire load sees the node
+ * complete. A concurrent reader may see a list half rewritten; every entry is
+ * still a valid node, which is all a search needs. The entry point is one
+ * 64-bit atomic (level, node), changed under a mutex only by an insert that
+ * raises the top level.
+ *
+ * Two reader-writer locks order the rare global events. `rw` is held shared
+ * by every search and insert and exclusively, for a moment, by (a) the SQ8
+ * training, which re-encodes every code once, and (b) the two grace periods
+ * of a vacuum. `wlock` is held shared by inserts and deletes and exclusively
+ * by save, so a snapshot is consistent while searches go on. glibc's
+ * writer-preferring rwlock kind is used so a stream of searches cannot
+ * starve a vacuum.
+ *
+ * Deletes. Deleting only sets a flag: the node is never returned again but
+ * stays in the graph for navigation (as in hnswlib's markDelete). A vacuum
+ * reclaims deleted nodes in three steps: (1) exclusively, for a moment, take
+ * the set D of deleted nodes (inserts started later never link to a deleted
+ * node) and move the entry point off D; (2) shared, concurrently with
+ * searches and inserts, rewrite every list that points into D, replacing
+ * each deleted neighbour by its own live neighbours and re-selecting with
+ * the heuristic (the repair FAISS and hnswlib use for updates); (3)
+ * exclusively again, which waits for every search that may still hold an id
+ * of D, release the slots: payload callback, fp32 block, upper links, onto
+ * the free list. Later inserts reuse those slots. Rejected: hnswlib's
+ * in-place replacement of a deleted node's vector, which races with readers
+ * of that vector; and a per-node seqlock, which would tax every distance.
+ *
+ * Filters. A search may carry a bitmap over slots. Filtered-out nodes are
+ * still traversed but never enter the result list; as the result list then
+ * fills more slowly the walk naturally explores further (hnswlib's approach).
+ * When few nodes pass, a graph walk would visit most of the graph to find k
+ * of them, so the search estimates both costs (about 24*ef/selectivity
+ * distances for the walk, one per passing node for a scan) and scans the
+ * passing nodes when that is cheaper; under 50% selectivity ef is raised as
+ * well (ef/sqrt(selectivity), capped). The stats say which path ran.
+ *
+ * The visited set is an epoch-stamped array per search context (4 bytes per
+ * node, reused from a pool, no clearing between searches); rejected: Redis
+ * vector-sets' per-node visited bytes, which cost memory on every node.
+ */
+#include "index.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_SHIFT 12
+#define CHUNK (1u << CHUNK_SHIFT)
+#define CHUNK_MASK (CHUNK - 1)
+#define DIR_SIZE 65536u
+#define MAX_SLOTS ((uint64_t)DIR_SIZE * CHUNK - 1)
+#define NSTRIPES 1024
+#define NONE UINT32_MAX
+#define MAX_LEVEL 15
+#define FORMAT_VERSION 1
+
+enum { F_PUBLISHED = 1, F_DELETED = 2, F_FREE = 4 };
+
+typedef struct chunk {
+    _Atomic uint32_t *links0; /* CHUNK x (1 + M0): count, ids */
+    uint8_t *codes;           /* CHUNK x code_size */
+    _Atomic uint8_t *flags;   /* F_* */
+    uint8_t *level;
+    _Atomic uint32_t **upper; /* level x (1 + M) per node; NULL on level 0 */
+    const float **f32;        /* SQ8: the fp32 vector (heap block or in place) */
+    uint64_t *payload;
+} chunk;
+
+typedef struct pair {
+    float d;
+    uint32_t id;
+} pair;
+
+/* Per-search scratch, pooled. */
+typedef struct sctx {
+    uint32_t *mark;
+    size_t mark_cap;
+    uint32_t epoch;
+    pair *cand, *res;
+    size_t cand_cap, res_cap, n_cand, n_res;
+    float *q1, *q2, *tmp; /* dim floats each */
+    pair *work;           /* selection scratch */
+    size_t work_cap;
+    uint32_t *ids;
+    size_t ids_cap;
+} sctx;
+
+struct sx_index {
+    sx_index_params p;
+    int M0, code_size, sq8;
+    double mult;
+    const sx_kernels *k;
+    chunk **dir;
+    _Atomic uint32_t n_slots;
+    pthread_mutex_t alloc_lock;
+    uint32_t *free_ids;
+    size_t n_free, cap_free;
+    pthread_mutex_t stripes[NSTRIPES];
+    pthread_mutex_t ep_lock;
+    _Atomic uint64_t ep; /* level << 32 | node; node NONE when empty */
+    pthread_rwlock_t rw, wlock;
+    sx_sq8 q;
+    int trained;
+    _Atomic uint64_t level_ctr;
+    _Atomic long n_live, n_deleted, n_pending;
+    _Atomic int maintaining;
+    sx_release_fn release;
+    void *release_ctx;
+    pthread_mutex_t pool_lock;
+    sctx **pool;
+    int n_pool, cap_pool;
+    const uint8_t *f32_lo, *f32_hi; /* fp32 block not owned per node */
+    void *f32_owned;                /* that block when loaded from a stream */
+    _Atomic size_t upper_bytes, f32_heap_bytes;
+};
+
+/* ---- small helpers ---- */
+
+static inline chunk *ch(const sx_index *ix, uint32_t id) { return ix->dir[id >> CHUNK_SHIFT]; }
+static inline uint32_t off(uint32_t id) { return id & CHUNK_MASK; }
+
+static inline _Atomic uint32_t *links_at(const sx_index *ix, uint32_t id, int level) {
+    chunk *c = ch(ix, id);
+    if (level == 0) return c->links0 + (size_t)off(id) * (size_t)(1 + ix->M0);
+    return c->upper[off(id)] + (size_t)(level - 1) * (size_t)(1 + ix->p.M);
+}
+
+static inline const uint8_t *code_of(const sx_index *ix, uint32_t id) {
+    return ch(ix, id)->codes + (size_t)off(id) * (size_t)ix->code_size;
+}
+
+static inline uint8_t flags_of(const sx_index *ix, uint32_t id) {
+    return atomic_load_explicit(&ch(ix, id)->flags[off(id)], memory_order_acquire);
+}
+
+static inline const float *f32_of(const sx_index *ix, uint32_t id) {
+    return ix->sq8 ? ch(ix, id)->f32[off(id)] : (const float *)(const void *)code_of(ix, id);
+}
+
+static inline int level_cap(const sx_index *ix, int level) { return level ? ix->p.M : ix->M0; }
+
+static inline pthread_mutex_t *stripe(sx_index *ix, uint32_t id) {
+    return &ix->stripes[id % NSTRIPES];
+}
+
+static inline uint64_t ep_pack(uint32_t node, int level) {
+    return (uint64_t)(uint32_t)level << 32 | node;
+}
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static int random_level(sx_index *ix) {
+    uint64_t n = atomic_fetch_add(&ix->level_ctr, 1);
+    double u = (double)(splitmix64(ix->p.seed ^ (n * 0xD1B54A32D192ED03ull)) >> 11) * 0x1p-53;
+    if (u <= 0) u = 0x1p-53;
+    int l = (int)(-log(u) * ix->mult);
+    return l > MAX_LEVEL ? MAX_LEVEL : l;
+}
+
+/* ---- heaps of (distance, id): max-heap on d ---- */
+
+static void heap_push(pair *h, size_t *n, pair v) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].d >= v.d) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = v;
+}
+
+static pair heap_pop(pair *h, size_t *n) {
+    pair top = h[0], last = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, b = i;
+        float bd = last.d;
+        if (l < m && h[l].d > bd) b = l, bd = h[l].d;
+        if (r < m && h[r].d > bd) b = r;
+        if (b == i) break;
+        h[i] = h[b];
+        i = b;
+    }
+    if (m) h[i] = last;
+    return top;
+}
+
+static int pair_cmp(const void *a, const void *b) {
+    const pair *x = a, *y = b;
+    if (x->d < y->d) return -1;
+    if (x->d > y->d) return 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    void *p = sx_index_realloc(*arr, nc * elem);
+    if (!p) return SX_ENOMEM;
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+/* ---- query preparation and distances (smaller is closer) ---- */
+
+typedef struct qv {
+    const float *v; /* fp32 query */
+    const float *qs;
+    float bias;
+} qv;
+
+static void qv_prepare(const sx_index *ix, qv *q, const float *v, float *buf) {
+    q->v = v;
+    q->qs = NULL;
+    q->bias = 0;
+    if (ix->sq8) {
+        sx_sq8_prepare(&ix->q, v, buf, &q->bias);
+        q->qs = buf;
+    }
+}
+
+static inline float qdist(const sx_index *ix, const qv *q, uint32_t id) {
+    const uint8_t *c = code_of(ix, id);
+    size_t d = (size_t)ix->p.dim;
+    if (ix->sq8) return -(q->bias + ix->k->dot_f32_u8(q->qs, c, d));
+    if (ix->p.metric == SX_METRIC_L2) return ix->k->l2sq_f32(q->v, (const float *)(const void *)c, d);
+    return -ix->k->dot_f32(q->v, (const float *)(const void *)c, d);
+}
+
+/* Prepares stored node id as a query (SQ8: decoded from its code, so an
+ * insert never touches mapped fp32 pages). */
+static void qv_node(const sx_index *ix, sctx *c, qv *q, uint32_t id) {
+    if (ix->sq8) {
+        sx_sq8_decode(&ix->q, code_of(ix, id), c->tmp);
+        qv_prepare(ix, q, c->tmp, c->q2);
+    } else {
+        qv_prepare(ix, q, (const float *)(const void *)code_of(ix, id), NULL);
+    }
+}
+
+static inline void prefetch_code(const sx_index *ix, uint32_t id) {
+    const char *p = (const char *)code_of(ix, id);
+    for (int o = 0; o < ix->code_size && o < 512; o += 64) __builtin_prefetch(p + o);
+}
+
+/* ---- search contexts ---- */
+
+static void sctx_free(sctx *c) {
+    if (!c) return;
+    sx_index_free_mem(c->mark);
+    sx_index_free_mem(c->cand);
+    sx_index_free_mem(c->res);
+    sx_index_free_mem(c->q1);
+    sx_index_free_mem(c->q2);
+    sx_index_free_mem(c->tmp);
+    sx_index_free_mem(c->work);
+    sx_index_free_mem(c->ids);
+    sx_index_free_mem(c);
+}
+
+static sctx *sctx_get(sx_index *ix) {
+    sctx *c = NULL;
+    pthread_mutex_lock(&ix->pool_lock);
+    if (ix->n_pool) c = ix->pool[--ix->n_pool];
+    pthread_mutex_unlock(&ix->pool_lock);
+    if (!c) {
+        c = sx_index_calloc(1, sizeof *c);
+        if (!c) return NULL;
+        size_t d = (size_t)ix->p.dim;
+        c->q1 = sx_index_malloc(d * sizeof(float));
+        c->q2 = sx_index_malloc(d * sizeof(float));
+        c->tmp = sx_index_malloc(d * sizeof(float));
+        if (!c->q1 || !c->q2 || !c->tmp) {
+            sctx_free(c);
+            return NULL;
+        }
+    }
+    /* Room for every slot that exists now plus a chunk of concurrent growth;
+     * ids beyond it (inserted during this search) are skipped. */
+    size_t need = ((size_t)atomic_load(&ix->n_slots) + CHUNK) & ~(size_t)CHUNK_MASK;
+    if (c->mark_cap < need) {
+        uint32_t *m = sx_index_realloc(c->mark, need * sizeof *m);
+        if (!m) {
+            sctx_free(c);
+            return NULL;
+        }
+        memset(m + c->mark_cap, 0, (need - c->mark_cap) * sizeof *m);
+        c->mark = m;
+        c->mark_cap = need;
+    }
+    return c;
+}
+
+static void sctx_put(sx_index *ix, sctx *c) {
+    pthread_mutex_lock(&ix->pool_lock);
+    if (ix->n_pool == ix->cap_pool) {
+        int nc = ix->cap_pool ? ix->cap_pool * 2 : 8;
+        sctx **np = sx_index_realloc(ix->pool, (size_t)nc * sizeof *np);
+        if (!np) {
+            pthread_mutex_unlock(&ix->pool_lock);
+            sctx_free(c);
+            return;
+        }
+        ix->pool = np;
+        ix->cap_pool = nc;
+    }
+    ix->pool[ix->n_pool++] = c;
+    pthread_mutex_unlock(&ix->pool_lock);
+}
+
+static void new_epoch(sctx *c) {
+    if (++c->epoch == 0) {
+        memset(c->mark, 0, c->mark_cap * sizeof *c->mark);
+        c->epoch = 1;
+    }
+}
+
+/* Marks id visited; returns 1 when it was already visited (or is too new). */
+static inline int visit(sctx *c, uint32_t id) {
+    if (id >= c->mark_cap || c->mark[id] == c->epoch) return 1;
+    c->mark[id] = c->epoch;
+    return 0;
+}
+
+/* ---- the walk ---- */
+
+typedef struct filt {
+    int on;                /* 0: every node is a result (construction) */
+    const uint64_t *allow; /* optional bitmap */
+    size_t allow_bits;
+} filt;
+
+static inline int eligible(const sx_index *ix, const filt *f, uint32_t id) {
+    if (!f->on) return 1;
+    if ((flags_of(ix, id) & (F_PUBLISHED | F_DELETED)) != F_PUBLISHED) return 0;
+    if (!f->allow) return 1;
+    return id < f->allow_bits && (f->allow[id >> 6] >> (id & 63) & 1);
+}
+
+/* Copies node id's list at level into c->ids; returns its length. */
+static int read_links(const sx_index *ix, sctx *c, uint32_t id, int level) {
+    _Atomic uint32_t *l = links_at(ix, id, level);
+    uint32_t n = atomic_load_explicit(&l[0], memory_order_acquire);
+    uint32_t cap = (uint32_t)level_cap(ix, level);
+    if (n > cap) n = cap;
+    for (uint32_t j = 0; j < n; j++) c->ids[j] = atomic_load_explicit(&l[1 + j], memory_order_acquire);
+    return (int)n;
+}
+
+/* Greedy descent on one upper level from *cur. */
+static void greedy(const sx_index *ix, sctx *c, const qv *q, uint32_t *cur, float *cur_d,
+                   int level, long *evals) {
+    for (int changed = 1; changed;) {
+        changed = 0;
+        int n = read_links(ix, c, *cur, level);
+        for (int j = 0; j < n; j++) {
+            uint32_t id = c->ids[j];
+            if (id >= atomic_load_explicit(&((sx_index *)ix)->n_slots, memory_order_relaxed))
+                continue;
+            float d = qdist(ix, q, id);
+            (*evals)++;
+            if (d < *cur_d) {
+                *cur_d = d;
+                *cur = id;
+                changed = 1;
+            }
+        }
+    }
+}
+
+/* Best-first search on one level from ep; leaves up to ef results in the
+ * max-heap c->res. Returns 0 or SX_ENOMEM. */
+static int search_level(const sx_index *ix, sctx *c, const qv *q, uint32_t ep, float ep_d,
+                        int ef, int level, const filt *f, long *evals, long *visited) {
+    c->n_cand = c->n_res = 0;
+    if (grow((void **)&c->res, &c->res_cap, (size_t)ef + 2, sizeof(pair)) < 0 ||
+        grow((void **)&c->cand, &c->cand_cap, 256, sizeof(pair)) < 0)
+        return SX_ENOMEM;
+    new_epoch(c);
+    visit(c, ep);
+    (*visited)++;
+    heap_push(c->cand, &c->n_cand, (pair){-ep_d, ep});
+    float lb = INFINITY;
+    if (eligible(ix, f, ep)) {
+        heap_push(c->res, &c->n_res, (pair){ep_d, ep});
+        lb = ep_d;
+    }
+    while (c->n_cand) {
+        pair cur = c->cand[0];
+        if (-cur.d > lb && c->n_res >= (size_t)ef) break;
+        heap_pop(c->cand, &c->n_cand);
+        int n = read_links(ix, c, cur.id, level);
+        int m = 0;
+        for (int j = 0; j < n; j++)
+            if (!visit(c, c->ids[j])) c->ids[m++] = c->ids[j];
+        if (m) prefetch_code(ix, c->ids[0]);
+        for (int j = 0; j < m; j++) {
+            uint32_t id = c->ids[j];
+            if (j + 1 < m) prefetch_code(ix, c->ids[j + 1]);
+            float d = qdist(ix, q, id);
+            (*evals)++;
+            (*visited)++;
+            if (c->n_res < (size_t)ef || d < lb) {
+                if (grow((void **)&c->cand, &c->cand_cap, c->n_cand + 1, sizeof(pair)) < 0)
+                    return SX_ENOMEM;
+                heap_push(c->cand, &c->n_cand, (pair){-d, id});
+                if (eligible(ix, f, id)) {
+                    heap_push(c->res, &c->n_res, (pair){d, id});
+                    if (c->n_res > (size_t)ef) heap_pop(c->res, &c->n_res);
+                    lb = c->res[0].d;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Moves c->res into c->work sorted by increasing distance; returns count. */
+static int take_sorted(sctx *c) {
+    if (grow((void **)&c->work, &c->work_cap, c->n_res + 1, sizeof(pair)) < 0) return SX_ENOMEM;
+    int n = (int)c->n_res;
+    for (int i = n - 1; i >= 0; i--) c->work[i] = heap_pop(c->res, &c->n_res);
+    return n;
+}
+
+/* The neighbour-selection heuristic: from cand (sorted by distance to the
+ * base node, n entries) keeps up to m, writing ids to out. */
+static int select_heuristic(const sx_index *ix, sctx *c, const pair *cand, int n, int m,
+                            uint32_t *out) {
+    if (n <= m) {
+        for (int i = 0; i < n; i++) out[i] = cand[i].id;
+        return n;
+    }
+    int sel = 0;
+    for (int i = 0; i < n && sel < m; i++) {
+        int good = 1;
+        if (sel) {
+            qv qc;
+            qv_node(ix, c, &qc, cand[i].id);
+            for (int s = 0; s < sel && good; s++)
+                if (qdist(ix, &qc, out[s]) < cand[i].d) good = 0;
+        }
+        if (good) out[sel++] = cand[i].id;
+    }
+    return sel;
+}
+
+/* Replaces node id's list at level with ids[0..n) (caller holds its stripe). */
+static void write_links(sx_index *ix, uint32_t id, int level, const uint32_t *ids, int n) {
+    _Atomic uint32_t *l = links_at(ix, id, level);
+    uint32_t old = atomic_load_explicit(&l[0], memory_order_relaxed);
+    /* Grow: entries first, then the count. Shrink: the count first. */
+    if ((uint32_t)n < old) atomic_store_explicit(&l[0], (uint32_t)n, memory_order_release);
+    for (int j = 0; j < n; j++) atomic_store_explicit(&l[1 + j], ids[j], memory_order_release);
+    atomic_store_explicit(&l[0], (uint32_t)n, memory_order_release);
+}
+
+/* Adds a link e -> node at level, pruning e's list with the heuristic when
+ * it is full. */
+static int add_backlink(sx_index *ix, sctx *c, uint32_t e, uint32_t node, int level) {
+    int cap = level_cap(ix, level);
+    pthread_mutex_t *mu = stripe(ix, e);
+    pthread_mutex_lock(mu);
+    _Atomic uint32_t *l = links_at(ix, e, level);
+    uint32_t n = atomic_load_explicit(&l[0], memory_order_relaxed);
+    for (uint32_t j = 0; j < n; j++)
+        if (atomic_load_explicit(&l[1 + j], memory_order_relaxed) == node) {
+            pthread_mutex_unlock(mu);
+            return 0;
+        }
+    if ((int)n < cap) {
+        atomic_store_explicit(&l[1 + n], node, memory_order_release);
+        atomic_store_explicit(&l[0], n + 1, memory_order_release);
+        pthread_mutex_unlock(mu);
+        return 0;
+    }
+    if (grow((void **)&c->work, &c->work_cap, (size_t)cap + 1, sizeof(pair)) < 0 ||
+        grow((void **)&c->ids, &c->ids_cap, (size_t)cap + 1, sizeof(uint32_t)) < 0) {
+        pthread_mutex_unlock(mu);
+        return SX_ENOMEM;
+    }
+    qv qe;
+    qv_node(ix, c, &qe, e);
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t id = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+        c->work[j] = (pair){qdist(ix, &qe, id), id};
+    }
+    c->work[n] = (pair){qdist(ix, &qe, node), node};
+    qsort(c->work, n + 1, sizeof(pair), pair_cmp);
+    uint32_t sel[2 * 256 + 1];
+    int k = select_heuristic(ix, c, c->work, (int)n + 1, cap, sel);
+    write_links(ix, e, level, sel, k);
+    pthread_mutex_unlock(mu);
+    return 0;
+}
+
+/* Links node (already initialised, at `level`) into the graph. */
+static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const float *vec) {
+    qv q;
+    qv_prepare(ix, &q, vec, c->q1);
+    uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
+    int held = 0;
+    if ((uint32_t)e == NONE || level > (int)(e >> 32)) {
+        pthread_mutex_lock(&ix->ep_lock);
+        held = 1;
+        e = atomic_load_explicit(&ix->ep, memory_order_acquire);
+        if ((uint32_t)e == NONE) {
+            atomic_store_explicit(&ix->ep, ep_pack(node, level), memory_order_release);
+            pthread_mutex_unlock(&ix->ep_lock);
+            return 0;
+        }
+        if (level <= (int)(e >> 32)) {
+            pthread_mutex_unlock(&ix->ep_lock);
+            held = 0;
+        }
+    }
+    uint32_t cur = (uint32_t)e;
+    int top = (int)(e >> 32);
+    float cur_d = qdist(ix, &q, cur);
+    long evals = 0, visited = 0;
+    int rc = grow((void **)&c->ids, &c->ids_cap, (size_t)ix->M0 + 1, sizeof(uint32_t));
+    for (int l = top; l > level && rc == 0; l--) greedy(ix, c, &q, &cur, &cur_d, l, &evals);
+    filt none = {0, NULL, 0};
+    for (int l = level < top ? level : top; l >= 0 && rc == 0; l--) {
+        rc = search_level(ix, c, &q, cur, cur_d, ix->p.ef_construction, l, &none, &evals, &visited);
+        if (rc < 0) break;
+        int n = take_sorted(c);
+        if (n < 0) {
+            rc = n;
+            break;
+        }
+        if (n > 0) {
+            cur = c->work[0].id;
+            cur_d = c->work[0].d;
+        }
+        int m = 0; /* drop deleted nodes and the node itself */
+        for (int i = 0; i < n; i++) {
+            uint32_t id = c->work[i].id;
+            if (id != node && !(flags_of(ix, id) & F_DELETED)) c->work[m++] = c->work[i];
+        }
+        uint32_t sel[256];
+        int k = select_heuristic(ix, c, c->work, m, ix->p.M, sel);
+        pthread_mutex_lock(stripe(ix, node));
+        write_links(ix, node, l, sel, k);
+        pthread_mutex_unlock(stripe(ix, node));
+        for (int i = 0; i < k && rc == 0; i++) rc = add_backlink(ix, c, sel[i], node, l);
+    }
+    if (held) {
+        if (rc == 0 && level > top)
+            atomic_store_explicit(&ix->ep, ep_pack(node, level), memory_order_release);
+        pthread_mutex_unlock(&ix->ep_lock);
+    }
+    return rc;
+}
+
+/* ---- creation ---- */
+
+sx_index_params sx_index_params_default(int dim) {
+    sx_index_params p = {0};
+    p.dim = dim;
+    p.M = 16;
+    p.ef_construction = 200;
+    p.ef_search = 64;
+    p.storage = SX_STORAGE_FP32;
+    p.metric = SX_METRIC_IP;
+    p.rerank = 0;
+    p.train_size = 1024;
+    p.seed = 42;
+    return p;
+}
+
+static int check_params(const sx_index_params *p, sx_err *err) {
+    if (p->dim < 1 || p->dim > 4096) return sx_err_set(err, SX_EINVAL, "index: dim %d not in 1..4096", p->dim);
+    if (p->M < 2 || p->M > 128) return sx_err_set(err, SX_EINVAL, "index: M %d not in 2..128", p->M);
+    if (p->ef_construction < 1 || p->ef_construction > 100000)
+        return sx_err_set(err, SX_EINVAL, "index: ef_construction %d not in 1..100000", p->ef_construction);
+    if (p->ef_search < 1 || p->ef_search > 100000)
+        return sx_err_set(err, SX_EINVAL, "index: ef_search %d not in 1..100000", p->ef_search);
+    if (p->storage != SX_STORAGE_FP32 && p->storage != SX_STORAGE_SQ8)
+        return sx_err_set(err, SX_EINVAL, "index: unknown storage %d", p->storage);
+    if (p->metric != SX_METRIC_IP && p->metric != SX_METRIC_L2)
+        return sx_err_set(err, SX_EINVAL, "index: unknown metric %d", p->metric);
+    if (p->metric == SX_METRIC_L2 && p->storage == SX_STORAGE_SQ8)
+        return sx_err_set(err, SX_EUNSUPPORTED, "index: SQ8 storage supports the IP metric only");
+    if (p->rerank < 0 || p->rerank > 100000)
+        return sx_err_set(err, SX_EINVAL, "index: rerank %d not in 0..100000", p->rerank);
+    if (p->train_size < 1) return sx_err_set(err, SX_EINVAL, "index: train_size must be >= 1");
+    return 0;
+}
+
+static void rwlock_init(pthread_rwlock_t *l) {
+#if defined(__GLIBC__)
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(l, &a);
+    pthread_rwlockattr_destroy(&a);
+#else
+    pthread_rwlock_init(l, NULL);
+#endif
+}
+
+int sx_index_create(const sx_index_params *p, sx_index **out, sx_err *err) {
+    *out = NULL;
+    int rc = check_params(p, err);
+    if (rc < 0) return rc;
+    sx_index *ix = sx_index_calloc(1, sizeof *ix);
+    if (!ix) return sx_err_set(err, SX_ENOMEM, "index: out of memory");
+    ix->p = *p;
+    ix->M0 = 2 * p->M;
+    ix->sq8 = p->storage == SX_STORAGE_SQ8;
+    ix->code_size = ix->sq8 ? p->dim : p->dim * (int)sizeof(float);
+    ix->mult = 1.0 / log((double)p->M);
+    ix->k = sx_kernels_best();
+    ix->dir = sx_index_calloc(DIR_SIZE, sizeof(chunk *));
+    atomic_init(&ix->ep, ep_pack(NONE, 0));
+    pthread_mutex_init(&ix->alloc_lock, NULL);
+    pthread_mutex_init(&ix->ep_lock, NULL);
+    pthread_mutex_init(&ix->pool_lock, NULL);
+    for (int i = 0; i < NSTRIPES; i++) pthread_mutex_init(&ix->stripes[i], NULL);
+    rwlock_init(&ix->rw);
+    rwlock_init(&ix->wlock);
+    if (!ix->dir || (ix->sq8 && sx_sq8_init(&ix->q, p->dim, -1.0f, 1.0f, err) < 0)) {
+        sx_index_free(ix);
+        return sx_err_set(err, SX_ENOMEM, "index: out of memory");
+    }
+    *out = ix;
+    return 0;
+}
+
+void sx_index_set_release(sx_index *ix, sx_release_fn fn, void *ctx) {
+    ix->release = fn;
+    ix->release_ctx = ctx;
+}
+
+static int owns_f32(const sx_index *ix, const float *v) {
+    const uint8_t *b = (const uint8_t *)v;
+    return v && !(b >= ix->f32_lo && b < ix->f32_hi);
+}
+
+static void chunk_free(sx_index *ix, chunk *c) {
+    if (!c) return;
+    for (uint32_t i = 0; i < CHUNK; i++) {
+        if (c->upper) sx_index_free_mem(c->upper[i]);
+        if (c->f32 && owns_f32(ix, c->f32[i])) sx_index_free_mem((void *)c->f32[i]);
+    }
+    sx_index_free_mem(c->links0);
+    sx_index_free_mem(c->codes);
+    sx_index_free_mem(c->flags);
+    sx_index_free_mem(c->level);
+    sx_index_free_mem(c->upper);
+    sx_index_free_mem((void *)c->f32);
+    sx_index_free_mem(c->payload);
+    sx_index_free_mem(c);
+}
+
+void sx_index_free(sx_index *ix) {
+    if (!ix) return;
+    if (ix->dir)
+        for (uint32_t i = 0; i < DIR_SIZE && ix->dir[i]; i++) chunk_free(ix, ix->dir[i]);
+    sx_index_free_mem(ix->dir);
+    for (int i = 0; i < ix->n_pool; i++) sctx_free(ix->pool[i]);
+    sx_index_free_mem(ix->pool);
+    sx_index_free_mem(ix->free_ids);
+    sx_index_free_mem(ix->f32_owned);
+    sx_sq8_release(&ix->q);
+    pthread_mutex_destroy(&ix->alloc_lock);
+    pthread_mutex_destroy(&ix->ep_lock);
+    pthread_mutex_destroy(&ix->pool_lock);
+    for (int i = 0; i < NSTRIPES; i++) pthread_mutex_destroy(&ix->stripes[i]);
+    pthread_rwlock_destroy(&ix->rw);
+    pthread_rwlock_destroy(&ix->wlock);
+    sx_index_free_mem(ix);
+}
+
+static chunk *chunk_new(const sx_index *ix) {
+    chunk *c = sx_index_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->links0 = sx_index_calloc((size_t)CHUNK * (size_t)(1 + ix->M0), sizeof(uint32_t));
+    c->codes = sx_index_calloc(CHUNK, (size_t)ix->code_size);
+    c->flags = sx_index_calloc(CHUNK, 1);
+    c->level = sx_index_calloc(CHUNK, 1);
+    c->upper = sx_index_calloc(CHUNK, sizeof *c->upper);
+    c->payload = sx_index_calloc(CHUNK, sizeof *c->payload);
+    if (ix->sq8) c->f32 = sx_index_calloc(CHUNK, sizeof *c->f32);
+    if (!c->links0 || !c->codes || !c->flags || !c->level || !c->upper || !c->payload ||
+        (ix->sq8 && !c->f32)) {
+        sx_index_free_mem(c->links0);
+        sx_index_free_mem(c->codes);
+        sx_index_free_mem(c->flags);
+        sx_index_free_mem(c->level);
+        sx_index_free_mem(c->upper);
+        sx_index_free_mem(c->payload);
+        sx_index_free_mem((void *)c->f32);
+        sx_index_free_mem(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Hands out a slot: a released one, or a new one (allocating its chunk). */
+static int slot_alloc(sx_index *ix, uint32_t *out, sx_err *err) {
+    pthread_mutex_lock(&ix->alloc_lock);
+    if (ix->n_free) {
+        *out = ix->free_ids[--ix->n_free];
+        pthread_mutex_unlock(&ix->alloc_lock);
+        return 0;
+    }
+    uint32_t id = atomic_load_explicit(&ix->n_slots, memory_order_relaxed);
+    if (id >= MAX_SLOTS) {
+        pthread_mutex_unlock(&ix->alloc_lock);
+        return sx_err_set(err, SX_EFULL, "index: %llu nodes is the limit",
+                          (unsigned long long)MAX_SLOTS);
+    }
+    if (!ix->dir[id >> CHUNK_SHIFT]) {
+        chunk *c = chunk_new(ix);
+        if (!c) {
+            pthread_mutex_unlock(&ix->alloc_lock);
+            return sx_err_set(err, SX_ENOMEM, "index: out of memory growing to %u nodes", id + 1);
+        }
+        ix->dir[id >> CHUNK_SHIFT] = c;
+    }
+    atomic_store_explicit(&ix->n_slots, id + 1, memory_order_release);
+    pthread_mutex_unlock(&ix->alloc_lock);
+    *out = id;
+    return 0;
+}
+
+static void slot_unalloc(sx_index *ix, uint32_t id) {
+    pthread_mutex_lock(&ix->alloc_lock);
+    atomic_store(&ch(ix, id)->flags[off(id)], F_FREE);
+    ix->free_ids[ix->n_free++] = id; /* room reserved by the caller's grow */
+    pthread_mutex_unlock(&ix->alloc_lock);
+}
+
+static int vec_finite(const float *v, int dim) {
+    for (int i = 0; i < dim; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *node_out, sx_err *err) {
+    if (!vec_finite(vec, ix->p.dim))
+        return sx_err_set(err, SX_EINVAL, "index: vector has a NaN or infinite component");
+    pthread_rwlock_rdlock(&ix->wlock);
+    /* Room on the free list for the slot, so that giving it back cannot fail. */
+    pthread_mutex_lock(&ix->alloc_lock);
+    int rc = grow((void **)&ix->free_ids, &ix->cap_free, ix->n_free + 1, sizeof(uint32_t));
+    pthread_mutex_unlock(&ix->alloc_lock);
+    uint32_t node = NONE;
+    float *f = NULL;
+    int level = random_level(ix);
+    _Atomic uint32_t *up = NULL;
+    if (rc == 0 && ix->sq8) f = sx_index_malloc((size_t)ix->p.dim * sizeof(float));
+    if (rc == 0 && level) up = sx_index_calloc((size_t)level * (size_t)(1 + ix->p.M), sizeof(uint32_t));
+    if (rc < 0 || (ix->sq8 && !f) || (level && !up)) {
+        sx_index_free_mem(f);
+        sx_index_free_mem((void *)up);
+        pthread_rwlock_unlock(&ix->wlock);
+        return sx_err_set(err, SX_ENOMEM, "index: out of memory adding a vector");
+    }
+    pthread_rwlock_rdlock(&ix->rw);
+    rc = slot_alloc(ix, &node, err);
+    if (rc < 0) {
+        pthread_rwlock_unlock(&ix->rw);
+        pthread_rwlock_unlock(&ix->wlock);
+        sx_index_free_mem(f);
+        sx_index_free_mem((void *)up);
+        return rc;
+    }
+    chunk *c = ch(ix, node);
+    uint32_t o = off(node);
+    pthread_mutex_lock(stripe(ix, node));
+    c->level[o] = (uint8_t)level;
+    c->upper[o] = up;
+    c->payload[o] = payload;
+    atomic_store_explicit(&c->links0[(size_t)o * (size_t)(1 + ix->M0)], 0, memory_order_relaxed);
+    if (ix->sq8) {
+        memcpy(f, vec, (size_t)ix->p.dim * sizeof(float));
+        c->f32[o] = f;
+        sx_sq8_encode(&ix->q, vec, c->codes + (size_t)o * (size_t)ix->code_size);
+        atomic_fetch_add(&ix->f32_heap_bytes, (size_t)ix->p.dim * sizeof(float));
+    } else {
+        memcpy(c->codes + (size_t)o * (size_t)ix->code_size, vec, (size_t)ix->code_size);
+    }
+    atomic_fetch_add(&ix->upper_bytes, (size_t)level * (size_t)(1 + ix->p.M) * 4);
+    atomic_store_explicit(&c->flags[o], 0, memory_order_release);
+    pthread_mutex_unlock(stripe(ix, node));
+    atomic_fetch_add(&ix->n_pending, 1);
+    sctx *sc = sctx_get(ix);
+    rc = sc ? connect_node(ix, sc, node, level, vec) : SX_ENOMEM;
+    if (sc) sctx_put(ix, sc);
+    pthread_rwlock_unlock(&ix->rw);
+    pthread_rwlock_unlock(&ix->wlock);
+    if (rc < 0) {
+        /* Linked partially: keep the slot as a deleted node for the vacuum. */
+        atomic_fetch_or(&c->flags[o], F_DELETED);
+        atomic_fetch_sub(&ix->n_pending, 1);
+        atomic_fetch_add(&ix->n_deleted, 1);
+        return sx_err_set(err, rc, "index: out of memory linking a vector");
+    }
+    *node_out = node;
+    return 0;
+}
+
+void sx_index_publish(sx_index *ix, uint32_t node) {
+    if (node >= atomic_load(&ix->n_slots)) return;
+    uint8_t old = atomic_fetch_or(&ch(ix, node)->flags[off(node)], F_PUBLISHED);
+    if (!(old & (F_PUBLISHED | F_DELETED | F_FREE))) {
+        atomic_fetch_sub(&ix->n_pending, 1);
+        atomic_fetch_add(&ix->n_live, 1);
+    }
+}
+
+int sx_index_delete(sx_index *ix, uint32_t node, sx_err *err) {
+    if (node >= atomic_load(&ix->n_slots))
+        return sx_err_set(err, SX_ENOTFOUND, "index: no node %u", node);
+    pthread_rwlock_rdlock(&ix->wlock);
+    _Atomic uint8_t *fl = &ch(ix, node)->flags[off(node)];
+    uint8_t old = atomic_load(fl);
+    do {
+        if (old & (F_DELETED | F_FREE)) {
+            pthread_rwlock_unlock(&ix->wlock);
+            return sx_err_set(err, SX_ENOTFOUND, "index: node %u is not live", node);
+        }
+    } while (!atomic_compare_exchange_weak(fl, &old, (uint8_t)(old | F_DELETED)));
+    if (old & F_PUBLISHED) atomic_fetch_sub(&ix->n_live, 1);
+    else atomic_fetch_sub(&ix->n_pending, 1);
+    atomic_fetch_add(&ix->n_deleted, 1);
+    pthread_rwlock_unlock(&ix->wlock);
+    return 0;
+}
+
+/* ---- SQ8 training ---- */
+
+/* Learns the SQ8 ranges from every node's fp32 vector and re-encodes all
+ * codes, once, while searches wait (see the essay). */
+static int train_now(sx_index *ix, sx_err *err) {
+    pthread_rwlock_rdlock(&ix->wlock);
+    pthread_rwlock_wrlock(&ix->rw);
+    int rc = 0;
+    if (!ix->trained) {
+        uint32_t n = atomic_load(&ix->n_slots);
+        size_t d = (size_t)ix->p.dim, m = 0;
+        float *x = sx_index_malloc((size_t)n * d * sizeof(float));
+        if (!x) rc = sx_err_set(err, SX_ENOMEM, "index: out of memory training SQ8");
+        for (uint32_t i = 0; x && i < n; i++)
+            if (!(flags_of(ix, i) & F_FREE) && f32_of(ix, i))
+                memcpy(x + m++ * d, f32_of(ix, i), d * sizeof(float));
+        sx_sq8 q = {0};
+        if (x && m && (rc = sx_sq8_train(&q, ix->p.dim, x, m, err)) == 0) {
+            sx_sq8_release(&ix->q);
+            ix->q = q;
+            for (uint32_t i = 0; i < n; i++)
+                if (!(flags_of(ix, i) & F_FREE) && f32_of(ix, i))
+                    sx_sq8_encode(&ix->q, f32_of(ix, i), (uint8_t *)code_of(ix, i));
+            ix->trained = 1;
+        }
+        sx_index_free_mem(x);
+    }
+    pthread_rwlock_unlock(&ix->rw);
+    pthread_rwlock_unlock(&ix->wlock);
+    return rc;
+}
+
+/* ---- vacuum ---- */
+
+/* Membership in the vacuum's set D, a bitmap over the first n slots (nodes
+ * inserted since are never in it). */
+typedef struct dset {
+    uint64_t *bits;
+    uint32_t n;
+} dset;
+
+static inline int in_set(const dset *D, uint32_t id) {
+    return id < D->n && (D->bits[id >> 6] >> (id & 63) & 1);
+}
+
+/* Rewrites u's list at level without the members of D (caller holds u's
+ * stripe). */
+static int repair(sx_index *ix, sctx *c, uint32_t u, int level, const dset *D) {
+    _Atomic uint32_t *l = links_at(ix, u, level);
+    uint32_t n = atomic_load_explicit(&l[0], memory_order_relaxed);
+    int hit = 0;
+    for (uint32_t j = 0; j < n && !hit; j++) hit = in_set(D, atomic_load_explicit(&l[1 + j], memory_order_relaxed));
+    if (!hit) return 0;
+    size_t cap = (size_t)level_cap(ix, level);
+    if (grow((void **)&c->work, &c->work_cap, (cap + 1) * (cap + 1), sizeof(pair)) < 0 ||
+        grow((void **)&c->ids, &c->ids_cap, cap + 1, sizeof(uint32_t)) < 0)
+        return SX_ENOMEM;
+    size_t m = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t v = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+        if (!in_set(D, v)) {
+            c->work[m++].id = v;
+            continue;
+        }
+        if (ch(ix, v)->level[off(v)] < level) continue;
+        _Atomic uint32_t *dl = links_at(ix, v, level);
+        uint32_t dn = atomic_load_explicit(&dl[0], memory_order_acquire);
+        for (uint32_t t = 0; t < dn && t < cap; t++) {
+            uint32_t w = atomic_load_explicit(&dl[1 + t], memory_order_acquire);
+            if (w != u && !in_set(D, w) && !(flags_of(ix, w) & (F_DELETED | F_FREE)))
+                c->work[m++].id = w;
+        }
+    }
+    qv qu;
+    qv_node(ix, c, &qu, u);
+    for (size_t j = 0; j < m; j++) c->work[j].d = qdist(ix, &qu, c->work[j].id);
+    qsort(c->work, m, sizeof(pair), pair_cmp);
+    size_t w = 0; /* unique ids (equal ids have equal distances: adjacent) */
+    for (size_t j = 0; j < m; j++) {
+        int dup = 0;
+        for (size_t t = w; t-- > 0 && c->work[t].d == c->work[j].d;)
+            if (c->work[t].id == c->work[j].id) dup = 1;
+        if (!dup) c->work[w++] = c->work[j];
+    }
+    uint32_t sel[2 * 256 + 1];
+    int k = select_heuristic(ix, c, c->work, (int)w, (int)cap, sel);
+    write_links(ix, u, level, sel, k);
+    return 0;
+}
+
+int sx_index_vacuum(sx_index *ix, sx_err *err) {
+    pthread_rwlock_rdlock(&ix->wlock);
+    /* (1) The set D and a live entry point. */
+    pthread_rwlock_wrlock(&ix->rw);
+    uint32_t n = atomic_load(&ix->n_slots);
+    dset Ds = {sx_index_calloc((size_t)n / 64 + 1, sizeof(uint64_t)), n}, *D = &Ds;
+    sctx *c = Ds.bits ? sctx_get(ix) : NULL;
+    if (!c) {
+        pthread_rwlock_unlock(&ix->rw);
+        pthread_rwlock_unlock(&ix->wlock);
+        sx_index_free_mem(Ds.bits);
+        return sx_err_set(err, SX_ENOMEM, "index: out of memory in vacuum");
+    }
+    size_t nd = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if ((flags_of(ix, i) & (F_DELETED | F_FREE)) == F_DELETED) {
+            Ds.bits[i >> 6] |= 1ull << (i & 63);
+            nd++;
+        }
+    uint64_t e = atomic_load(&ix->ep);
+    if (nd && (uint32_t)e != NONE && in_set(D, (uint32_t)e)) {
+        uint32_t best = NONE;
+        int bl = -1;
+        for (uint32_t i = 0; i < n; i++)
+            if (!(flags_of(ix, i) & (F_DELETED | F_FREE)) && ch(ix, i)->level[off(i)] > bl) {
+                best = i;
+                bl = ch(ix, i)->level[off(i)];
+            }
+        atomic_store(&ix->ep, ep_pack(best, bl < 0 ? 0 : bl));
+    }
+    pthread_rwlock_unlock(&ix->rw);
+    int rc = 0;
+    if (nd) {
+        /* (2) Repair every list that points into D. */
+        pthread_rwlock_rdlock(&ix->rw);
+        rc = grow((void **)&c->ids, &c->ids_cap, (size_t)ix->M0 + 1, sizeof(uint32_t));
+        for (uint32_t u = 0; u < n && rc == 0; u++) {
+            if (in_set(D, u)) continue;
+            pthread_mutex_lock(stripe(ix, u));
+            if (!(flags_of(ix, u) & F_FREE))
+                for (int l = 0; l <= ch(ix, u)->level[off(u)] && rc == 0; l++)
+                    rc = repair(ix, c, u, l, D);
+            pthread_mutex_unlock(stripe(ix, u));
+        }
+        pthread_rwlock_unlock(&ix->rw);
+    }
+    if (nd && rc == 0) {
+        /* (3) Grace period, then release the slots. */
+        pthread_rwlock_wrlock(&ix->rw);
+        pthread_mutex_lock(&ix->alloc_lock);
+        rc = grow((void **)&ix->free_ids, &ix->cap_free, ix->n_free + nd, sizeof(uint32_t));
+        pthread_mutex_unlock(&ix->alloc_lock);
+        for (uint32_t i = 0; i < n && rc == 0; i++) {
+            if (!in_set(D, i)) continue;
+            chunk *ck = ch(ix, i);
+            uint32_t o = off(i);
+            if (ix->release) ix->release(ix->release_ctx, i, ck->payload[o]);
+            ck->payload[o] = 0;
+            atomic_fetch_sub(&ix->upper_bytes, (size_t)ck->level[o] * (size_t)(1 + ix->p.M) * 4);
+            sx_index_free_mem((void *)ck->upper[o]);
+            ck->upper[o] = NULL;
+            ck->level[o] = 0;
+            atomic_store(&ck->links0[(size_t)o * (size_t)(1 + ix->M0)], 0);
+            if (ix->sq8) {
+                if (owns_f32(ix, ck->f32[o])) {
+                    sx_index_free_mem((void *)ck->f32[o]);
+                    atomic_fetch_sub(&ix->f32_heap_bytes, (size_t)ix->p.dim * sizeof(float));
+                }
+                ck->f32[o] = NULL;
+            }
+            slot_unalloc(ix, i);
+            atomic_fetch_sub(&ix->n_deleted, 1);
+        }
+        pthread_rwlock_unlock(&ix->rw);
+        if (rc < 0) rc = sx_err_set(err, rc, "index: out of memory in vacuum");
+    } else if (rc < 0) {
+        rc = sx_err_set(err, rc, "index: out of memory in vacuum");
+    }
+    sctx_put(ix, c);
+    sx_index_free_mem(Ds.bits);
+    pthread_rwlock_unlock(&ix->wlock);
+    return rc;
+}
+
+int sx_index_maintain(sx_index *ix, sx_err *err) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&ix->maintaining, &expected, 1)) return 0;
+    int rc = 0;
+    long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
+    if (ix->sq8 && !ix->trained && live >= ix->p.train_size) rc = train_now(ix, err);
+    long del = atomic_load(&ix->n_deleted);
+    if (rc == 0 && del >= 64 && del * 20 >= live + del) rc = sx_index_vacuum(ix, err);
+    atomic_store(&ix->maintaining, 0);
+    return rc;
+}
+
+/* ---- search ---- */
+
+/* Sorts the best n (by d) of work[0..m) into hits, re-ranking with fp32 when
+ * asked; returns the hit count. */
+static int finish_hits(sx_index *ix, sctx *c, const float *vec, int m, int k, int rerank,
+                       sx_index_hit *hits, long *evals) {
+    if (m <= 0) return 0;
+    qsort(c->work, (size_t)m, sizeof(pair), pair_cmp);
+    if (ix->sq8 && rerank > 0) {
+        int r = rerank > k ? rerank : k;
+        if (r > m) r = m;
+        for (int i = 0; i < r; i++) {
+            const float *v = f32_of(ix, c->work[i].id);
+            c->work[i].d = -ix->k->dot_f32(vec, v, (size_t)ix->p.dim);
+            (*evals)++;
+        }
+        qsort(c->work, (size_t)r, sizeof(pair), pair_cmp);
+    }
+    int n = m < k ? m : k;
+    for (int i = 0; i < n; i++) hits[i] = (sx_index_hit){-c->work[i].d, c->work[i].id};
+    return n;
+}
+
+static int check_query(const sx_index *ix, const float *vec, const sx_index_query *q, sx_err *err) {
+    if (!q || q->k < 1 || q->k > 100000) return sx_err_set(err, SX_EINVAL, "search: k must be in 1..100000");
+    if (q->ef < 0 || q->ef > 100000) return sx_err_set(err, SX_EINVAL, "search: ef must be in 0..100000");
+    if (!vec_finite(vec, ix->p.dim)) return sx_err_set(err, SX_EINVAL, "search: query vector has a NaN or infinite component");
+    return 0;
+}
+
+/* Scans allowed eligible nodes keeping the best `keep`; exact = 1 uses the
+ * fp32 vectors, 0 the search codes. */
+static int scan(sx_index *ix, sctx *c, const qv *q, const filt *f, int keep, int exact,
+                long *evals) {
+    uint32_t n = atomic_load_explicit(&ix->n_slots, memory_order_acquire);
+    c->n_res = 0;
+    if (grow((void **)&c->res, &c->res_cap, (size_t)keep + 2, sizeof(pair)) < 0) return SX_ENOMEM;
+    for (uint32_t base = 0; base < n; base += 64) {
+        uint64_t word = ~0ull;
+        if (f->allow) word = base < f->allow_bits ? f->allow[base >> 6] : 0;
+        while (word) {
+            uint32_t id = base + (uint32_t)__builtin_ctzll(word);
+            word &= word - 1;
+            if (id >= n) break;
+            if (f->allow && id >= f->allow_bits) break;
+            if ((flags_of(ix, id) & (F_PUBLISHED | F_DELETED)) != F_PUBLISHED) continue;
+            float d;
+            if (exact) {
+                const float *v = f32_of(ix, id);
+                d = ix->p.metric == SX_METRIC_L2 ? ix->k->l2sq_f32(q->v, v, (size_t)ix->p.dim)
+                                                 : -ix->k->dot_f32(q->v, v, (size_t)ix->p.dim);
+            } else {
+                d = qdist(ix, q, id);
+            }
+            (*evals)++;
+            if (c->n_res < (size_t)keep || d < c->res[0].d) {
+                heap_push(c->res, &c->n_res, (pair){d, id});
+                if (c->n_res > (size_t)keep) heap_pop(c->res, &c->n_res);
+            }
+        }
+    }
+    return 0;
+}
+
+static int search_impl(sx_index *ix, const float *vec, const sx_index_query *q, int exact,
+                       sx_index_hit *hits, int *n_hits, sx_search_stats *stats, sx_err *err) {
+    *n_hits = 0;
+    int rc = check_query(ix, vec, q, err);
+    if (rc < 0) return rc;
+    sx_search_stats st = {SX_STRATEGY_GRAPH, 0, 0, 1.0};
+    int ef = q->ef ? q->ef : ix->p.ef_search;
+    if (ef < q->k) ef = q->k;
+    int rerank = q->rerank < 0 ? ix->p.rerank : q->rerank;
+    long live = atomic_load(&ix->n_live);
+    filt f = {1, q->allow, q->allow ? q->allow_bits : 0};
+    if (q->allow) st.selectivity = live > 0 ? (double)q->allow_count / (double)live : 0;
+    if (st.selectivity > 1) st.selectivity = 1;
+    pthread_rwlock_rdlock(&ix->rw);
+    sctx *c = sctx_get(ix);
+    if (!c) {
+        pthread_rwlock_unlock(&ix->rw);
+        return sx_err_set(err, SX_ENOMEM, "search: out of memory");
+    }
+    qv qq;
+    qv_prepare(ix, &qq, vec, c->q1);
+    uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
+    double graph_cost = 24.0 * ef / (st.selectivity > 1e-9 ? st.selectivity : 1e-9);
+    int brute = exact || q->force_brute || (q->allow && (double)q->allow_count <= graph_cost);
+    int m = 0;
+    if ((uint32_t)e == NONE) {
+        m = 0;
+    } else if (brute) {
+        /* A scan is exact (fp32): it runs on few nodes, and the quantised
+         * scores of a small set are too close to rank it reliably. */
+        st.strategy = SX_STRATEGY_BRUTE;
+        rc = scan(ix, c, &qq, &f, q->k, 1, &st.distance_evals);
+        st.visited = st.distance_evals;
+        if (rc == 0) m = take_sorted(c);
+        rerank = 0;
+    } else {
+        if (q->allow && st.selectivity < 0.5) {
+            st.strategy = SX_STRATEGY_WIDENED;
+            double w = ef / sqrt(st.selectivity);
+            ef = w > 8.0 * ef ? 8 * ef : (int)w;
+        }
+        uint32_t cur = (uint32_t)e;
+        float cur_d = qdist(ix, &qq, cur);
+        st.distance_evals++;
+        rc = grow((void **)&c->ids, &c->ids_cap, (size_t)ix->M0 + 1, sizeof(uint32_t));
+        for (int l = (int)(e >> 32); l > 0 && rc == 0; l--)
+            greedy(ix, c, &qq, &cur, &cur_d, l, &st.distance_evals);
+        if (rc == 0)
+            rc = search_level(ix, c, &qq, cur, cur_d, ef, 0, &f, &st.distance_evals, &st.visited);
+        if (rc == 0) m = take_sorted(c);
+    }
+    if (rc == 0 && m < 0) rc = m;
+    if (rc == 0) *n_hits = finish_hits(ix, c, vec, m, q->k, rerank, hits, &st.distance_evals);
+    if (rc == 0 && q->on_hit)
+        for (int i = 0; i < *n_hits; i++)
+            q->on_hit(q->on_hit_ctx, i, hits[i].node, ch(ix, hits[i].node)->payload[off(hits[i].node)]);
+    sctx_put(ix, c);
+    pthread_rwlock_unlock(&ix->rw);
+    if (rc < 0) return sx_err_set(err, rc, "search: out of memory");
+    if (stats) *stats = st;
+    return 0;
+}
+
+int sx_index_search(sx_index *ix, const float *vec, const sx_index_query *q, sx_index_hit *hits,
+                    int *n_hits, sx_search_stats *stats, sx_err *err) {
+    return search_impl(ix, vec, q, 0, hits, n_hits, stats, err);
+}
+
+int sx_index_search_exact(sx_index *ix, const float *vec, const sx_index_query *q,
+                          sx_index_hit *hits, int *n_hits, sx_search_stats *stats, sx_err *err) {
+    return search_impl(ix, vec, q, 1, hits, n_hits, stats, err);
+}
+
+/* ---- accessors ---- */
+
+int sx_index_get_vector(sx_index *ix, uint32_t node, float *out, sx_err *err) {
+    if (node >= atomic_load(&ix->n_slots) || (flags_of(ix, node) & F_FREE) || !f32_of(ix, node))
+        return sx_err_set(err, SX_ENOTFOUND, "index: no node %u", node);
+    memcpy(out, f32_of(ix, node), (size_t)ix->p.dim * sizeof(float));
+    return 0;
+}
+
+uint64_t sx_index_payload(sx_index *ix, uint32_t node) {
+    if (node >= atomic_load(&ix->n_slots)) return 0;
+    return ch(ix, node)->payload[off(node)];
+}
+
+void sx_index_set_payload(sx_index *ix, uint32_t node, uint64_t payload) {
+    if (node < atomic_load(&ix->n_slots)) ch(ix, node)->payload[off(node)] = payload;
+}
+
+int sx_index_is_live(sx_index *ix, uint32_t node) {
+    return node < atomic_load(&ix->n_slots) && !(flags_of(ix, node) & (F_DELETED | F_FREE));
+}
+
+uint32_t sx_index_slots(sx_index *ix) { return atomic_load(&ix->n_slots); }
+
+sx_index_params sx_index_get_params(sx_index *ix) { return ix->p; }
+
+void sx_index_get_stats(sx_index *ix, sx_index_stats *out) {
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_rdlock(&ix->rw);
+    uint32_t n = atomic_load(&ix->n_slots);
+    out->live = (size_t)atomic_load(&ix->n_live);
+    out->deleted = (size_t)atomic_load(&ix->n_deleted);
+    pthread_mutex_lock(&ix->alloc_lock);
+    out->free_slots = ix->n_free;
+    pthread_mutex_unlock(&ix->alloc_lock);
+    uint64_t e = atomic_load(&ix->ep);
+    out->max_level = (uint32_t)e == NONE ? -1 : (int)(e >> 32);
+    for (uint32_t i = 0; i < n; i++)
+        if (!(flags_of(ix, i) & F_FREE)) out->nodes_per_level[ch(ix, i)->level[off(i)]]++;
+    for (int l = MAX_LEVEL - 1; l >= 0; l--) out->nodes_per_level[l] += out->nodes_per_level[l + 1];
+    size_t chunks = ((size_t)n + CHUNK - 1) / CHUNK;
+    out->bytes_vectors = chunks * CHUNK * (size_t)ix->code_size;
+    size_t meta = 2 + sizeof(void *) + sizeof(uint64_t) + (ix->sq8 ? sizeof(void *) : 0);
+    out->bytes_graph = chunks * CHUNK * ((size_t)(1 + ix->M0) * 4 + meta) +
+                       atomic_load(&ix->upper_bytes) + chunks * sizeof(chunk *);
+    out->bytes_fp32 = atomic_load(&ix->f32_heap_bytes);
+    if (ix->sq8 && ix->f32_hi > ix->f32_lo) {
+        size_t owned = ix->f32_owned ? (size_t)(ix->f32_hi - ix->f32_lo) : 0;
+        out->bytes_fp32 += owned;
+        out->bytes_fp32_mapped = (size_t)(ix->f32_hi - ix->f32_lo) - owned;
+    }
+    pthread_rwlock_unlock(&ix->rw);
+}
+
+/* ---- persistence ---- */
+
+#define TAG_HEAD SX_TAG('I', 'X', 'H', 'D')
+#define TAG_NODE SX_TAG('I', 'X', 'N', 'D')
+#define TAG_LNK0 SX_TAG('I', 'X', 'L', '0')
+#define TAG_LNKU SX_TAG('I', 'X', 'L', 'U')
+#define TAG_CODE SX_TAG('I', 'X', 'C', 'D')
+#define TAG_VF32 SX_TAG('I', 'X', 'V', 'F')
+
+int sx_index_save(sx_index *ix, sx_sink *out, sx_err *err) {
+    pthread_rwlock_wrlock(&ix->wlock);
+    pthread_rwlock_rdlock(&ix->rw);
+    uint32_t n = atomic_load(&ix->n_slots);
+    const sx_index_params *p = &ix->p;
+    uint64_t e = atomic_load(&ix->ep);
+    size_t d = (size_t)p->dim;
+    int rc = sx_sink_begin(out, TAG_HEAD, 4 * 12 + 8 * 2 + (ix->sq8 ? 8 * d : 0));
+    uint32_t head[12] = {FORMAT_VERSION, (uint32_t)p->dim, (uint32_t)p->M,
+                         (uint32_t)p->ef_construction, (uint32_t)p->ef_search,
+                         (uint32_t)p->storage, (uint32_t)p->metric, (uint32_t)p->rerank,
+                         (uint32_t)p->train_size, n, (uint32_t)e, (uint32_t)(e >> 32)};
+    for (int i = 0; i < 12; i++) sx_sink_u32(out, head[i]);
+    sx_sink_u64(out, p->seed);
+    sx_sink_u64(out, atomic_load(&ix->level_ctr) | (uint64_t)ix->trained << 63);
+    if (ix->sq8) {
+        sx_sink_u32_array(out, ix->q.vmin, d);
+        sx_sink_u32_array(out, ix->q.vscale, d);
+    }
+    sx_sink_end(out);
+    /* Nodes: flags (pending is saved as pending) and level. */
+    sx_sink_begin(out, TAG_NODE, (uint64_t)n * 2);
+    size_t n_upper = 0;
+    for (uint32_t i = 0; i < n && !out->error; i++) {
+        uint8_t b[2] = {(uint8_t)(flags_of(ix, i) & (F_PUBLISHED | F_DELETED | F_FREE)),
+                        ch(ix, i)->level[off(i)]};
+        if (!(b[0] & F_FREE)) n_upper += b[1];
+        sx_sink_write(out, b, 2);
+    }
+    sx_sink_end(out);
+    sx_sink_begin(out, TAG_LNK0, (uint64_t)n * (size_t)(1 + ix->M0) * 4);
+    for (uint32_t i = 0; i < n && !out->error; i += CHUNK) {
+        uint32_t cnt = n - i < CHUNK ? n - i : CHUNK;
+        sx_sink_u32_array(out, (const void *)ch(ix, i)->links0, (size_t)cnt * (size_t)(1 + ix->M0));
+    }
+    sx_sink_end(out);
+    sx_sink_begin(out, TAG_LNKU, (uint64_t)n_upper * (size_t)(1 + p->M) * 4);
+    for (uint32_t i = 0; i < n && !out->error; i++) {
+        int lv = ch(ix, i)->level[off(i)];
+        if (lv && !(flags_of(ix, i) & F_FREE))
+            sx_sink_u32_array(out, (const void *)ch(ix, i)->upper[off(i)], (size_t)lv * (size_t)(1 + p->M));
+    }
+    sx_sink_end(out);
+    sx_sink_begin(out, TAG_CODE, (uint64_t)n * (size_t)ix->code_size);
+    for (uint32_t i = 0; i < n && !out->error; i += CHUNK) {
+        size_t cnt = n - i < CHUNK ? n - i : CHUNK;
+        if (ix->sq8) sx_sink_write(out, ch(ix, i)->codes, cnt * d);
+        else sx_sink_u32_array(out, ch(ix, i)->codes, cnt * d);
+    }
+    sx_sink_end(out);
+    if (ix->sq8) {
+        float *zero = sx_index_calloc(d, sizeof(float));
+        if (!zero) out->error = SX_ENOMEM;
+        sx_sink_begin(out, TAG_VF32, (uint64_t)n * d * 4);
+        for (uint32_t i = 0; i < n && !out->error; i++) {
+            const float *v = f32_of(ix, i);
+            sx_sink_u32_array(out, v ? v : zero, d);
+        }
+        sx_sink_end(out);
+        sx_index_free_mem(zero);
+    }
+    pthread_rwlock_unlock(&ix->rw);
+    pthread_rwlock_unlock(&ix->wlock);
+    if (out->error || rc < 0)
+        return sx_err_set(err, out->error ? out->error : rc, "index: write failed (%s)",
+                          sx_strerror(out->error ? out->error : rc));
+    return 0;
+}
+
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Copies n little-endian 32-bit values. */
+static void copy_le32(void *dst, const uint8_t *src, size_t n) {
+    if (sx_host_little_endian()) {
+        memcpy(dst, src, n * 4);
+        return;
+    }
+    uint32_t *d = dst;
+    for (size_t i = 0; i < n; i++) d[i] = rd32(src + 4 * i);
+}
+
+static int corrupt(sx_err *err, const char *what, uint32_t node) {
+    return sx_err_set(err, SX_ECORRUPT, "index: %s (node %u)", what, node);
+}
+
+/* Checks one stored list: count within cap, ids below n and not free. */
+static int check_list(const _Atomic uint32_t *l, int cap, uint32_t n, const uint8_t *nodes) {
+    uint32_t cnt = atomic_load_explicit(&l[0], memory_order_relaxed);
+    if (cnt > (uint32_t)cap) return -1;
+    for (uint32_t j = 0; j < cnt; j++) {
+        uint32_t v = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+        if (v >= n || (nodes[2 * v] & F_FREE)) return -1;
+    }
+    return 0;
+}
+
+static int load_head(sx_source *src, sx_index **out, uint32_t *n_out, uint64_t *ep_out,
+                     sx_err *err) {
+    sx_section s;
+    int rc = sx_source_section(src, TAG_HEAD, 0, &s, err);
+    if (rc < 0) return rc;
+    uint32_t h[12];
+    uint64_t pos = 0, seed = 0, ctr = 0;
+    for (int i = 0; i < 12 && rc == 0; i++) rc = sx_section_u32(&s, &pos, &h[i]);
+    if (rc == 0) rc = sx_section_u64(&s, &pos, &seed);
+    if (rc == 0) rc = sx_section_u64(&s, &pos, &ctr);
+    if (rc < 0) {
+        sx_section_release(&s);
+        return sx_err_set(err, SX_ECORRUPT, "index: header too short");
+    }
+    if (h[0] != FORMAT_VERSION) {
+        sx_section_release(&s);
+        return sx_err_set(err, SX_EUNSUPPORTED, "index: format version %u, this build reads %d", h[0], FORMAT_VERSION);
+    }
+    sx_index_params p = {(int)h[1], (int)h[2], (int)h[3], (int)h[4], (int)h[5], (int)h[6],
+                         (int)h[7], (int)h[8], seed};
+    sx_index *ix = NULL;
+    rc = sx_index_create(&p, &ix, err);
+    if (rc < 0) {
+        sx_section_release(&s);
+        sx_err_prefix(err, "index header");
+        if (err) err->code = SX_ECORRUPT;
+        return SX_ECORRUPT;
+    }
+    if (h[9] > MAX_SLOTS || (h[10] != NONE && (h[10] >= h[9] || h[11] > MAX_LEVEL))) rc = SX_ECORRUPT;
+    atomic_store(&ix->level_ctr, ctr & ~(1ull << 63));
+    ix->trained = (int)(ctr >> 63);
+    if (rc == 0 && ix->sq8) {
+        size_t d = (size_t)p.dim;
+        if (s.len - pos != 8 * d) rc = SX_ECORRUPT;
+        for (size_t i = 0; i < d && rc == 0; i++) {
+            float lo, sc;
+            if (sx_section_f32(&s, &(uint64_t){pos + 4 * i}, &lo) < 0 ||
+                sx_section_f32(&s, &(uint64_t){pos + 4 * (d + i)}, &sc) < 0 || !isfinite(lo) ||
+                !isfinite(sc) || !(sc > 0))
+                rc = SX_ECORRUPT;
+            else {
+                ix->q.vmin[i] = lo;
+                ix->q.vscale[i] = sc;
+            }
+        }
+    } else if (rc == 0 && s.len != pos) {
+        rc = SX_ECORRUPT;
+    }
+    sx_section_release(&s);
+    if (rc < 0) {
+        sx_index_free(ix);
+        return sx_err_set(err, SX_ECORRUPT, "index: inconsistent header");
+    }
+    *out = ix;
+    *n_out = h[9];
+    *ep_out = (uint64_t)h[11] << 32 | h[10];
+    return 0;
+}
+
+static int load_body(sx_source *src, sx_index *ix, uint32_t n, uint64_t e, sx_err *err) {
+    sx_section nodes = {0}, l0 = {0}, lu = {0}, cd = {0}, vf = {0};
+    size_t d = (size_t)ix->p.dim, s0 = (size_t)(1 + ix->M0), su = (size_t)(1 + ix->p.M);
+    int rc = sx_source_section(src, TAG_NODE, 0, &nodes, err);
+    if (rc == 0 && nodes.len != (uint64_t)n * 2) rc = corrupt(err, "node table has the wrong size", n);
+    if (rc == 0) rc = sx_source_section(src, TAG_LNK0, 0, &l0, err);
+    if (rc == 0 && l0.len != (uint64_t)n * s0 * 4) rc = corrupt(err, "level-0 links have the wrong size", n);
+    if (rc == 0) rc = sx_source_section(src, TAG_LNKU, 0, &lu, err);
+    if (rc == 0) rc = sx_source_section(src, TAG_CODE, 0, &cd, err);
+    if (rc == 0 && cd.len != (uint64_t)n * (size_t)ix->code_size) rc = corrupt(err, "codes have the wrong size", n);
+    if (rc == 0 && ix->sq8) rc = sx_source_section(src, TAG_VF32, 1, &vf, err);
+    if (rc == 0 && ix->sq8 && vf.len != (uint64_t)n * d * 4) rc = corrupt(err, "fp32 vectors have the wrong size", n);
+    /* fp32 block: in place when mapped, aligned and little-endian. */
+    const float *f32base = NULL;
+    if (rc == 0 && ix->sq8) {
+        if (vf.owned) {
+            ix->f32_owned = vf.owned;
+            vf.owned = NULL;
+            if (!sx_host_little_endian()) copy_le32(ix->f32_owned, ix->f32_owned, vf.len / 4);
+            f32base = ix->f32_owned;
+        } else if (sx_host_little_endian() && ((uintptr_t)vf.data & 3) == 0) {
+            f32base = (const float *)(const void *)vf.data;
+        } else if ((ix->f32_owned = sx_index_malloc(vf.len ? vf.len : 1)) != NULL) {
+            copy_le32(ix->f32_owned, vf.data, vf.len / 4);
+            f32base = ix->f32_owned;
+        } else {
+            rc = sx_err_set(err, SX_ENOMEM, "index: out of memory");
+        }
+        ix->f32_lo = (const uint8_t *)f32base;
+        ix->f32_hi = ix->f32_lo + (f32base ? vf.len : 0);
+    }
+    uint64_t upos = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        uint8_t fl = nodes.data[2 * i], lv = nodes.data[2 * i + 1];
+        if (fl & ~(F_PUBLISHED | F_DELETED | F_FREE) || lv > MAX_LEVEL ||
+            ((fl & F_FREE) && fl != F_FREE)) {
+            rc = corrupt(err, "bad node flags or level", i);
+            break;
+        }
+        if (!ix->dir[i >> CHUNK_SHIFT] && !(ix->dir[i >> CHUNK_SHIFT] = chunk_new(ix))) {
+            rc = sx_err_set(err, SX_ENOMEM, "index: out of memory loading");
+            break;
+        }
+        chunk *c = ch(ix, i);
+        uint32_t o = off(i);
+        c->level[o] = (fl & F_FREE) ? 0 : lv;
+        atomic_init(&c->flags[o], fl);
+        copy_le32((void *)(c->links0 + (size_t)o * s0), l0.data + (size_t)i * s0 * 4, s0);
+        if (ix->sq8) memcpy(c->codes + (size_t)o * d, cd.data + (size_t)i * d, d);
+        else copy_le32(c->codes + (size_t)o * d * 4, cd.data + (size_t)i * d * 4, d);
+        if (ix->sq8 && !(fl & F_FREE)) c->f32[o] = f32base + (size_t)i * d;
+        if (!(fl & F_FREE) && lv) {
+            size_t words = (size_t)lv * su;
+            if (lu.len - upos < words * 4) {
+                rc = corrupt(err, "upper links section too short", i);
+                break;
+            }
+            c->upper[o] = sx_index_malloc(words * 4);
+            if (!c->upper[o]) {
+                rc = sx_err_set(err, SX_ENOMEM, "index: out of memory loading");
+                break;
+            }
+            copy_le32((void *)c->upper[o], lu.data + upos, words);
+            upos += words * 4;
+            atomic_fetch_add(&ix->upper_bytes, words * 4);
+        }
+        if (fl == F_FREE) {
+            if (grow((void **)&ix->free_ids, &ix->cap_free, ix->n_free + 1, 4) < 0) {
+                rc = sx_err_set(err, SX_ENOMEM, "index: out of memory loading");
+                break;
+            }
+            ix->free_ids[ix->n_free++] = i;
+            atomic_store(&c->links0[(size_t)o * s0], 0);
+        } else if (fl & F_DELETED) {
+            atomic_fetch_add(&ix->n_deleted, 1);
+        } else if (fl & F_PUBLISHED) {
+            atomic_fetch_add(&ix->n_live, 1);
+        } else {
+            atomic_fetch_add(&ix->n_pending, 1);
+        }
+    }
+    if (rc == 0 && upos != lu.len) rc = corrupt(err, "upper links section has extra bytes", n);
+    atomic_store(&ix->n_slots, n);
+    /* Every list must point at existing nodes within its capacity. */
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        if (nodes.data[2 * i] & F_FREE) continue;
+        for (int l = 0; l <= ch(ix, i)->level[off(i)] && rc == 0; l++)
+            if (check_list(links_at(ix, i, l), level_cap(ix, l), n, nodes.data) < 0)
+                rc = corrupt(err, "bad link list", i);
+    }
+    if (rc == 0 && (uint32_t)e != NONE) {
+        uint32_t en = (uint32_t)e;
+        if ((nodes.data[2 * en] & F_FREE) || ch(ix, en)->level[off(en)] != (int)(e >> 32))
+            rc = corrupt(err, "bad entry point", en);
+    }
+    if (rc == 0 && (uint32_t)e == NONE && n > 0 && (size_t)ix->n_free < n)
+        rc = corrupt(err, "no entry point in a non-empty graph", n);
+    if (rc == 0) atomic_store(&ix->ep, e);
+    sx_section_release(&nodes);
+    sx_section_release(&l0);
+    sx_section_release(&lu);
+    sx_section_release(&cd);
+    sx_section_release(&vf);
+    return rc;
+}
+
+int sx_index_load(sx_source *src, sx_index **out, sx_err *err) {
+    *out = NULL;
+    sx_index *ix = NULL;
+    uint32_t n = 0;
+    uint64_t e = 0;
+    int rc = load_head(src, &ix, &n, &e, err);
+    if (rc < 0) return rc;
+    rc = load_body(src, ix, n, e, err);
+    if (rc < 0) {
+        sx_index_free(ix);
+        return rc;
+    }
+    *out = ix;
+    return 0;
+}

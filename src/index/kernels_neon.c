@@ -1,0 +1,70 @@
+/*
+ * kernels_neon.c - NEON distance kernels (arm64). NEON is part of every
+ * arm64 CPU, so no run-time check beyond the architecture is needed.
+ */
+#include "kernels_int.h"
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+
+static float dot_f32_neon(const float *a, const float *b, size_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+        s2 = vfmaq_f32(s2, vld1q_f32(a + i + 8), vld1q_f32(b + i + 8));
+        s3 = vfmaq_f32(s3, vld1q_f32(a + i + 12), vld1q_f32(b + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static float l2sq_f32_neon(const float *a, const float *b, size_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float32x4_t d0 = vsubq_f32(vld1q_f32(a + i), vld1q_f32(b + i));
+        float32x4_t d1 = vsubq_f32(vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+        s0 = vfmaq_f32(s0, d0, d0);
+        s1 = vfmaq_f32(s1, d1, d1);
+    }
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t d = vsubq_f32(vld1q_f32(a + i), vld1q_f32(b + i));
+        s0 = vfmaq_f32(s0, d, d);
+    }
+    float s = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) {
+        float d = a[i] - b[i];
+        s += d * d;
+    }
+    return s;
+}
+
+static float dot_f32_u8_neon(const float *a, const uint8_t *b, size_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint8x16_t c = vld1q_u8(b + i);
+        uint16x8_t lo = vmovl_u8(vget_low_u8(c)), hi = vmovl_u8(vget_high_u8(c));
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vcvtq_f32_u32(vmovl_u16(vget_high_u16(lo))));
+        s2 = vfmaq_f32(s2, vld1q_f32(a + i + 8), vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))));
+        s3 = vfmaq_f32(s3, vld1q_f32(a + i + 12), vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi))));
+    }
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += a[i] * (float)b[i];
+    return s;
+}
+
+static const sx_kernels g_neon = {"neon", dot_f32_neon, l2sq_f32_neon, dot_f32_u8_neon};
+
+const sx_kernels *sx_kernels_neon_table(void) { return &g_neon; }
+
+#else
+
+const sx_kernels *sx_kernels_neon_table(void) { return NULL; }
+
+#endif

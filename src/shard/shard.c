@@ -1,0 +1,940 @@
+/*
+ * shard.c - a shard: the HNSW index, the documents, an id map and category
+ * bitmaps, saved to and loaded from a byte stream or used in place from a
+ * mapped snapshot.
+ *
+ * Documents. Each paper is one record, the same bytes on the heap and in a
+ * snapshot:
+ *
+ *     u32 total length; then six fields (id, title, abstract, authors,
+ *     update_date, categories), each u32 length + bytes + NUL
+ *
+ * so a field is a pointer into the record, usable as a C string in place.
+ * The node's index payload is the record's address. A record is immutable:
+ * an upsert makes a new node with a new record and deletes the old node,
+ * whose record is freed by the index's vacuum once no search can hold it
+ * (the release callback). Rejected: an arena with compaction (moves records
+ * under readers) and zstd blocks (a search returning 10 hits would
+ * decompress 10 blocks; worth revisiting if document RAM dominates, but the
+ * mapped snapshot already keeps cold records out of RAM).
+ *
+ * Ids. An open-addressing table maps hash(id) to nodes; equal hashes are
+ * confirmed against the record's id. It lives on the heap (about 24 bytes per
+ * paper with the load factor) and is rebuilt at load from the snapshot's
+ * compact id section, so loading never touches the document pages.
+ *
+ * Categories. One bitmap per category code over node slots. A filtered
+ * search ORs the bitmaps of the codes asked for into a per-query bitmap
+ * (510K papers: 64 KB per code) and hands it to the index with its
+ * population count, from which the index picks graph walk or scan.
+ *
+ * Locks. `map_lock` (rwlock) guards the id table and the bitmaps: searches
+ * and gets read, the commit step of an upsert or delete writes for a few
+ * microseconds. The expensive part of an upsert, linking the node into the
+ * graph, runs before that step without it, concurrently with everything.
+ * `save_lock` is shared by upserts, deletes and the index housekeeping and
+ * exclusive for save, so a snapshot is consistent while searches go on.
+ *
+ * Snapshot sections, in order: SHHD (header), the index's sections (see
+ * hnsw.c), SHID (ids), SHDO (document offsets + records), SHCT (categories
+ * and bitmaps). A mapped load uses the fp32 vectors and the documents in
+ * place; SX_LOAD_LAZY skips their checksums so that start-up reads neither.
+ */
+#include "shard.h"
+
+#include "../text/text.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NF 6 /* fields of a record */
+#define EMPTY UINT32_MAX
+#define TOMB (UINT32_MAX - 1)
+#define FORMAT_VERSION 1
+#define TAG_HEAD SX_TAG('S', 'H', 'H', 'D')
+#define TAG_IDS SX_TAG('S', 'H', 'I', 'D')
+#define TAG_DOCS SX_TAG('S', 'H', 'D', 'O')
+#define TAG_CATS SX_TAG('S', 'H', 'C', 'T')
+#define MAX_CAT 63
+
+typedef struct category {
+    char *name;
+    uint64_t *bits;
+    size_t words;
+} category;
+
+struct sx_shard {
+    sx_shard_params p;
+    sx_index *ix;
+    pthread_rwlock_t map_lock, save_lock;
+    uint64_t *hashes; /* id table: hash and node per entry */
+    uint32_t *nodes;
+    size_t cap, used, tombs;
+    category *cats;
+    size_t n_cats, cap_cats;
+    const uint8_t *docs_lo, *docs_hi; /* records not owned one by one */
+    const uint8_t *doc_offsets;       /* their offset table (n_doc_offsets + 1) */
+    uint32_t n_doc_offsets;
+    void *docs_owned;                 /* that block, when loaded from a stream */
+    void *mapping;                    /* a snapshot mmap'd by sx_shard_map_file */
+    size_t mapping_len;
+    _Atomic size_t doc_bytes;
+};
+
+/* ---- records ---- */
+
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static void wr32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+
+static const char *field_or_empty(const char *s) { return s ? s : ""; }
+
+static void doc_fields(const sx_doc *d, const char *f[NF]) {
+    f[0] = field_or_empty(d->id);
+    f[1] = field_or_empty(d->title);
+    f[2] = field_or_empty(d->abstract);
+    f[3] = field_or_empty(d->authors);
+    f[4] = field_or_empty(d->update_date);
+    f[5] = field_or_empty(d->categories);
+}
+
+/* Builds the record of d (heap); *len_out its length. */
+static uint8_t *rec_build(const sx_doc *d, size_t *len_out) {
+    const char *f[NF];
+    size_t len[NF], total = 4;
+    doc_fields(d, f);
+    for (int i = 0; i < NF; i++) {
+        len[i] = strlen(f[i]);
+        total += 4 + len[i] + 1;
+    }
+    if (total > UINT32_MAX) return NULL;
+    uint8_t *r = sx_index_malloc(total);
+    if (!r) return NULL;
+    wr32(r, (uint32_t)total);
+    size_t pos = 4;
+    for (int i = 0; i < NF; i++) {
+        wr32(r + pos, (uint32_t)len[i]);
+        memcpy(r + pos + 4, f[i], len[i] + 1);
+        pos += 4 + len[i] + 1;
+    }
+    *len_out = total;
+    return r;
+}
+
+/* Field i of record r, whose length is known to be bound; bounds-checked.
+ * Returns 0 or SX_ECORRUPT. */
+static int rec_field(const uint8_t *r, uint64_t bound, int i, const char **out, uint32_t *len) {
+    uint32_t total = rd32(r), pos = 4;
+    if (total != bound) return SX_ECORRUPT;
+    for (int k = 0;; k++) {
+        if (total < 8 || pos > total - 4) return SX_ECORRUPT;
+        uint32_t n = rd32(r + pos);
+        if (n > total - pos - 4 - 1 || r[pos + 4 + n] != 0) return SX_ECORRUPT;
+        if (k == i) {
+            *out = (const char *)r + pos + 4;
+            if (len) *len = n;
+            return 0;
+        }
+        pos += 4 + n + 1;
+    }
+}
+
+static uint64_t rd64(const uint8_t *p);
+static const uint8_t *rec_of(sx_shard *s, uint32_t node) {
+    return (const uint8_t *)(uintptr_t)sx_index_payload(s->ix, node);
+}
+
+static int rec_owned(const sx_shard *s, const uint8_t *r) {
+    return r && !(r >= s->docs_lo && r < s->docs_hi);
+}
+
+/* The length record r of node must have: its own header for a heap record;
+ * from the snapshot's offset table for a record in the snapshot (so that a
+ * lazily loaded, unverified record cannot lead a read out of bounds). */
+static uint64_t rec_bound(const sx_shard *s, uint32_t node, const uint8_t *r) {
+    if (rec_owned(s, r)) return rd32(r);
+    if (node >= s->n_doc_offsets) return 0;
+    const uint8_t *o = s->doc_offsets + 8 * (size_t)node;
+    return rd64(o + 8) - rd64(o);
+}
+
+/* Field i of node's record; 0 or SX_ECORRUPT (also when there is none). */
+static int node_field(sx_shard *s, uint32_t node, const uint8_t *r, int i, const char **out,
+                      uint32_t *len) {
+    if (!r) return SX_ECORRUPT;
+    return rec_field(r, rec_bound(s, node, r), i, out, len);
+}
+
+static void release_cb(void *ctx, uint32_t node, uint64_t payload) {
+    sx_shard *s = ctx;
+    const uint8_t *r = (const uint8_t *)(uintptr_t)payload;
+    if (rec_owned(s, r)) {
+        atomic_fetch_sub(&s->doc_bytes, rd32(r));
+        sx_index_free_mem((void *)r);
+    }
+}
+
+/* ---- validation ---- */
+
+/* 1 when z is well-formed UTF-8 (the text module's check). */
+static int utf8_valid(const char *z) { return sx_utf8_check(z, strlen(z), NULL) == 0; }
+
+static int check_doc(const sx_doc *d, sx_err *err) {
+    static const char *names[NF] = {"id", "title", "abstract", "authors", "update_date", "categories"};
+    const char *f[NF];
+    if (!d) return sx_err_set(err, SX_EINVAL, "no document");
+    doc_fields(d, f);
+    size_t idlen = strlen(f[0]);
+    if (idlen == 0) return sx_err_set(err, SX_EINVAL, "document has no id");
+    if (idlen > 63) return sx_err_set(err, SX_EINVAL, "id is %zu bytes, at most 63 allowed", idlen);
+    for (int i = 0; i < NF; i++)
+        if (!utf8_valid(f[i]))
+            return sx_err_set(err, SX_EINVAL, "%s of '%.63s' is not valid UTF-8", names[i],
+                              utf8_valid(f[0]) ? f[0] : "?");
+    for (const char *c = f[5]; *c;) {
+        size_t n = strcspn(c, " \t");
+        if (n > MAX_CAT) return sx_err_set(err, SX_EINVAL, "category code of '%s' longer than %d bytes", f[0], MAX_CAT);
+        c += n;
+        c += strspn(c, " \t");
+    }
+    return 0;
+}
+
+/* ---- id table ---- */
+
+static uint64_t hash_id(const char *z) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix */
+    for (; *z; z++) h = (h ^ (unsigned char)*z) * 1099511628211ull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 32);
+}
+
+static int id_is(sx_shard *s, uint32_t node, const char *id) {
+    const char *z;
+    return node_field(s, node, rec_of(s, node), 0, &z, NULL) == 0 && strcmp(z, id) == 0;
+}
+
+/* The table entry of id, or SIZE_MAX. Caller holds map_lock. */
+static size_t map_find(sx_shard *s, const char *id, uint64_t h) {
+    if (!s->cap) return SIZE_MAX;
+    for (size_t i = h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        uint32_t n = s->nodes[i];
+        if (n == EMPTY) return SIZE_MAX;
+        if (n != TOMB && s->hashes[i] == h && id_is(s, n, id)) return i;
+    }
+}
+
+static void map_place(sx_shard *s, uint64_t h, uint32_t node) {
+    size_t i = h & (s->cap - 1);
+    while (s->nodes[i] != EMPTY && s->nodes[i] != TOMB) i = (i + 1) & (s->cap - 1);
+    if (s->nodes[i] == TOMB) s->tombs--;
+    s->hashes[i] = h;
+    s->nodes[i] = node;
+    s->used++;
+}
+
+/* Makes room for one more entry (rehashing); 0 or SX_ENOMEM. */
+static int map_reserve(sx_shard *s) {
+    if ((s->used + s->tombs + 1) * 2 <= s->cap) return 0;
+    size_t ncap = s->cap ? s->cap : 64;
+    while ((s->used + 1) * 2 > ncap) ncap *= 2;
+    if ((s->used + 1) * 4 > ncap) ncap *= 2;
+    uint64_t *nh = sx_index_malloc(ncap * sizeof *nh);
+    uint32_t *nn = sx_index_malloc(ncap * sizeof *nn);
+    if (!nh || !nn) {
+        sx_index_free_mem(nh);
+        sx_index_free_mem(nn);
+        return SX_ENOMEM;
+    }
+    memset(nn, 0xff, ncap * sizeof *nn);
+    uint64_t *oh = s->hashes;
+    uint32_t *on = s->nodes;
+    size_t ocap = s->cap;
+    s->hashes = nh;
+    s->nodes = nn;
+    s->cap = ncap;
+    s->used = s->tombs = 0;
+    for (size_t i = 0; i < ocap; i++)
+        if (on[i] != EMPTY && on[i] != TOMB) map_place(s, oh[i], on[i]);
+    sx_index_free_mem(oh);
+    sx_index_free_mem(on);
+    return 0;
+}
+
+/* ---- categories ---- */
+
+static category *cat_find(sx_shard *s, const char *name, size_t len) {
+    for (size_t i = 0; i < s->n_cats; i++)
+        if (strlen(s->cats[i].name) == len && memcmp(s->cats[i].name, name, len) == 0) return &s->cats[i];
+    return NULL;
+}
+
+/* Finds or creates category name[0..len) with room for bit `node`. */
+static int cat_prepare(sx_shard *s, const char *name, size_t len, uint32_t node) {
+    category *c = cat_find(s, name, len);
+    if (!c) {
+        if (s->n_cats == s->cap_cats) {
+            size_t nc = s->cap_cats ? s->cap_cats * 2 : 32;
+            category *a = sx_index_realloc(s->cats, nc * sizeof *a);
+            if (!a) return SX_ENOMEM;
+            s->cats = a;
+            s->cap_cats = nc;
+        }
+        char *z = sx_index_malloc(len + 1);
+        if (!z) return SX_ENOMEM;
+        memcpy(z, name, len);
+        z[len] = 0;
+        c = &s->cats[s->n_cats++];
+        *c = (category){z, NULL, 0};
+    }
+    size_t need = (size_t)node / 64 + 1;
+    if (c->words < need) {
+        size_t nw = c->words ? c->words : 64;
+        while (nw < need) nw *= 2;
+        uint64_t *b = sx_index_realloc(c->bits, nw * sizeof *b);
+        if (!b) return SX_ENOMEM;
+        memset(b + c->words, 0, (nw - c->words) * sizeof *b);
+        c->bits = b;
+        c->words = nw;
+    }
+    return 0;
+}
+
+/* Calls fn for each category code in the space-separated list z. */
+static int each_code(const char *z, int (*fn)(sx_shard *, const char *, size_t, uint32_t, int),
+                     sx_shard *s, uint32_t node, int arg) {
+    for (z += strspn(z, " \t"); *z;) {
+        size_t n = strcspn(z, " \t");
+        int rc = fn(s, z, n, node, arg);
+        if (rc < 0) return rc;
+        z += n;
+        z += strspn(z, " \t");
+    }
+    return 0;
+}
+
+static int code_prepare(sx_shard *s, const char *z, size_t n, uint32_t node, int arg) {
+    return cat_prepare(s, z, n, node);
+}
+
+static int code_mark(sx_shard *s, const char *z, size_t n, uint32_t node, int set) {
+    category *c = cat_find(s, z, n);
+    if (c && (size_t)node / 64 < c->words) {
+        if (set) c->bits[node >> 6] |= 1ull << (node & 63);
+        else c->bits[node >> 6] &= ~(1ull << (node & 63));
+    }
+    return 0;
+}
+
+static void mark_node(sx_shard *s, uint32_t node, int set) {
+    const char *z;
+    if (node_field(s, node, rec_of(s, node), 5, &z, NULL) == 0) each_code(z, code_mark, s, node, set);
+}
+
+/* ---- life cycle ---- */
+
+sx_shard_params sx_shard_params_default(void) {
+    return (sx_shard_params){384, 16, 200, 64, SX_STORAGE_SQ8, 32};
+}
+
+static int shard_new(const sx_shard_params *p, sx_index *ix, sx_shard **out, sx_err *err) {
+    sx_shard *s = sx_index_calloc(1, sizeof *s);
+    if (!s) {
+        sx_index_free(ix);
+        return sx_err_set(err, SX_ENOMEM, "shard: out of memory");
+    }
+    s->p = *p;
+    s->ix = ix;
+    pthread_rwlock_init(&s->map_lock, NULL);
+    pthread_rwlock_init(&s->save_lock, NULL);
+    sx_index_set_release(ix, release_cb, s);
+    *out = s;
+    return 0;
+}
+
+static sx_index_params index_params(const sx_shard_params *p) {
+    sx_index_params ip = sx_index_params_default(p->dim);
+    ip.M = p->M;
+    ip.ef_construction = p->ef_construction;
+    ip.ef_search = p->ef_search;
+    ip.storage = p->storage;
+    ip.rerank = p->rerank;
+    return ip;
+}
+
+int sx_shard_create(const sx_shard_params *p, sx_shard **out, sx_err *err) {
+    *out = NULL;
+    if (!p) return sx_err_set(err, SX_EINVAL, "shard: no parameters");
+    sx_index_params ip = index_params(p);
+    if (p->storage == SX_STORAGE_FP32 && p->rerank) ip.rerank = 0;
+    sx_index *ix;
+    int rc = sx_index_create(&ip, &ix, err);
+    if (rc < 0) return rc;
+    return shard_new(p, ix, out, err);
+}
+
+void sx_shard_free(sx_shard *s) {
+    if (!s) return;
+    uint32_t n = sx_index_slots(s->ix);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *r = rec_of(s, i);
+        if (rec_owned(s, r)) sx_index_free_mem((void *)r);
+    }
+    sx_index_free(s->ix);
+    sx_index_free_mem(s->hashes);
+    sx_index_free_mem(s->nodes);
+    for (size_t i = 0; i < s->n_cats; i++) {
+        sx_index_free_mem(s->cats[i].name);
+        sx_index_free_mem(s->cats[i].bits);
+    }
+    sx_index_free_mem(s->cats);
+    sx_index_free_mem(s->docs_owned);
+    if (s->mapping) munmap(s->mapping, s->mapping_len);
+    pthread_rwlock_destroy(&s->map_lock);
+    pthread_rwlock_destroy(&s->save_lock);
+    sx_index_free_mem(s);
+}
+
+/* ---- writes ---- */
+
+int sx_shard_upsert(sx_shard *s, const sx_doc *doc, const float *vec, sx_err *err) {
+    int rc = check_doc(doc, err);
+    if (rc < 0) return rc;
+    if (!vec) return sx_err_set(err, SX_EINVAL, "no vector for '%s'", doc->id);
+    size_t len;
+    uint8_t *rec = rec_build(doc, &len);
+    if (!rec) return sx_err_set(err, SX_ENOMEM, "shard: out of memory for '%s'", doc->id);
+    pthread_rwlock_rdlock(&s->save_lock);
+    uint32_t node;
+    rc = sx_index_add(s->ix, vec, (uint64_t)(uintptr_t)rec, &node, err);
+    if (rc < 0) {
+        pthread_rwlock_unlock(&s->save_lock);
+        sx_index_free_mem(rec);
+        return sx_err_prefix(err, "'%s'", doc->id);
+    }
+    atomic_fetch_add(&s->doc_bytes, len);
+    uint64_t h = hash_id(doc->id);
+    pthread_rwlock_wrlock(&s->map_lock);
+    rc = map_reserve(s);
+    if (rc == 0) rc = each_code(field_or_empty(doc->categories), code_prepare, s, node, 0);
+    if (rc < 0) {
+        /* nothing visible changed: the new node goes away unpublished */
+        pthread_rwlock_unlock(&s->map_lock);
+        sx_index_delete(s->ix, node, NULL);
+        pthread_rwlock_unlock(&s->save_lock);
+        return sx_err_set(err, SX_ENOMEM, "shard: out of memory for '%s'", doc->id);
+    }
+    size_t at = map_find(s, doc->id, h);
+    if (at != SIZE_MAX) {
+        uint32_t old = s->nodes[at];
+        mark_node(s, old, 0);
+        sx_index_delete(s->ix, old, NULL);
+        s->nodes[at] = node;
+    } else {
+        map_place(s, h, node);
+    }
+    mark_node(s, node, 1);
+    sx_index_publish(s->ix, node);
+    pthread_rwlock_unlock(&s->map_lock);
+    sx_index_maintain(s->ix, NULL);
+    pthread_rwlock_unlock(&s->save_lock);
+    return 0;
+}
+
+int sx_shard_delete(sx_shard *s, const char *id, sx_err *err) {
+    if (!id || !*id) return sx_err_set(err, SX_EINVAL, "delete: no id");
+    uint64_t h = hash_id(id);
+    pthread_rwlock_rdlock(&s->save_lock);
+    pthread_rwlock_wrlock(&s->map_lock);
+    size_t at = map_find(s, id, h);
+    if (at == SIZE_MAX) {
+        pthread_rwlock_unlock(&s->map_lock);
+        pthread_rwlock_unlock(&s->save_lock);
+        return sx_err_set(err, SX_ENOTFOUND, "no paper '%.63s'", id);
+    }
+    uint32_t node = s->nodes[at];
+    s->nodes[at] = TOMB;
+    s->used--;
+    s->tombs++;
+    mark_node(s, node, 0);
+    sx_index_delete(s->ix, node, NULL);
+    pthread_rwlock_unlock(&s->map_lock);
+    sx_index_maintain(s->ix, NULL);
+    pthread_rwlock_unlock(&s->save_lock);
+    return 0;
+}
+
+/* ---- reads ---- */
+
+int sx_shard_get(sx_shard *s, const char *id, sx_doc **out, sx_err *err) {
+    *out = NULL;
+    if (!id) return sx_err_set(err, SX_EINVAL, "get: no id");
+    uint64_t h = hash_id(id);
+    pthread_rwlock_rdlock(&s->map_lock);
+    size_t at = map_find(s, id, h);
+    if (at == SIZE_MAX) {
+        pthread_rwlock_unlock(&s->map_lock);
+        return sx_err_set(err, SX_ENOTFOUND, "no paper '%.63s'", id);
+    }
+    uint32_t node = s->nodes[at];
+    const uint8_t *r = rec_of(s, node);
+    const char *f[NF];
+    uint32_t len[NF];
+    size_t total = sizeof(sx_doc);
+    int rc = 0;
+    for (int i = 0; i < NF && rc == 0; i++) {
+        rc = node_field(s, node, r, i, &f[i], &len[i]);
+        total += len[i] + 1;
+    }
+    sx_doc *d = rc == 0 ? malloc(total) : NULL;
+    if (d) {
+        char *p = (char *)(d + 1);
+        const char **dst[NF] = {&d->id, &d->title, &d->abstract, &d->authors, &d->update_date, &d->categories};
+        for (int i = 0; i < NF; i++) {
+            memcpy(p, f[i], len[i] + 1);
+            *dst[i] = p;
+            p += len[i] + 1;
+        }
+    }
+    pthread_rwlock_unlock(&s->map_lock);
+    if (rc < 0) return sx_err_set(err, SX_ECORRUPT, "record of '%.63s' is corrupt", id);
+    if (!d) return sx_err_set(err, SX_ENOMEM, "get: out of memory");
+    *out = d;
+    return 0;
+}
+
+int sx_shard_get_vector(sx_shard *s, const char *id, float *out, sx_err *err) {
+    if (!id) return sx_err_set(err, SX_EINVAL, "get_vector: no id");
+    uint64_t h = hash_id(id);
+    pthread_rwlock_rdlock(&s->map_lock);
+    size_t at = map_find(s, id, h);
+    int rc = at == SIZE_MAX ? sx_err_set(err, SX_ENOTFOUND, "no paper '%.63s'", id)
+                            : sx_index_get_vector(s->ix, s->nodes[at], out, err);
+    pthread_rwlock_unlock(&s->map_lock);
+    return rc;
+}
+
+typedef struct hit_ctx {
+    sx_shard *s;
+    sx_hit *hits;
+} hit_ctx;
+
+static void on_hit(void *ctx, int rank, uint32_t node, uint64_t payload) {
+    hit_ctx *h = ctx;
+    const char *z = "";
+    uint32_t len = 0;
+    const uint8_t *r = (const uint8_t *)(uintptr_t)payload;
+    if (node_field(h->s, node, r, 0, &z, &len) < 0 || len > 63) z = "", len = 0;
+    memcpy(h->hits[rank].id, z, len);
+    h->hits[rank].id[len] = 0;
+}
+
+/* ORs the bitmaps of the codes asked for into *allow (malloc'd). */
+static int build_filter(sx_shard *s, const sx_search_opts *o, uint64_t **allow, size_t *bits,
+                        size_t *count) {
+    pthread_rwlock_rdlock(&s->map_lock);
+    size_t words = (size_t)sx_index_slots(s->ix) / 64 + 1;
+    uint64_t *a = sx_index_calloc(words, sizeof *a);
+    if (!a) {
+        pthread_rwlock_unlock(&s->map_lock);
+        return SX_ENOMEM;
+    }
+    for (int i = 0; i < o->n_categories; i++) {
+        const char *name = o->categories[i];
+        category *c = name ? cat_find(s, name, strlen(name)) : NULL;
+        if (!c) continue;
+        size_t w = c->words < words ? c->words : words;
+        for (size_t j = 0; j < w; j++) a[j] |= c->bits[j];
+    }
+    pthread_rwlock_unlock(&s->map_lock);
+    size_t n = 0;
+    for (size_t j = 0; j < words; j++) n += (size_t)__builtin_popcountll(a[j]);
+    *allow = a;
+    *bits = words * 64;
+    *count = n;
+    return 0;
+}
+
+int sx_shard_search(sx_shard *s, const float *q, const sx_search_opts *o, sx_hit *hits,
+                    int *n_hits, sx_search_stats *stats, sx_err *err) {
+    *n_hits = 0;
+    if (!o || !q) return sx_err_set(err, SX_EINVAL, "search: no query");
+    if (o->k < 1 || o->k > 10000) return sx_err_set(err, SX_EINVAL, "search: k %d not in 1..10000", o->k);
+    if (o->n_categories < 0 || (o->n_categories > 0 && !o->categories))
+        return sx_err_set(err, SX_EINVAL, "search: bad category list");
+    sx_index_hit stack_hits[64];
+    sx_index_hit *ih = o->k <= 64 ? stack_hits : sx_index_malloc((size_t)o->k * sizeof *ih);
+    if (!ih) return sx_err_set(err, SX_ENOMEM, "search: out of memory");
+    hit_ctx hc = {s, hits};
+    sx_index_query iq = {.k = o->k, .ef = o->ef, .rerank = -1, .on_hit = on_hit, .on_hit_ctx = &hc};
+    uint64_t *allow = NULL;
+    int rc = 0;
+    if (o->n_categories > 0) {
+        size_t bits = 0, count = 0;
+        rc = build_filter(s, o, &allow, &bits, &count);
+        if (rc < 0) rc = sx_err_set(err, rc, "search: out of memory");
+        iq.allow = allow;
+        iq.allow_bits = bits;
+        iq.allow_count = count;
+    }
+    int n = 0;
+    if (rc == 0) rc = sx_index_search(s->ix, q, &iq, ih, &n, stats, err);
+    for (int i = 0; rc == 0 && i < n; i++) hits[i].score = ih[i].score;
+    if (rc == 0) *n_hits = n;
+    sx_index_free_mem(allow);
+    if (ih != stack_hits) sx_index_free_mem(ih);
+    return rc;
+}
+
+size_t sx_shard_count(sx_shard *s) {
+    pthread_rwlock_rdlock(&s->map_lock);
+    size_t n = s->used;
+    pthread_rwlock_unlock(&s->map_lock);
+    return n;
+}
+
+sx_shard_params sx_shard_get_params(sx_shard *s) { return s->p; }
+
+int sx_shard_stats(sx_shard *s, struct sx_shard_stats *out) {
+    memset(out, 0, sizeof *out);
+    sx_index_stats is;
+    sx_index_get_stats(s->ix, &is);
+    pthread_rwlock_rdlock(&s->map_lock);
+    out->count = s->used;
+    out->categories = s->n_cats;
+    for (size_t i = 0; i < s->n_cats; i++) out->bytes_bitmaps += s->cats[i].words * 8 + strlen(s->cats[i].name) + 1;
+    out->bytes_idmap = s->cap * (sizeof(uint64_t) + sizeof(uint32_t));
+    pthread_rwlock_unlock(&s->map_lock);
+    out->deleted = is.deleted;
+    out->bytes_vectors = is.bytes_vectors;
+    out->bytes_fp32 = is.bytes_fp32;
+    out->bytes_fp32_mapped = is.bytes_fp32_mapped;
+    out->bytes_graph = is.bytes_graph;
+    out->bytes_documents = atomic_load(&s->doc_bytes);
+    size_t blk = (size_t)(s->docs_hi - s->docs_lo);
+    if (s->docs_owned) out->bytes_documents += blk;
+    else out->bytes_documents_mapped = blk;
+    out->levels = is.max_level + 1;
+    memcpy(out->nodes_per_level, is.nodes_per_level, sizeof out->nodes_per_level);
+    return 0;
+}
+
+/* ---- save ---- */
+
+int sx_shard_save(sx_shard *s, sx_write_fn w, void *ctx, sx_err *err) {
+    sx_sink out = {w, ctx, 0, 0, 0};
+    pthread_rwlock_wrlock(&s->save_lock);
+    pthread_rwlock_rdlock(&s->map_lock);
+    uint32_t n = sx_index_slots(s->ix);
+    sx_sink_begin(&out, TAG_HEAD, 4 * 9);
+    uint32_t head[9] = {FORMAT_VERSION, (uint32_t)s->p.dim, (uint32_t)s->p.M,
+                        (uint32_t)s->p.ef_construction, (uint32_t)s->p.ef_search,
+                        (uint32_t)s->p.storage, (uint32_t)s->p.rerank, n, (uint32_t)s->n_cats};
+    for (int i = 0; i < 9; i++) sx_sink_u32(&out, head[i]);
+    sx_sink_end(&out);
+    int rc = out.error ? 0 : sx_index_save(s->ix, &out, err);
+    /* ids: u8 length + bytes per slot (0: no record) */
+    uint64_t ids_len = 0, docs_len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *r = rec_of(s, i);
+        uint32_t len = 0;
+        const char *z;
+        if (node_field(s, i, r, 0, &z, &len) == 0) docs_len += rec_bound(s, i, r);
+        else if (r) rc = sx_err_set(err, SX_ECORRUPT, "shard: record of node %u is corrupt", i);
+        ids_len += 1 + len;
+    }
+    if (rc == 0) {
+        sx_sink_begin(&out, TAG_IDS, ids_len);
+        for (uint32_t i = 0; i < n && !out.error; i++) {
+            const uint8_t *r = rec_of(s, i);
+            const char *z = "";
+            uint32_t len = 0;
+            if (node_field(s, i, r, 0, &z, &len) < 0) z = "", len = 0;
+            uint8_t b = (uint8_t)len;
+            sx_sink_write(&out, &b, 1);
+            sx_sink_write(&out, z, len);
+        }
+        sx_sink_end(&out);
+        /* documents: offsets (n + 1) then the records */
+        sx_sink_begin(&out, TAG_DOCS, 8 * ((uint64_t)n + 1) + docs_len);
+        uint64_t at = 0;
+        for (uint32_t i = 0; i <= n && !out.error; i++) {
+            sx_sink_u64(&out, at);
+            const uint8_t *r = i < n ? rec_of(s, i) : NULL;
+            if (r) at += rec_bound(s, i, r);
+        }
+        for (uint32_t i = 0; i < n && !out.error; i++) {
+            const uint8_t *r = rec_of(s, i);
+            if (r) sx_sink_write(&out, r, rec_bound(s, i, r));
+        }
+        sx_sink_end(&out);
+        /* categories: name, then the bitmap */
+        uint64_t cats_len = 4;
+        for (size_t i = 0; i < s->n_cats; i++) cats_len += 4 + strlen(s->cats[i].name) + 8 + 8 * s->cats[i].words;
+        sx_sink_begin(&out, TAG_CATS, cats_len);
+        sx_sink_u32(&out, (uint32_t)s->n_cats);
+        for (size_t i = 0; i < s->n_cats && !out.error; i++) {
+            size_t len = strlen(s->cats[i].name);
+            sx_sink_u32(&out, (uint32_t)len);
+            sx_sink_write(&out, s->cats[i].name, len);
+            sx_sink_u64(&out, s->cats[i].words);
+            for (size_t j = 0; j < s->cats[i].words; j++) sx_sink_u64(&out, s->cats[i].bits[j]);
+        }
+        sx_sink_end(&out);
+    }
+    pthread_rwlock_unlock(&s->map_lock);
+    pthread_rwlock_unlock(&s->save_lock);
+    if (rc < 0) return rc;
+    if (out.error)
+        return sx_err_set(err, out.error, "shard: write failed at byte %llu (%s)",
+                          (unsigned long long)out.offset, sx_strerror(out.error));
+    return 0;
+}
+
+/* ---- load ---- */
+
+static int bad(sx_err *err, const char *what) {
+    return sx_err_set(err, SX_ECORRUPT, "shard snapshot: %s", what);
+}
+
+static int load_head(sx_source *src, sx_shard_params *p, uint32_t *n, uint32_t *ncats, sx_err *err) {
+    sx_section sec;
+    int rc = sx_source_section(src, TAG_HEAD, 0, &sec, err);
+    if (rc < 0) return sx_err_prefix(err, "shard snapshot");
+    uint32_t h[9];
+    uint64_t pos = 0;
+    for (int i = 0; i < 9 && rc == 0; i++) rc = sx_section_u32(&sec, &pos, &h[i]);
+    sx_section_release(&sec);
+    if (rc < 0 || pos != sec.len) return bad(err, "header has the wrong size");
+    if (h[0] != FORMAT_VERSION)
+        return sx_err_set(err, SX_EUNSUPPORTED, "shard snapshot: format version %u, this build reads %d", h[0], FORMAT_VERSION);
+    *p = (sx_shard_params){(int)h[1], (int)h[2], (int)h[3], (int)h[4], (int)h[5], (int)h[6]};
+    *n = h[7];
+    *ncats = h[8];
+    return 0;
+}
+
+static int load_ids(sx_source *src, sx_shard *s, uint32_t n, sx_err *err) {
+    sx_section sec;
+    int rc = sx_source_section(src, TAG_IDS, 0, &sec, err);
+    if (rc < 0) return sx_err_prefix(err, "shard snapshot");
+    uint64_t pos = 0;
+    char id[64];
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        if (pos >= sec.len) {
+            rc = bad(err, "id table too short");
+            break;
+        }
+        uint8_t len = sec.data[pos++];
+        if (len > 63 || sec.len - pos < len) {
+            rc = bad(err, "bad id length");
+            break;
+        }
+        memcpy(id, sec.data + pos, len);
+        id[len] = 0;
+        pos += len;
+        int live = sx_index_is_live(s->ix, i);
+        if (live && (len == 0 || memchr(id, 0, len))) rc = bad(err, "live node without a valid id");
+        else if (live && map_find(s, id, hash_id(id)) != SIZE_MAX) rc = bad(err, "duplicate id");
+        else if (live && map_reserve(s) < 0) rc = sx_err_set(err, SX_ENOMEM, "shard: out of memory loading");
+        else if (live) map_place(s, hash_id(id), i);
+    }
+    if (rc == 0 && pos != sec.len) rc = bad(err, "id table has extra bytes");
+    sx_section_release(&sec);
+    return rc;
+}
+
+/* Checks record r of length len: header and every field in bounds. */
+static int rec_check(const uint8_t *r, uint64_t len) {
+    if (len < 4 + NF * 5) return -1;
+    const char *z;
+    return rec_field(r, len, NF - 1, &z, NULL);
+}
+
+static int load_docs(sx_source *src, sx_shard *s, uint32_t n, int lazy, sx_err *err) {
+    sx_section sec;
+    int rc = sx_source_section(src, TAG_DOCS, 1, &sec, err);
+    if (rc < 0) return sx_err_prefix(err, "shard snapshot");
+    uint64_t head = 8 * ((uint64_t)n + 1);
+    if (sec.len < head) {
+        sx_section_release(&sec);
+        return bad(err, "document section too short");
+    }
+    const uint8_t *blob = sec.data + head;
+    uint64_t blen = sec.len - head, prev = rd64(sec.data);
+    if (prev != 0) rc = bad(err, "document offsets do not start at 0");
+    /* the structure always; each record's fields only when not lazy (so a
+     * lazy mapped load does not page the documents in) */
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        uint64_t next = rd64(sec.data + 8 * ((uint64_t)i + 1));
+        if (next < prev || next > blen) {
+            rc = bad(err, "document offsets out of order or out of bounds");
+            break;
+        }
+        int has = next > prev;
+        if (has && (next - prev < 8 || (!lazy && rec_check(blob + prev, next - prev) < 0))) {
+            rc = bad(err, "corrupt document record");
+            break;
+        }
+        if (has) sx_index_set_payload(s->ix, i, (uint64_t)(uintptr_t)(blob + prev));
+        prev = next;
+    }
+    if (rc == 0 && prev != blen) rc = bad(err, "document section has extra bytes");
+    if (rc == 0) {
+        s->docs_lo = blob;
+        s->docs_hi = blob + blen;
+        s->docs_owned = sec.owned;
+        s->doc_offsets = sec.data;
+        s->n_doc_offsets = n;
+        sec.owned = NULL;
+    } else {
+        for (uint32_t i = 0; i < n; i++) sx_index_set_payload(s->ix, i, 0);
+    }
+    sx_section_release(&sec);
+    return rc;
+}
+
+static int load_cats(sx_source *src, sx_shard *s, uint32_t n, uint32_t ncats, sx_err *err) {
+    sx_section sec;
+    int rc = sx_source_section(src, TAG_CATS, 0, &sec, err);
+    if (rc < 0) return sx_err_prefix(err, "shard snapshot");
+    uint64_t pos = 0;
+    uint32_t cnt;
+    if (sx_section_u32(&sec, &pos, &cnt) < 0 || cnt != ncats) rc = bad(err, "category count");
+    for (uint32_t i = 0; i < cnt && rc == 0; i++) {
+        uint32_t len;
+        uint64_t words;
+        if (sx_section_u32(&sec, &pos, &len) < 0 || len == 0 || len > MAX_CAT || sec.len - pos < len) {
+            rc = bad(err, "bad category name");
+            break;
+        }
+        const char *name = (const char *)sec.data + pos;
+        pos += len;
+        if (sx_section_u64(&sec, &pos, &words) < 0 || words > (sec.len - pos) / 8 ||
+            memchr(name, 0, len) || cat_find(s, name, len)) {
+            rc = bad(err, "bad category bitmap");
+            break;
+        }
+        if (cat_prepare(s, name, len, words ? (uint32_t)(words * 64 - 1) : 0) < 0) {
+            rc = sx_err_set(err, SX_ENOMEM, "shard: out of memory loading");
+            break;
+        }
+        category *c = &s->cats[s->n_cats - 1];
+        for (uint64_t j = 0; j < words; j++) {
+            uint64_t v;
+            sx_section_u64(&sec, &pos, &v);
+            c->bits[j] = v;
+        }
+        /* only live nodes may carry bits */
+        for (uint64_t j = 0; j < words * 64 && rc == 0; j++)
+            if ((c->bits[j >> 6] >> (j & 63) & 1) && (j >= n || !sx_index_is_live(s->ix, (uint32_t)j)))
+                rc = bad(err, "category bit on a node that is not live");
+    }
+    if (rc == 0 && pos != sec.len) rc = bad(err, "category section has extra bytes");
+    sx_section_release(&sec);
+    return rc;
+}
+
+static int load_any(sx_source *src, int lazy, sx_shard **out, sx_err *err) {
+    *out = NULL;
+    sx_shard_params p;
+    uint32_t n = 0, ncats = 0;
+    int rc = load_head(src, &p, &n, &ncats, err);
+    if (rc < 0) return rc;
+    sx_index *ix;
+    rc = sx_index_load(src, &ix, err);
+    if (rc < 0) return sx_err_prefix(err, "shard snapshot");
+    sx_index_params ip = sx_index_get_params(ix);
+    if (ip.dim != p.dim || ip.M != p.M || ip.storage != p.storage || sx_index_slots(ix) != n) {
+        sx_index_free(ix);
+        return bad(err, "index does not match the shard header");
+    }
+    sx_shard *s;
+    rc = shard_new(&p, ix, &s, err);
+    if (rc < 0) return rc;
+    rc = load_ids(src, s, n, err);
+    if (rc == 0) rc = load_docs(src, s, n, lazy, err);
+    /* every node that is not a free slot must have a record */
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        if (sx_index_is_live(s->ix, i) && !rec_of(s, i)) rc = bad(err, "live node without a document");
+    if (rc == 0) rc = load_cats(src, s, n, ncats, err);
+    if (rc < 0) {
+        sx_shard_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int sx_shard_load(sx_read_fn r, void *ctx, sx_shard **out, sx_err *err) {
+    sx_source src = {r, ctx, NULL, 0, 0, 1};
+    return load_any(&src, 0, out, err);
+}
+
+int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err) {
+    sx_source src = {NULL, NULL, base, len, 0, !(flags & SX_LOAD_LAZY)};
+    return load_any(&src, !!(flags & SX_LOAD_LAZY), out, err);
+}
+
+/* ---- files ---- */
+
+static int file_write(void *ctx, const void *buf, size_t len) {
+    return fwrite(buf, 1, len, ctx) == len ? 0 : SX_EIO;
+}
+
+int sx_shard_save_file(sx_shard *s, const char *path, sx_err *err) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return sx_err_set(err, SX_EINVAL, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return sx_err_set(err, SX_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    int rc = sx_shard_save(s, file_write, f, err);
+    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+        rc = sx_err_set(err, SX_EIO, "%s: write failed: %s", tmp, strerror(errno));
+    if (fclose(f) != 0 && rc == 0) rc = sx_err_set(err, SX_EIO, "%s: close failed: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = sx_err_set(err, SX_EIO, "%s: rename failed: %s", path, strerror(errno));
+    if (rc < 0) {
+        unlink(tmp);
+        return sx_err_prefix(err, "%s", path);
+    }
+    return 0;
+}
+
+int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return sx_err_set(err, errno == ENOENT ? SX_ENOTFOUND : SX_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+        close(fd);
+        return sx_err_set(err, SX_ECORRUPT, "%s: not a snapshot (empty or not a file)", path);
+    }
+    size_t len = (size_t)st.st_size;
+    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return sx_err_set(err, SX_EIO, "%s: mmap failed: %s", path, strerror(errno));
+    int rc = sx_shard_load_mapped(m, len, flags, out, err);
+    if (rc < 0) {
+        munmap(m, len);
+        return sx_err_prefix(err, "%s", path);
+    }
+    (*out)->mapping = m;
+    (*out)->mapping_len = len;
+    return 0;
+}

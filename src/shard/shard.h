@@ -1,0 +1,151 @@
+/*
+ * shard.h - one shard: the vector index, the documents and the category
+ * bitmaps of a set of papers, with serialisation to a byte stream.
+ *
+ *     sx_shard_params p = sx_shard_params_default();
+ *     sx_shard *s;
+ *     sx_shard_create(&p, &s, &err);
+ *     sx_doc d = {.id = "2101.00001", .title = "...", .categories = "cs.LG stat.ML"};
+ *     sx_shard_upsert(s, &d, vec, &err);           // vec: 384 floats, unit length
+ *     const char *cats[] = {"cs.LG"};
+ *     sx_search_opts o = {.k = 10, .categories = cats, .n_categories = 1};
+ *     sx_hit hits[10]; int n;
+ *     sx_shard_search(s, query, &o, hits, &n, NULL, &err);
+ *     sx_shard_save(s, write_cb, file, &err);      // or sx_shard_save_file
+ *     sx_shard_free(s);
+ *
+ * Every function is thread-safe: searches run in parallel with each other
+ * and with upserts and deletes. A shard does not know where it lives: it
+ * saves to and loads from callbacks (a file, Redis RDB), or is used in place
+ * from a memory-mapped snapshot. All memory goes through the allocator of
+ * sx_index_set_allocator (index.h), except what sx_shard_get returns.
+ */
+#ifndef SX_SHARD_H
+#define SX_SHARD_H
+
+#include <stddef.h>
+
+#include "../common/sx.h"
+#include "../index/index.h"
+
+typedef struct sx_shard sx_shard;
+
+typedef struct sx_shard_params {
+    int dim;             /* 384 */
+    int M;               /* 16 */
+    int ef_construction; /* 200 */
+    int ef_search;       /* default per-query ef, 64 */
+    int storage;         /* SX_STORAGE_FP32 or SX_STORAGE_SQ8 */
+    int rerank;          /* SQ8 only: re-rank this many top candidates from fp32 (0 off) */
+} sx_shard_params;
+
+/* dim 384, M 16, ef_construction 200, ef_search 64, SQ8, rerank 32. */
+sx_shard_params sx_shard_params_default(void);
+
+/* A paper. All strings UTF-8 and NUL-terminated; NULL or "" when absent. */
+typedef struct sx_doc {
+    const char *id; /* arXiv id, 1..63 bytes (longer: SX_EINVAL) */
+    const char *title, *abstract, *authors, *update_date;
+    const char *categories; /* space-separated codes, e.g. "cs.LG stat.ML" */
+} sx_doc;
+
+typedef struct sx_hit {
+    float score; /* cosine, higher is better */
+    char id[64];
+} sx_hit;
+
+typedef struct sx_search_opts {
+    int k;  /* hits wanted, 1..10000 */
+    int ef; /* 0 = the shard's default */
+    const char *const *categories; /* any-of; NULL or 0 = no filter */
+    int n_categories;
+} sx_search_opts;
+
+/* sx_search_stats (index.h): strategy (SX_STRATEGY_GRAPH, _WIDENED,
+ * _BRUTE), visited, distance_evals, selectivity. */
+
+/* Counts and memory of a shard. A struct tag without a typedef: the
+ * function that fills it is named sx_shard_stats (the service's contract),
+ * and C gives a typedef and a function one namespace. */
+struct sx_shard_stats {
+    size_t count;              /* live papers */
+    size_t deleted;            /* deleted, slot not yet reused */
+    size_t categories;         /* distinct category codes */
+    size_t bytes_vectors;      /* search codes (SQ8) or fp32 vectors */
+    size_t bytes_fp32;         /* fp32 copies on the heap (SQ8 re-ranking) */
+    size_t bytes_fp32_mapped;  /* fp32 vectors used in place from a snapshot */
+    size_t bytes_graph;        /* links and per-node metadata */
+    size_t bytes_documents;    /* document records on the heap */
+    size_t bytes_documents_mapped; /* document records used in place */
+    size_t bytes_bitmaps;      /* category bitmaps */
+    size_t bytes_idmap;        /* id -> node hash table */
+    int levels;                /* graph levels (top level + 1) */
+    size_t nodes_per_level[16];
+};
+
+/* Creates an empty shard. SX_EINVAL for bad parameters. */
+int sx_shard_create(const sx_shard_params *p, sx_shard **out, sx_err *err);
+
+/* Frees the shard (and unmaps a snapshot it mapped itself). NULL: no-op. */
+void sx_shard_free(sx_shard *s);
+
+/* Adds a paper, or replaces the paper with the same id (document and
+ * vector). vec: dim floats, L2-normalised by the caller. SX_EINVAL for a
+ * missing or too long id, invalid UTF-8, a non-finite vector. */
+int sx_shard_upsert(sx_shard *s, const sx_doc *doc, const float *vec, sx_err *err);
+
+/* Deletes a paper. SX_ENOTFOUND when the id is unknown. */
+int sx_shard_delete(sx_shard *s, const char *id, sx_err *err);
+
+/* A malloc'd copy of a paper (one block, strings inside it), freed with
+ * free(). SX_ENOTFOUND when absent. */
+int sx_shard_get(sx_shard *s, const char *id, sx_doc **out, sx_err *err);
+
+/* Copies a paper's vector into out (dim floats). SX_ENOTFOUND when absent. */
+int sx_shard_get_vector(sx_shard *s, const char *id, float *out, sx_err *err);
+
+/* Up to o->k hits (OUT, room for o->k), best first; *n_hits (OUT) how many.
+ * Deleted papers are never returned; every hit carries one of the
+ * categories asked for. stats (OUT) may be NULL. */
+int sx_shard_search(sx_shard *s, const float *q, const sx_search_opts *o, sx_hit *hits,
+                    int *n_hits, sx_search_stats *stats, sx_err *err);
+
+/* Number of live papers. */
+size_t sx_shard_count(sx_shard *s);
+
+/* Counts and memory by part (OUT). Returns 0. */
+int sx_shard_stats(sx_shard *s, struct sx_shard_stats *out);
+
+/* The parameters of the shard. */
+sx_shard_params sx_shard_get_params(sx_shard *s);
+
+/* Writes a snapshot: versioned, CRC-32C checksummed sections, explicit
+ * little-endian, arrays 64-byte aligned (see section.c). Upserts and
+ * deletes wait meanwhile; searches go on. Writer errors are returned. */
+int sx_shard_save(sx_shard *s, sx_write_fn w, void *ctx, sx_err *err);
+
+/* Reads a snapshot from a stream. Truncated or corrupt input: SX_ECORRUPT
+ * with a message naming the section and byte offset; nothing is leaked. */
+int sx_shard_load(sx_read_fn r, void *ctx, sx_shard **out, sx_err *err);
+
+/* Flags of the mapped loads. */
+enum {
+    SX_LOAD_LAZY = 1, /* skip the CRC of the bulk sections (fp32 vectors,
+                         documents), so they are paged in only when used;
+                         their structure is still checked */
+};
+
+/* Uses a snapshot in memory (e.g. mmap'd, page aligned) in place: the fp32
+ * vectors and the documents are read from it on demand, the graph and codes
+ * are copied. The caller keeps [base, base+len) alive and unchanged until
+ * sx_shard_free; later changes go to the heap. */
+int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err);
+
+/* Saves to path atomically (a temporary file renamed over it). */
+int sx_shard_save_file(sx_shard *s, const char *path, sx_err *err);
+
+/* Maps the snapshot file at path read-only and loads it in place; the shard
+ * owns the mapping. */
+int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err);
+
+#endif /* SX_SHARD_H */

@@ -1,0 +1,578 @@
+/* Tests for src/index: kernels against the scalar reference, SQ8, HNSW
+ * recall against exact search, deletes with slot reuse, filters, save/load
+ * and corrupt input. */
+#include "test.h"
+
+#include <pthread.h>
+
+#include "../src/index/index.h"
+#include "testvec.h"
+
+#define DIM 384
+
+/* ---- kernels ---- */
+
+void test_index_kernels_match_scalar(void) {
+    const sx_kernels *ks[8];
+    int nk = sx_kernels_available(ks, 8);
+    CHECK(nk >= 1);
+    CHECK_STR(ks[0]->name, "scalar");
+    CHECK(sx_kernels_best() == ks[nk - 1] || getenv("SEMDEX_KERNELS"));
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bw")) CHECK_STR(ks[nk - 1]->name, "avx512");
+#endif
+    tv_rng r = {1};
+    enum { MAXN = 1100 };
+    static float a[MAXN + 16], b[MAXN + 16];
+    static uint8_t c[MAXN + 16];
+    for (int i = 0; i < MAXN + 16; i++) {
+        a[i] = tv_gauss(&r);
+        b[i] = tv_gauss(&r);
+        c[i] = (uint8_t)(tv_next(&r) & 255);
+    }
+    const sx_kernels *s = sx_kernels_scalar();
+    for (int k = 1; k < nk; k++) {
+        for (size_t n = 0; n <= MAXN; n += (n < 80 ? 1 : 37)) {
+            /* every misalignment of the inputs too */
+            for (size_t o = 0; o < 3; o++) {
+                double mag = 0, magu = 0;
+                for (size_t i = 0; i < n; i++) {
+                    mag += fabs(a[o + i] * b[o + i]);
+                    magu += fabs(a[o + i] * c[o + i]);
+                }
+                double tol = 1e-5 * mag + 1e-6, tolu = 1e-5 * magu + 1e-6;
+                CHECK_NEAR(ks[k]->dot_f32(a + o, b + o, n), s->dot_f32(a + o, b + o, n), tol);
+                CHECK_NEAR(ks[k]->l2sq_f32(a + o, b + o, n), s->l2sq_f32(a + o, b + o, n), 4 * tol + 1e-5 * n);
+                CHECK_NEAR(ks[k]->dot_f32_u8(a + o, c + o, n), s->dot_f32_u8(a + o, c + o, n), tolu);
+            }
+        }
+    }
+    /* the scalar reference itself against a double-precision sum */
+    double d = 0;
+    for (int i = 0; i < 384; i++) d += (double)a[i] * b[i];
+    CHECK_NEAR(s->dot_f32(a, b, 384), d, 1e-4);
+}
+
+void test_index_sq8_roundtrip(void) {
+    float *x = tv_clustered(2000, DIM, 5, 0);
+    sx_sq8 q = {0};
+    sx_err err = {0};
+    CHECK_EQ(sx_sq8_train(&q, DIM, x, 2000, &err), 0);
+    uint8_t codes[DIM];
+    float back[DIM], qs[DIM], bias;
+    const sx_kernels *k = sx_kernels_best();
+    for (int i = 0; i < 50; i++) {
+        const float *v = x + (size_t)i * DIM;
+        sx_sq8_encode(&q, v, codes);
+        sx_sq8_decode(&q, codes, back);
+        for (int j = 0; j < DIM; j++) CHECK(fabsf(back[j] - v[j]) <= 0.5f * q.vscale[j] + 1e-6f);
+        /* prepared dot == dot with the decoded vector */
+        const float *w = x + (size_t)(i + 100) * DIM;
+        sx_sq8_prepare(&q, w, qs, &bias);
+        CHECK_NEAR(bias + k->dot_f32_u8(qs, codes, DIM), k->dot_f32(w, back, DIM), 1e-4);
+    }
+    /* out-of-range values clamp */
+    float big[DIM];
+    for (int j = 0; j < DIM; j++) big[j] = (j & 1) ? 100.0f : -100.0f;
+    sx_sq8_encode(&q, big, codes);
+    CHECK_EQ(codes[0], 0);
+    CHECK_EQ(codes[1], 255);
+    sx_sq8_release(&q);
+    CHECK_EQ(sx_sq8_init(&q, DIM, 1.0f, -1.0f, &err), SX_EINVAL);
+    CHECK_EQ(sx_sq8_train(&q, DIM, x, 0, &err), SX_EINVAL);
+    free(x);
+}
+
+/* ---- building and measuring ---- */
+
+typedef struct build_job {
+    sx_index *ix;
+    const float *x;
+    size_t from, to, step;
+    uint32_t *nodes;
+} build_job;
+
+static void *build_thread(void *arg) {
+    build_job *j = arg;
+    sx_err err = {0};
+    for (size_t i = j->from; i < j->to; i += j->step) {
+        uint32_t node;
+        if (sx_index_add(j->ix, j->x + i * DIM, i + 1, &node, &err) < 0) {
+            fprintf(stderr, "add: %s\n", err.msg);
+            abort();
+        }
+        sx_index_publish(j->ix, node);
+        if (j->nodes) j->nodes[i] = node;
+        if (i % 512 == 0) sx_index_maintain(j->ix, NULL);
+    }
+    return NULL;
+}
+
+/* Builds an index over n vectors with `threads` concurrent inserters;
+ * nodes[i] (optional OUT) is vector i's node. */
+static sx_index *build(const sx_index_params *p, const float *x, size_t n, int threads,
+                       uint32_t *nodes) {
+    sx_index *ix = NULL;
+    sx_err err = {0};
+    CHECK_MSG(sx_index_create(p, &ix, &err) == 0, "%s", err.msg);
+    pthread_t t[8];
+    build_job j[8];
+    for (int i = 0; i < threads; i++) {
+        j[i] = (build_job){ix, x, (size_t)i, n, (size_t)threads, nodes};
+        CHECK(pthread_create(&t[i], NULL, build_thread, &j[i]) == 0);
+    }
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+    CHECK_EQ(sx_index_maintain(ix, &err), 0);
+    return ix;
+}
+
+/* Mean recall@k of approximate search against exact search over nq queries. */
+static double recall_at(sx_index *ix, const float *qv, int nq, const sx_index_query *q,
+                        sx_search_stats *last) {
+    sx_index_hit got[100], want[100];
+    int ng, nw;
+    sx_err err = {0};
+    long found = 0, total = 0;
+    for (int i = 0; i < nq; i++) {
+        const float *v = qv + (size_t)i * DIM;
+        CHECK_MSG(sx_index_search(ix, v, q, got, &ng, last, &err) == 0, "%s", err.msg);
+        CHECK_MSG(sx_index_search_exact(ix, v, q, want, &nw, NULL, &err) == 0, "%s", err.msg);
+        for (int a = 1; a < ng; a++) CHECK(got[a - 1].score >= got[a].score);
+        for (int a = 0; a < nw; a++)
+            for (int b = 0; b < ng; b++)
+                if (want[a].node == got[b].node) {
+                    found++;
+                    break;
+                }
+        total += nw;
+    }
+    return total ? (double)found / (double)total : 1.0;
+}
+
+static size_t n_base(void) { return TV_ASAN ? 12000 : 50000; }
+
+void test_index_recall_fp32(void) {
+    size_t n = n_base();
+    float *x = tv_clustered(n, DIM, 11, 0), *qv = tv_clustered(200, DIM, 11, 1);
+    sx_index_params p = sx_index_params_default(DIM);
+    sx_index *ix = build(&p, x, n, 2, NULL);
+    sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};
+    double r = recall_at(ix, qv, 200, &q, NULL);
+    fprintf(stderr, "    fp32 recall@10 ef=64 n=%zu: %.4f\n", n, r);
+    CHECK(r >= 0.95);
+    sx_index_stats st;
+    sx_index_get_stats(ix, &st);
+    CHECK_EQ(st.live, n);
+    CHECK_EQ(st.deleted, 0);
+    CHECK(st.max_level >= 1);
+    CHECK_EQ(st.nodes_per_level[0], n);
+    /* the exact search is exact: the best hit of a stored vector is itself */
+    sx_index_hit h[10];
+    int nh;
+    CHECK_EQ(sx_index_search_exact(ix, x + 123 * DIM, &q, h, &nh, NULL, NULL), 0);
+    CHECK_EQ(sx_index_payload(ix, h[0].node), 124);
+    CHECK_NEAR(h[0].score, 1.0, 1e-4);
+    sx_index_free(ix);
+    free(x);
+    free(qv);
+}
+
+void test_index_recall_sq8(void) {
+    size_t n = n_base();
+    float *x = tv_clustered(n, DIM, 12, 0), *qv = tv_clustered(200, DIM, 12, 1);
+    sx_index_params p = sx_index_params_default(DIM);
+    p.storage = SX_STORAGE_SQ8;
+    sx_index *ix = build(&p, x, n, 2, NULL);
+    sx_index_query q = {.k = 10, .ef = 64, .rerank = 0};
+    double r0 = recall_at(ix, qv, 200, &q, NULL);
+    q.rerank = 32;
+    double r1 = recall_at(ix, qv, 200, &q, NULL);
+    fprintf(stderr, "    sq8 recall@10 ef=64 n=%zu: %.4f, re-ranked: %.4f\n", n, r0, r1);
+    CHECK(r0 >= 0.93);
+    CHECK(r1 >= 0.95);
+    CHECK(r1 >= r0 - 0.005);
+    /* get_vector returns the exact fp32 input */
+    float v[DIM];
+    CHECK_EQ(sx_index_get_vector(ix, 7, v, NULL), 0);
+    int same = 0;
+    for (size_t i = 0; i < n && !same; i++) same = memcmp(v, x + i * DIM, sizeof v) == 0;
+    CHECK(same);
+    sx_index_stats st;
+    sx_index_get_stats(ix, &st);
+    double bpv = (double)(st.bytes_vectors + st.bytes_graph) / (double)n;
+    fprintf(stderr, "    sq8 bytes/vector (codes + graph): %.0f\n", bpv);
+    CHECK(bpv < 600);
+    sx_index_free(ix);
+    free(x);
+    free(qv);
+}
+
+void test_index_delete_and_reuse(void) {
+    size_t n = TV_ASAN ? 8000 : 30000;
+    float *x = tv_clustered(n + n / 5, DIM, 13, 0), *qv = tv_clustered(200, DIM, 13, 1);
+    uint32_t *nodes = malloc((n + n / 5) * sizeof *nodes);
+    sx_index_params p = sx_index_params_default(DIM);
+    p.storage = SX_STORAGE_SQ8;
+    p.rerank = 32;
+    sx_index *ix = build(&p, x, n, 2, nodes);
+    sx_err err = {0};
+    /* delete every fifth vector (20%) */
+    for (size_t i = 0; i < n; i += 5) {
+        CHECK_EQ(sx_index_delete(ix, nodes[i], &err), 0);
+        if (i % 1000 == 0) sx_index_maintain(ix, NULL);
+    }
+    CHECK_EQ(sx_index_delete(ix, nodes[0], &err), SX_ENOTFOUND);
+    sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};
+    sx_index_hit h[10];
+    int nh;
+    for (int i = 0; i < 200; i++) {
+        CHECK_EQ(sx_index_search(ix, qv + (size_t)i * DIM, &q, h, &nh, NULL, NULL), 0);
+        CHECK_EQ(nh, 10);
+        for (int j = 0; j < nh; j++) CHECK((sx_index_payload(ix, h[j].node) - 1) % 5 != 0);
+    }
+    double r = recall_at(ix, qv, 200, &q, NULL);
+    fprintf(stderr, "    recall@10 after deleting 20%% (before vacuum): %.4f\n", r);
+    CHECK(r >= 0.95);
+    CHECK_EQ(sx_index_vacuum(ix, &err), 0);
+    sx_index_stats st;
+    sx_index_get_stats(ix, &st);
+    CHECK_EQ(st.deleted, 0);
+    CHECK_EQ(st.free_slots, n / 5);
+    CHECK_EQ(st.live, n - n / 5);
+    r = recall_at(ix, qv, 200, &q, NULL);
+    fprintf(stderr, "    recall@10 after vacuum: %.4f\n", r);
+    CHECK(r >= 0.95);
+    /* new vectors reuse the released slots */
+    uint32_t slots = sx_index_slots(ix);
+    for (size_t i = n; i < n + n / 5; i++) {
+        uint32_t node;
+        CHECK_EQ(sx_index_add(ix, x + i * DIM, i + 1, &node, &err), 0);
+        sx_index_publish(ix, node);
+        CHECK(node < slots);
+    }
+    CHECK_EQ(sx_index_slots(ix), slots);
+    r = recall_at(ix, qv, 200, &q, NULL);
+    fprintf(stderr, "    recall@10 after refilling the slots: %.4f\n", r);
+    CHECK(r >= 0.95);
+    for (int i = 0; i < 50; i++) {
+        CHECK_EQ(sx_index_search(ix, qv + (size_t)i * DIM, &q, h, &nh, NULL, NULL), 0);
+        for (int j = 0; j < nh; j++) {
+            uint64_t pl = sx_index_payload(ix, h[j].node);
+            CHECK(pl > n || (pl - 1) % 5 != 0);
+        }
+    }
+    /* delete everything: searches return nothing, then the index works again */
+    for (uint32_t i = 0; i < sx_index_slots(ix); i++) sx_index_delete(ix, i, NULL);
+    CHECK_EQ(sx_index_search(ix, qv, &q, h, &nh, NULL, NULL), 0);
+    CHECK_EQ(nh, 0);
+    CHECK_EQ(sx_index_vacuum(ix, &err), 0);
+    CHECK_EQ(sx_index_search(ix, qv, &q, h, &nh, NULL, NULL), 0);
+    CHECK_EQ(nh, 0);
+    uint32_t node;
+    CHECK_EQ(sx_index_add(ix, x, 1, &node, &err), 0);
+    sx_index_publish(ix, node);
+    CHECK_EQ(sx_index_search(ix, x, &q, h, &nh, NULL, NULL), 0);
+    CHECK_EQ(nh, 1);
+    CHECK_EQ(h[0].node, node);
+    sx_index_free(ix);
+    free(nodes);
+    free(x);
+    free(qv);
+}
+
+/* A bitmap passing about `frac` of the n slots (pseudo-random). */
+static uint64_t *make_filter(uint32_t n, double frac, uint64_t seed, size_t *count) {
+    uint64_t *b = calloc(n / 64 + 1, sizeof *b);
+    tv_rng r = {seed};
+    *count = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (tv_unif(&r) < frac) {
+            b[i >> 6] |= 1ull << (i & 63);
+            (*count)++;
+        }
+    return b;
+}
+
+void test_index_filters(void) {
+    size_t n = n_base();
+    float *x = tv_clustered(n, DIM, 14, 0), *qv = tv_clustered(100, DIM, 14, 1);
+    sx_index_params p = sx_index_params_default(DIM);
+    p.storage = SX_STORAGE_SQ8;
+    p.rerank = 32;
+    sx_index *ix = build(&p, x, n, 2, NULL);
+    const double fracs[] = {0.001, 0.01, 0.1, 0.5};
+    for (int f = 0; f < 4; f++) {
+        for (int force_graph = 0; force_graph < 2; force_graph++) {
+            size_t cnt;
+            uint64_t *allow = make_filter(sx_index_slots(ix), fracs[f], 100 + f, &cnt);
+            sx_index_query q = {.k = 10, .ef = 64, .rerank = -1, .allow = allow,
+                                .allow_bits = sx_index_slots(ix), .allow_count = cnt};
+            /* force_graph: claim a large passing count so the graph walk runs */
+            if (force_graph) {
+                if (fracs[f] < 0.01) {
+                    free(allow);
+                    continue;
+                }
+                q.allow_count = n;
+            }
+            sx_search_stats st;
+            sx_index_hit h[10];
+            int nh;
+            for (int i = 0; i < 100; i++) {
+                CHECK_EQ(sx_index_search(ix, qv + (size_t)i * DIM, &q, h, &nh, &st, NULL), 0);
+                CHECK_EQ(nh, cnt < 10 ? (int)cnt : 10);
+                for (int j = 0; j < nh; j++) CHECK(allow[h[j].node >> 6] >> (h[j].node & 63) & 1);
+            }
+            q.allow_count = cnt;
+            double r = recall_at(ix, qv, 100, &q, &st);
+            if (force_graph) {
+                q.allow_count = n;
+                r = recall_at(ix, qv, 100, &q, &st);
+            }
+            fprintf(stderr, "    filter %.1f%% (%zu pass)%s: recall@10 %.4f strategy %d evals %ld\n",
+                   100 * fracs[f], cnt, force_graph ? " forced graph" : "", r, st.strategy,
+                   st.distance_evals);
+            CHECK(r >= 0.95);
+            if (!force_graph && fracs[f] <= 0.01) CHECK_EQ(st.strategy, SX_STRATEGY_BRUTE);
+            if (!force_graph && fracs[f] >= 0.5) CHECK(st.strategy != SX_STRATEGY_BRUTE);
+            free(allow);
+        }
+    }
+    sx_index_free(ix);
+    free(x);
+    free(qv);
+}
+
+/* ---- persistence ---- */
+
+typedef struct membuf {
+    uint8_t *p;
+    size_t len, cap, pos;
+    size_t fail_at; /* write error once len would pass it (0 = never) */
+} membuf;
+
+static int mem_write(void *ctx, const void *buf, size_t len) {
+    membuf *m = ctx;
+    if (m->fail_at && m->len + len > m->fail_at) return SX_EIO;
+    if (m->len + len > m->cap) {
+        size_t nc = m->cap ? m->cap : 4096;
+        while (nc < m->len + len) nc *= 2;
+        m->p = realloc(m->p, nc);
+        m->cap = nc;
+    }
+    memcpy(m->p + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static int mem_read(void *ctx, void *buf, size_t len) {
+    membuf *m = ctx;
+    if (len > m->len - m->pos) return SX_EIO;
+    memcpy(buf, m->p + m->pos, len);
+    m->pos += len;
+    return 0;
+}
+
+static void same_results(sx_index *a, sx_index *b, const float *qv, int nq) {
+    sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};
+    for (int i = 0; i < nq; i++) {
+        sx_index_hit ha[10], hb[10];
+        int na, nb;
+        CHECK_EQ(sx_index_search(a, qv + (size_t)i * DIM, &q, ha, &na, NULL, NULL), 0);
+        CHECK_EQ(sx_index_search(b, qv + (size_t)i * DIM, &q, hb, &nb, NULL, NULL), 0);
+        CHECK_EQ(na, nb);
+        for (int j = 0; j < na; j++) {
+            CHECK_EQ(ha[j].node, hb[j].node);
+            CHECK(ha[j].score == hb[j].score);
+        }
+    }
+}
+
+void test_index_save_load(void) {
+    size_t n = 3000;
+    float *x = tv_clustered(n, DIM, 15, 0), *qv = tv_clustered(50, DIM, 15, 1);
+    for (int storage = 0; storage < 2; storage++) {
+        sx_index_params p = sx_index_params_default(DIM);
+        p.storage = storage;
+        p.rerank = storage ? 20 : 0;
+        uint32_t *nodes = malloc(n * sizeof *nodes);
+        sx_index *ix = build(&p, x, n, 1, nodes);
+        for (size_t i = 0; i < n; i += 7) sx_index_delete(ix, nodes[i], NULL);
+        sx_index_vacuum(ix, NULL);
+        for (size_t i = 0; i < n; i += 11) sx_index_delete(ix, nodes[i], NULL); /* not vacuumed */
+        membuf m = {0};
+        sx_sink sink = {mem_write, &m, 0, 0, 0};
+        sx_err err = {0};
+        CHECK_MSG(sx_index_save(ix, &sink, &err) == 0, "%s", err.msg);
+        /* stream load */
+        sx_source src = {mem_read, &m, NULL, 0, 0, 1};
+        sx_index *b = NULL;
+        CHECK_MSG(sx_index_load(&src, &b, &err) == 0, "%s", err.msg);
+        CHECK_EQ(src.offset, m.len);
+        same_results(ix, b, qv, 50);
+        /* memory (mapped) load: fp32 vectors used in place */
+        uint8_t *copy = aligned_alloc(64, (m.len + 63) / 64 * 64);
+        memcpy(copy, m.p, m.len);
+        sx_source msrc = {NULL, NULL, copy, m.len, 0, 1};
+        sx_index *c = NULL;
+        CHECK_MSG(sx_index_load(&msrc, &c, &err) == 0, "%s", err.msg);
+        same_results(ix, c, qv, 50);
+        sx_index_stats sa, sc;
+        sx_index_get_stats(ix, &sa);
+        sx_index_get_stats(c, &sc);
+        CHECK_EQ(sa.live, sc.live);
+        CHECK_EQ(sa.deleted, sc.deleted);
+        CHECK_EQ(sa.free_slots, sc.free_slots);
+        CHECK_EQ(sa.max_level, sc.max_level);
+        if (storage) CHECK(sc.bytes_fp32_mapped > 0);
+        /* the loaded index keeps working: inserts reuse free slots, vacuum */
+        for (size_t i = 0; i < 50; i++) {
+            uint32_t node;
+            CHECK_EQ(sx_index_add(c, x + i * DIM, 0, &node, &err), 0);
+            sx_index_publish(c, node);
+        }
+        CHECK_EQ(sx_index_vacuum(c, &err), 0);
+        sx_index_query q = {.k = 5, .rerank = -1};
+        sx_index_hit h[5];
+        int nh;
+        CHECK_EQ(sx_index_search(c, x + 3 * DIM, &q, h, &nh, NULL, NULL), 0);
+        CHECK_NEAR(h[0].score, 1.0, 0.02);
+        sx_index_free(c);
+        free(copy);
+        sx_index_free(b);
+        sx_index_free(ix);
+        /* a failing writer reports the error */
+        membuf f = {.fail_at = 5000};
+        sx_sink fs = {mem_write, &f, 0, 0, 0};
+        sx_index *d = build(&p, x, 200, 1, NULL);
+        CHECK_EQ(sx_index_save(d, &fs, &err), SX_EIO);
+        sx_index_free(d);
+        free(f.p);
+        free(m.p);
+        free(nodes);
+    }
+    free(x);
+    free(qv);
+}
+
+void test_index_load_corrupt(void) {
+    size_t n = 400;
+    float *x = tv_clustered(n, 16, 16, 0);
+    sx_index_params p = sx_index_params_default(16);
+    p.storage = SX_STORAGE_SQ8;
+    p.M = 4;
+    p.train_size = 100;
+    sx_index *ix = NULL;
+    sx_err err = {0};
+    CHECK_EQ(sx_index_create(&p, &ix, &err), 0);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t node;
+        CHECK_EQ(sx_index_add(ix, x + i * 16, 0, &node, &err), 0);
+        sx_index_publish(ix, node);
+        if (i % 3 == 0) sx_index_delete(ix, node, NULL);
+        sx_index_maintain(ix, NULL);
+    }
+    membuf m = {0};
+    sx_sink sink = {mem_write, &m, 0, 0, 0};
+    CHECK_EQ(sx_index_save(ix, &sink, &err), 0);
+    sx_index_free(ix);
+    /* every truncation fails cleanly, from a stream and from memory */
+    for (size_t cut = 0; cut < m.len; cut += 1 + cut / 16) {
+        membuf t = {m.p, cut, cut, 0, 0};
+        sx_source src = {mem_read, &t, NULL, 0, 0, 1};
+        sx_index *b = NULL;
+        int rc = sx_index_load(&src, &b, &err);
+        CHECK_MSG(rc == SX_ECORRUPT, "cut %zu: rc %d", cut, rc);
+        CHECK(b == NULL);
+        CHECK(strlen(err.msg) > 0);
+        sx_source msrc = {NULL, NULL, m.p, cut, 0, 1};
+        CHECK_EQ(sx_index_load(&msrc, &b, &err), SX_ECORRUPT);
+    }
+    sx_source ok = {NULL, NULL, m.p, m.len, 0, 1};
+    sx_index *ref = NULL;
+    CHECK_EQ(sx_index_load(&ok, &ref, &err), 0);
+    /* every flipped byte fails cleanly (the CRCs catch it), except in the
+     * zero padding, which no reader looks at: then the index is unchanged */
+    int undetected = 0;
+    for (size_t i = 0; i < m.len; i += 1 + i / 64) {
+        m.p[i] ^= 0x5a;
+        sx_source msrc = {NULL, NULL, m.p, m.len, 0, 1};
+        sx_index *b = NULL;
+        int rc = sx_index_load(&msrc, &b, &err);
+        if (rc == 0) {
+            undetected++;
+            for (int qi = 0; qi < 5; qi++) {
+                sx_index_query q = {.k = 5, .rerank = -1};
+                sx_index_hit ha[5], hb[5];
+                int na, nb;
+                CHECK_EQ(sx_index_search(ref, x + qi * 16, &q, ha, &na, NULL, NULL), 0);
+                CHECK_EQ(sx_index_search(b, x + qi * 16, &q, hb, &nb, NULL, NULL), 0);
+                CHECK_EQ(na, nb);
+                for (int j = 0; j < na; j++) CHECK(ha[j].node == hb[j].node && ha[j].score == hb[j].score);
+            }
+            sx_index_free(b);
+        } else {
+            CHECK_MSG(rc == SX_ECORRUPT || rc == SX_EUNSUPPORTED, "byte %zu: rc %d", i, rc);
+        }
+        m.p[i] ^= 0x5a;
+    }
+    fprintf(stderr, "    %d of the flipped bytes were padding\n", undetected);
+    CHECK(undetected < 120); /* padding is a small part of the bytes tried */
+    sx_index_free(ref);
+    free(m.p);
+    free(x);
+}
+
+void test_index_bad_input(void) {
+    sx_err err = {0};
+    sx_index *ix = NULL;
+    sx_index_params p = sx_index_params_default(8);
+    p.M = 1;
+    CHECK_EQ(sx_index_create(&p, &ix, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "M") != NULL);
+    p = sx_index_params_default(0);
+    CHECK_EQ(sx_index_create(&p, &ix, &err), SX_EINVAL);
+    p = sx_index_params_default(8);
+    p.storage = SX_STORAGE_SQ8;
+    p.metric = SX_METRIC_L2;
+    CHECK_EQ(sx_index_create(&p, &ix, &err), SX_EUNSUPPORTED);
+    p = sx_index_params_default(8);
+    CHECK_EQ(sx_index_create(&p, &ix, &err), 0);
+    float v[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    sx_index_query q = {.k = 3};
+    sx_index_hit h[3];
+    int nh = -1;
+    CHECK_EQ(sx_index_search(ix, v, &q, h, &nh, NULL, &err), 0); /* empty index */
+    CHECK_EQ(nh, 0);
+    uint32_t node;
+    v[3] = NAN;
+    CHECK_EQ(sx_index_add(ix, v, 0, &node, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "NaN") != NULL);
+    v[3] = 0;
+    CHECK_EQ(sx_index_add(ix, v, 0, &node, &err), 0);
+    sx_index_publish(ix, node);
+    q.k = 0;
+    CHECK_EQ(sx_index_search(ix, v, &q, h, &nh, NULL, &err), SX_EINVAL);
+    q.k = 3;
+    v[0] = INFINITY;
+    CHECK_EQ(sx_index_search(ix, v, &q, h, &nh, NULL, &err), SX_EINVAL);
+    CHECK_EQ(sx_index_delete(ix, 99, &err), SX_ENOTFOUND);
+    CHECK_EQ(sx_index_get_vector(ix, 99, v, &err), SX_ENOTFOUND);
+    sx_index_free(ix);
+    /* L2 metric on fp32 works */
+    p.metric = SX_METRIC_L2;
+    CHECK_EQ(sx_index_create(&p, &ix, &err), 0);
+    for (int i = 0; i < 20; i++) {
+        float w[8] = {(float)i, 0, 0, 0, 0, 0, 0, 0};
+        CHECK_EQ(sx_index_add(ix, w, (uint64_t)i, &node, &err), 0);
+        sx_index_publish(ix, node);
+    }
+    float t[8] = {7.2f, 0, 0, 0, 0, 0, 0, 0};
+    CHECK_EQ(sx_index_search(ix, t, &q, h, &nh, NULL, &err), 0);
+    CHECK_EQ(nh, 3);
+    CHECK_EQ(sx_index_payload(ix, h[0].node), 7);
+    CHECK_NEAR(h[0].score, -0.04, 1e-4);
+    CHECK_EQ(sx_index_payload(ix, h[1].node), 8);
+    sx_index_free(ix);
+}

@@ -1,0 +1,130 @@
+/* Tests for src/server building blocks: LRU map, rate limiter. */
+#include "test.h"
+
+#include "../src/server/lru.h"
+#include "../src/server/ratelimit.h"
+
+void test_lru_get_put_evict(void) {
+    sx_lru *c = sx_lru_create(3, 2 * sizeof(float));
+    CHECK(c);
+    float v[2], out[2];
+    char key[16];
+    for (int i = 0; i < 3; i++) {
+        v[0] = (float)i;
+        v[1] = (float)-i;
+        snprintf(key, sizeof key, "q%d", i);
+        sx_lru_put(c, key, strlen(key), v);
+    }
+    CHECK_EQ(sx_lru_size(c), 3);
+    CHECK(sx_lru_get(c, "q0", 2, out)); /* q0 is now the most recent */
+    CHECK_NEAR(out[1], 0.0, 0);
+    v[0] = 9;
+    sx_lru_put(c, "q3", 2, v); /* evicts q1, the least recent */
+    CHECK_EQ(sx_lru_size(c), 3);
+    CHECK(!sx_lru_get(c, "q1", 2, out));
+    CHECK(sx_lru_get(c, "q0", 2, out));
+    CHECK(sx_lru_get(c, "q2", 2, out));
+    CHECK_NEAR(out[0], 2.0, 0);
+    CHECK(sx_lru_get(c, "q3", 2, out));
+    CHECK_NEAR(out[0], 9.0, 0);
+    /* Keys are byte strings: a prefix is a different key. */
+    CHECK(!sx_lru_get(c, "q", 1, out));
+    /* Overwriting keeps the size. */
+    v[0] = 7;
+    sx_lru_put(c, "q3", 2, v);
+    CHECK(sx_lru_get(c, "q3", 2, out));
+    CHECK_NEAR(out[0], 7.0, 0);
+    CHECK_EQ(sx_lru_size(c), 3);
+    sx_lru_free(c);
+
+    /* Capacity 0 stores nothing. */
+    c = sx_lru_create(0, sizeof(float));
+    sx_lru_put(c, "a", 1, v);
+    CHECK(!sx_lru_get(c, "a", 1, out));
+    sx_lru_free(c);
+}
+
+void test_lru_many_keys(void) {
+    sx_lru *c = sx_lru_create(1000, sizeof(int));
+    for (int i = 0; i < 5000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        sx_lru_put(c, key, strlen(key), &i);
+    }
+    CHECK_EQ(sx_lru_size(c), 1000);
+    for (int i = 0; i < 5000; i++) {
+        char key[16];
+        int got = -1;
+        snprintf(key, sizeof key, "k%d", i);
+        int hit = sx_lru_get(c, key, strlen(key), &got);
+        CHECK_EQ(hit, i >= 4000);
+        if (hit) CHECK_EQ(got, i);
+    }
+    sx_lru_free(c);
+}
+
+void test_ratelimit_token_bucket(void) {
+    sx_ratelimit *rl = sx_ratelimit_create(2.0, 3.0, 100);
+    CHECK(rl);
+    double t = 1000.0;
+    /* A burst of 3 passes, the 4th waits half a second (rate 2/s). */
+    for (int i = 0; i < 3; i++) CHECK_NEAR(sx_ratelimit_take(rl, "10.0.0.1", t), 0.0, 0);
+    CHECK_NEAR(sx_ratelimit_take(rl, "10.0.0.1", t), 0.5, 1e-9);
+    /* Another client has its own bucket. */
+    CHECK_NEAR(sx_ratelimit_take(rl, "10.0.0.2", t), 0.0, 0);
+    /* After 0.5 s one token is back. */
+    CHECK_NEAR(sx_ratelimit_take(rl, "10.0.0.1", t + 0.5), 0.0, 0);
+    CHECK(sx_ratelimit_take(rl, "10.0.0.1", t + 0.5) > 0);
+    /* A long pause refills up to the burst only. */
+    for (int i = 0; i < 3; i++) CHECK_NEAR(sx_ratelimit_take(rl, "10.0.0.1", t + 100), 0.0, 0);
+    CHECK(sx_ratelimit_take(rl, "10.0.0.1", t + 100) > 0);
+    sx_ratelimit_free(rl);
+
+    /* Rate 0 disables the limiter. */
+    rl = sx_ratelimit_create(0, 0, 100);
+    for (int i = 0; i < 100; i++) CHECK_NEAR(sx_ratelimit_take(rl, "x", t), 0.0, 0);
+    sx_ratelimit_free(rl);
+}
+
+#include "../src/server/metrics.h"
+
+void test_metrics_render(void) {
+    sx_metrics *m = sx_metrics_create();
+    CHECK(m);
+    sx_metrics_request(m, SX_ROUTE_SEARCH, 200, 0.004);
+    sx_metrics_request(m, SX_ROUTE_SEARCH, 200, 0.020);
+    sx_metrics_request(m, SX_ROUTE_SEARCH, 400, 0.0001);
+    sx_metrics_request(m, SX_ROUTE_PAPER_GET, 404, 0.0002);
+    sx_metrics_embed(m, 0.003, 5);
+    sx_metrics_index(m, 0.0004);
+    sx_metrics_cache(m, 1);
+    sx_metrics_cache(m, 0);
+    sx_metrics_cache(m, 0);
+    sx_metrics_ratelimited(m);
+    sx_metrics_gauges g = {.papers = 1234, .rss_bytes = 5678, .ready = 1};
+    sx_buf out = {0};
+    sx_metrics_render(m, &g, &out);
+    CHECK(!out.oom);
+    const char *s = out.data;
+    CHECK(strstr(s, "semdex_requests_total{route=\"/search\",status=\"200\"} 2\n"));
+    CHECK(strstr(s, "semdex_requests_total{route=\"/search\",status=\"400\"} 1\n"));
+    CHECK(strstr(s, "semdex_requests_total{route=\"/papers/{id}\",status=\"404\"} 1\n"));
+    /* Cumulative buckets: 0.0001 and 0.004 fall at or below 0.005, 0.020 above. */
+    CHECK(strstr(s, "semdex_request_duration_seconds_bucket{route=\"/search\",le=\"0.005\"} 2\n"));
+    CHECK(strstr(s, "semdex_request_duration_seconds_bucket{route=\"/search\",le=\"+Inf\"} 3\n"));
+    CHECK(strstr(s, "semdex_request_duration_seconds_count{route=\"/search\"} 3\n"));
+    CHECK(strstr(s, "semdex_embedding_duration_seconds_count 1\n"));
+    CHECK(strstr(s, "semdex_embedded_queries_total 5\n"));
+    CHECK(strstr(s, "semdex_query_cache_hits_total 1\n"));
+    CHECK(strstr(s, "semdex_query_cache_misses_total 2\n"));
+    CHECK(strstr(s, "semdex_rate_limited_total 1\n"));
+    CHECK(strstr(s, "semdex_papers 1234\n"));
+    CHECK(strstr(s, "# TYPE semdex_request_duration_seconds histogram\n"));
+    /* Every line is a comment or "name{labels} value". */
+    for (const char *line = s; *line; line = strchr(line, '\n') + 1) {
+        if (*line != '#') CHECK(strncmp(line, "semdex_", 7) == 0);
+        CHECK(strchr(line, '\n'));
+    }
+    sx_buf_free(&out);
+    sx_metrics_free(m);
+}

@@ -1,0 +1,625 @@
+/* Tests for src/shard: documents, upsert/delete/get, filtered search with
+ * recall against brute force, save/load (stream, mapped, lazy), corrupt
+ * snapshots, bad input, and concurrent writers and readers. */
+#include "test.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "../src/shard/shard.h"
+#include "testvec.h"
+
+#define DIM 384
+
+static sx_shard *new_shard(int storage) {
+    sx_shard_params p = sx_shard_params_default();
+    p.storage = storage;
+    sx_shard *s = NULL;
+    sx_err err = {0};
+    CHECK_MSG(sx_shard_create(&p, &s, &err) == 0, "%s", err.msg);
+    return s;
+}
+
+/* Paper i: id "2101.<i>", categories chosen so that "sel.<f>" passes the
+ * fraction f of papers (pseudo-random but deterministic). */
+static void make_doc(size_t i, char *id, char *cats, char *title, sx_doc *d) {
+    snprintf(id, 64, "2101.%05zu", i);
+    tv_rng r = {i * 31 + 7};
+    double u = tv_unif(&r);
+    snprintf(cats, 128, "cs.%s%s%s%s%s", (i % 3) ? "LG" : "CL", u < 0.5 ? " sel.50" : "",
+             u < 0.1 ? " sel.10" : "", u < 0.01 ? " sel.1" : "", u < 0.001 ? " sel.01" : "");
+    snprintf(title, 128, "Paper number %zu about caf\xc3\xa9s", i);
+    *d = (sx_doc){id, title, "An abstract.", "A. Author, B. Author", "2021-01-05", cats};
+}
+
+/* 1 when the space-separated list cats contains code exactly. */
+static int has_code(const char *cats, const char *code) {
+    size_t n = strlen(code);
+    for (const char *p = cats; (p = strstr(p, code)) != NULL; p += n)
+        if ((p == cats || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ')) return 1;
+    return 0;
+}
+
+static void fill(sx_shard *s, const float *x, size_t from, size_t to) {
+    sx_err err = {0};
+    for (size_t i = from; i < to; i++) {
+        char id[64], cats[128], title[128];
+        sx_doc d;
+        make_doc(i, id, cats, title, &d);
+        CHECK_MSG(sx_shard_upsert(s, &d, x + i * DIM, &err) == 0, "%s", err.msg);
+    }
+}
+
+void test_shard_crud(void) {
+    sx_shard *s = new_shard(SX_STORAGE_SQ8);
+    float *x = tv_clustered(3000, DIM, 21, 0);
+    fill(s, x, 0, 2000);
+    CHECK_EQ(sx_shard_count(s), 2000);
+    sx_err err = {0};
+    sx_doc *d = NULL;
+    CHECK_EQ(sx_shard_get(s, "2101.00042", &d, &err), 0);
+    CHECK_STR(d->id, "2101.00042");
+    CHECK_STR(d->title, "Paper number 42 about caf\xc3\xa9s");
+    CHECK_STR(d->authors, "A. Author, B. Author");
+    CHECK_STR(d->update_date, "2021-01-05");
+    CHECK(strncmp(d->categories, "cs.CL", 5) == 0);
+    free(d);
+    float v[DIM];
+    CHECK_EQ(sx_shard_get_vector(s, "2101.00042", v, &err), 0);
+    CHECK(memcmp(v, x + 42 * DIM, sizeof v) == 0);
+    /* search for a stored vector finds it first */
+    sx_search_opts o = {.k = 5};
+    sx_hit h[5];
+    int n;
+    sx_search_stats st;
+    CHECK_EQ(sx_shard_search(s, x + 77 * DIM, &o, h, &n, &st, &err), 0);
+    CHECK_EQ(n, 5);
+    CHECK_STR(h[0].id, "2101.00077");
+    CHECK_NEAR(h[0].score, 1.0, 0.01);
+    CHECK_EQ(st.strategy, SX_STRATEGY_GRAPH);
+    /* upsert replaces document and vector */
+    sx_doc nd = {"2101.00077", "New title", NULL, NULL, NULL, "math.AP"};
+    CHECK_EQ(sx_shard_upsert(s, &nd, x + 2500 * DIM, &err), 0);
+    CHECK_EQ(sx_shard_count(s), 2000);
+    CHECK_EQ(sx_shard_get(s, "2101.00077", &d, &err), 0);
+    CHECK_STR(d->title, "New title");
+    CHECK_STR(d->abstract, "");
+    CHECK_STR(d->categories, "math.AP");
+    free(d);
+    CHECK_EQ(sx_shard_search(s, x + 2500 * DIM, &o, h, &n, NULL, &err), 0);
+    CHECK_STR(h[0].id, "2101.00077");
+    CHECK_EQ(sx_shard_search(s, x + 77 * DIM, &o, h, &n, NULL, &err), 0);
+    for (int i = 0; i < n; i++) CHECK(strcmp(h[i].id, "2101.00077") != 0);
+    /* the old categories no longer match it, the new one does */
+    const char *math[] = {"math.AP"};
+    sx_search_opts om = {.k = 5, .categories = math, .n_categories = 1};
+    CHECK_EQ(sx_shard_search(s, x, &om, h, &n, &st, &err), 0);
+    CHECK_EQ(n, 1);
+    CHECK_STR(h[0].id, "2101.00077");
+    CHECK_EQ(st.strategy, SX_STRATEGY_BRUTE);
+    /* delete */
+    CHECK_EQ(sx_shard_delete(s, "2101.00077", &err), 0);
+    CHECK_EQ(sx_shard_delete(s, "2101.00077", &err), SX_ENOTFOUND);
+    CHECK(strstr(err.msg, "2101.00077") != NULL);
+    CHECK_EQ(sx_shard_get(s, "2101.00077", &d, &err), SX_ENOTFOUND);
+    CHECK_EQ(sx_shard_get_vector(s, "2101.00077", v, &err), SX_ENOTFOUND);
+    CHECK_EQ(sx_shard_count(s), 1999);
+    CHECK_EQ(sx_shard_search(s, x, &om, h, &n, &st, &err), 0);
+    CHECK_EQ(n, 0);
+    const char *none[] = {"no.such"};
+    om.categories = none;
+    CHECK_EQ(sx_shard_search(s, x, &om, h, &n, &st, &err), 0);
+    CHECK_EQ(n, 0);
+    CHECK_NEAR(st.selectivity, 0, 1e-12);
+    /* stats */
+    struct sx_shard_stats ss;
+    CHECK_EQ(sx_shard_stats(s, &ss), 0);
+    CHECK_EQ(ss.count, 1999);
+    CHECK(ss.deleted <= 2);
+    CHECK(ss.categories >= 7);
+    CHECK(ss.bytes_vectors >= 2000 * DIM);
+    CHECK(ss.bytes_graph > 0 && ss.bytes_documents > 2000 * 80 && ss.bytes_bitmaps > 0);
+    CHECK(ss.bytes_fp32 >= 1999 * DIM * 4);
+    CHECK(ss.levels >= 2);
+    CHECK(ss.nodes_per_level[0] >= 1999);
+    sx_shard_free(s);
+    free(x);
+}
+
+void test_shard_bad_input(void) {
+    sx_shard *s = new_shard(SX_STORAGE_FP32);
+    float v[DIM] = {0};
+    v[0] = 1;
+    sx_err err = {0};
+    char longid[80];
+    memset(longid, 'a', 64);
+    longid[64] = 0;
+    sx_doc d = {longid, "t", NULL, NULL, NULL, NULL};
+    CHECK_EQ(sx_shard_upsert(s, &d, v, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "63") != NULL);
+    longid[63] = 0; /* 63 bytes is fine */
+    CHECK_EQ(sx_shard_upsert(s, &d, v, &err), 0);
+    d.id = "";
+    CHECK_EQ(sx_shard_upsert(s, &d, v, &err), SX_EINVAL);
+    d.id = NULL;
+    CHECK_EQ(sx_shard_upsert(s, &d, v, &err), SX_EINVAL);
+    const char *bad_utf8[] = {"\xff", "caf\xc3", "\xc0\xaf" /* overlong */, "\xed\xa0\x80" /* surrogate */,
+                              "\xf4\x90\x80\x80" /* > U+10FFFF */};
+    for (int i = 0; i < 5; i++) {
+        sx_doc b = {"x.1", bad_utf8[i], NULL, NULL, NULL, NULL};
+        CHECK_EQ(sx_shard_upsert(s, &b, v, &err), SX_EINVAL);
+        CHECK(strstr(err.msg, "UTF-8") != NULL);
+        sx_doc b2 = {"x.1", "ok", NULL, bad_utf8[i], NULL, NULL};
+        CHECK_EQ(sx_shard_upsert(s, &b2, v, &err), SX_EINVAL);
+    }
+    sx_doc good = {"x.1", "\xf0\x9f\x98\x80 \xe4\xb8\xad", NULL, NULL, NULL, "a.B"};
+    char longcat[100];
+    memset(longcat, 'c', 70);
+    longcat[70] = 0;
+    sx_doc bc = {"x.1", "ok", NULL, NULL, NULL, longcat};
+    CHECK_EQ(sx_shard_upsert(s, &bc, v, &err), SX_EINVAL);
+    v[5] = NAN;
+    CHECK_EQ(sx_shard_upsert(s, &good, v, &err), SX_EINVAL);
+    CHECK_EQ(sx_shard_upsert(s, &good, NULL, &err), SX_EINVAL);
+    /* nothing changed */
+    CHECK_EQ(sx_shard_count(s), 1);
+    sx_doc *out;
+    CHECK_EQ(sx_shard_get(s, "x.1", &out, &err), SX_ENOTFOUND);
+    v[5] = 0;
+    CHECK_EQ(sx_shard_upsert(s, &good, v, &err), 0);
+    CHECK_EQ(sx_shard_get(s, "x.1", &out, &err), 0);
+    CHECK_STR(out->title, good.title);
+    free(out);
+    sx_hit h[3];
+    int n;
+    sx_search_opts o = {.k = 0};
+    CHECK_EQ(sx_shard_search(s, v, &o, h, &n, NULL, &err), SX_EINVAL);
+    o = (sx_search_opts){.k = 3, .n_categories = 2, .categories = NULL};
+    CHECK_EQ(sx_shard_search(s, v, &o, h, &n, NULL, &err), SX_EINVAL);
+    o = (sx_search_opts){.k = 3, .ef = -1};
+    CHECK_EQ(sx_shard_search(s, v, &o, h, &n, NULL, &err), SX_EINVAL);
+    v[1] = INFINITY;
+    o.ef = 0;
+    CHECK_EQ(sx_shard_search(s, v, &o, h, &n, NULL, &err), SX_EINVAL);
+    CHECK_EQ(sx_shard_delete(s, NULL, &err), SX_EINVAL);
+    sx_shard_params p = sx_shard_params_default();
+    p.dim = 0;
+    sx_shard *t;
+    CHECK_EQ(sx_shard_create(&p, &t, &err), SX_EINVAL);
+    sx_shard_free(s);
+}
+
+/* Recall of filtered shard search against brute force over the passing
+ * papers, and every hit passes the filter. */
+void test_shard_filtered_recall(void) {
+    size_t n = TV_ASAN ? 6000 : 20000;
+    float *x = tv_clustered(n, DIM, 22, 0), *qv = tv_clustered(100, DIM, 22, 1);
+    sx_shard *s = new_shard(SX_STORAGE_SQ8);
+    fill(s, x, 0, n);
+    const char *codes[] = {"sel.01", "sel.1", "sel.10", "sel.50"};
+    for (int c = 0; c < 4; c++) {
+        const char *cats[] = {codes[c]};
+        sx_search_opts o = {.k = 10, .categories = cats, .n_categories = 1};
+        long found = 0, total = 0;
+        sx_search_stats st;
+        for (int qi = 0; qi < 100; qi++) {
+            const float *q = qv + (size_t)qi * DIM;
+            /* brute force */
+            float best[10];
+            size_t bid[10];
+            int nb = 0;
+            for (size_t i = 0; i < n; i++) {
+                char id[64], cs[128], title[128];
+                sx_doc d;
+                make_doc(i, id, cs, title, &d);
+                if (!has_code(cs, codes[c])) continue;
+                float sc = sx_kernels_best()->dot_f32(q, x + i * DIM, DIM);
+                if (nb == 10 && sc <= best[9]) continue;
+                int at = nb < 10 ? nb++ : 9;
+                while (at > 0 && best[at - 1] < sc) {
+                    best[at] = best[at - 1];
+                    bid[at] = bid[at - 1];
+                    at--;
+                }
+                best[at] = sc;
+                bid[at] = i;
+            }
+            sx_hit h[10];
+            int nh;
+            sx_err err = {0};
+            CHECK_MSG(sx_shard_search(s, q, &o, h, &nh, &st, &err) == 0, "%s", err.msg);
+            CHECK_EQ(nh, nb);
+            for (int j = 0; j < nh; j++) {
+                sx_doc *d;
+                CHECK_EQ(sx_shard_get(s, h[j].id, &d, &err), 0);
+                CHECK(has_code(d->categories, codes[c]));
+                free(d);
+                char want[64];
+                for (int b = 0; b < nb; b++) {
+                    snprintf(want, sizeof want, "2101.%05zu", bid[b]);
+                    if (strcmp(want, h[j].id) == 0) found++;
+                }
+            }
+            total += nb;
+        }
+        double r = total ? (double)found / (double)total : 1;
+        fprintf(stderr, "    %s: recall@10 %.4f strategy %d selectivity %.4f\n", codes[c], r, st.strategy,
+               st.selectivity);
+        CHECK(r >= 0.95);
+    }
+    sx_shard_free(s);
+    free(x);
+    free(qv);
+}
+
+/* ---- persistence ---- */
+
+typedef struct membuf {
+    uint8_t *p;
+    size_t len, cap, pos;
+} membuf;
+
+static int mem_write(void *ctx, const void *buf, size_t len) {
+    membuf *m = ctx;
+    if (m->len + len > m->cap) {
+        size_t nc = m->cap ? m->cap : 4096;
+        while (nc < m->len + len) nc *= 2;
+        m->p = realloc(m->p, nc);
+        m->cap = nc;
+    }
+    memcpy(m->p + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static int mem_read(void *ctx, void *buf, size_t len) {
+    membuf *m = ctx;
+    if (len > m->len - m->pos) return SX_EIO;
+    memcpy(buf, m->p + m->pos, len);
+    m->pos += len;
+    return 0;
+}
+
+/* Same hits (ids and scores) for nq queries, unfiltered and filtered. */
+static void same_results(sx_shard *a, sx_shard *b, const float *qv, int nq) {
+    const char *cats[] = {"sel.10", "cs.CL"};
+    for (int f = 0; f < 3; f++) {
+        sx_search_opts o = {.k = 10, .categories = cats + (f == 2), .n_categories = f ? 1 : 0};
+        for (int i = 0; i < nq; i++) {
+            sx_hit ha[10], hb[10];
+            int na, nb;
+            CHECK_EQ(sx_shard_search(a, qv + (size_t)i * DIM, &o, ha, &na, NULL, NULL), 0);
+            CHECK_EQ(sx_shard_search(b, qv + (size_t)i * DIM, &o, hb, &nb, NULL, NULL), 0);
+            CHECK_EQ(na, nb);
+            for (int j = 0; j < na; j++) {
+                CHECK_STR(ha[j].id, hb[j].id);
+                CHECK(ha[j].score == hb[j].score);
+            }
+        }
+    }
+}
+
+static void same_docs(sx_shard *a, sx_shard *b, size_t n) {
+    CHECK_EQ(sx_shard_count(a), sx_shard_count(b));
+    for (size_t i = 0; i < n; i += 13) {
+        char id[64];
+        snprintf(id, sizeof id, "2101.%05zu", i);
+        sx_doc *da = NULL, *db = NULL;
+        int ra = sx_shard_get(a, id, &da, NULL), rb = sx_shard_get(b, id, &db, NULL);
+        CHECK_EQ(ra, rb);
+        if (ra == 0) {
+            CHECK_STR(da->title, db->title);
+            CHECK_STR(da->categories, db->categories);
+            CHECK_STR(da->abstract, db->abstract);
+            float va[DIM], vb[DIM];
+            CHECK_EQ(sx_shard_get_vector(a, id, va, NULL), 0);
+            CHECK_EQ(sx_shard_get_vector(b, id, vb, NULL), 0);
+            CHECK(memcmp(va, vb, sizeof va) == 0);
+        }
+        free(da);
+        free(db);
+    }
+}
+
+void test_shard_save_load(void) {
+    size_t n = 4000;
+    float *x = tv_clustered(n + 500, DIM, 23, 0), *qv = tv_clustered(40, DIM, 23, 1);
+    for (int storage = 0; storage < 2; storage++) {
+        sx_shard *s = new_shard(storage);
+        fill(s, x, 0, n);
+        sx_err err = {0};
+        for (size_t i = 0; i < n; i += 9) {
+            char id[64];
+            snprintf(id, sizeof id, "2101.%05zu", i);
+            CHECK_EQ(sx_shard_delete(s, id, &err), 0);
+        }
+        membuf m = {0};
+        CHECK_MSG(sx_shard_save(s, mem_write, &m, &err) == 0, "%s", err.msg);
+        /* stream */
+        sx_shard *b = NULL;
+        CHECK_MSG(sx_shard_load(mem_read, &m, &b, &err) == 0, "%s", err.msg);
+        same_results(s, b, qv, 40);
+        same_docs(s, b, n);
+        /* file, mapped: verified and lazy */
+        char path[512];
+        snprintf(path, sizeof path, "%s/shard.sx", test_tmpdir());
+        CHECK_MSG(sx_shard_save_file(s, path, &err) == 0, "%s", err.msg);
+        for (int lazy = 0; lazy < 2; lazy++) {
+            sx_shard *c = NULL;
+            CHECK_MSG(sx_shard_map_file(path, lazy ? SX_LOAD_LAZY : 0, &c, &err) == 0, "%s", err.msg);
+            same_results(s, c, qv, 40);
+            same_docs(s, c, n);
+            struct sx_shard_stats ss;
+            sx_shard_stats(c, &ss);
+            CHECK(ss.bytes_documents_mapped > 0);
+            CHECK_EQ(ss.bytes_documents, 0);
+            if (storage == SX_STORAGE_SQ8) CHECK(ss.bytes_fp32_mapped > 0);
+            /* changes after a mapped load go to the heap */
+            fill(c, x, n, n + 500);
+            for (size_t i = 1; i < n; i += 5) {
+                char id[64];
+                snprintf(id, sizeof id, "2101.%05zu", i);
+                sx_shard_delete(c, id, NULL);
+            }
+            fill(c, x, 2, 30); /* re-add some deleted, replace others */
+            sx_search_opts o = {.k = 3};
+            sx_hit h[3];
+            int nh;
+            CHECK_EQ(sx_shard_search(c, x + (n + 10) * DIM, &o, h, &nh, NULL, &err), 0);
+            char want[64];
+            snprintf(want, sizeof want, "2101.%05zu", n + 10);
+            CHECK_STR(h[0].id, want);
+            /* and save again from the mapped shard */
+            membuf m2 = {0};
+            CHECK_MSG(sx_shard_save(c, mem_write, &m2, &err) == 0, "%s", err.msg);
+            sx_shard *d = NULL;
+            CHECK_MSG(sx_shard_load(mem_read, &m2, &d, &err) == 0, "%s", err.msg);
+            same_results(c, d, qv, 20);
+            same_docs(c, d, n + 500);
+            sx_shard_free(d);
+            sx_shard_free(c);
+            free(m2.p);
+        }
+        sx_shard_free(b);
+        sx_shard_free(s);
+        free(m.p);
+    }
+    /* a missing file and an empty file */
+    sx_shard *z = NULL;
+    sx_err err = {0};
+    CHECK_EQ(sx_shard_map_file("tests/fixtures/no-such-file", 0, &z, &err), SX_ENOTFOUND);
+    char path[512];
+    snprintf(path, sizeof path, "%s/empty.sx", test_tmpdir());
+    fclose(fopen(path, "wb"));
+    CHECK_EQ(sx_shard_map_file(path, 0, &z, &err), SX_ECORRUPT);
+    free(x);
+    free(qv);
+}
+
+void test_shard_load_corrupt(void) {
+    sx_shard_params p = sx_shard_params_default();
+    p.dim = 8;
+    p.M = 4;
+    sx_shard *s = NULL;
+    sx_err err = {0};
+    CHECK_EQ(sx_shard_create(&p, &s, &err), 0);
+    float *x = tv_clustered(60, 8, 24, 0);
+    for (size_t i = 0; i < 60; i++) {
+        char id[64], cats[128], title[128];
+        sx_doc d;
+        make_doc(i, id, cats, title, &d);
+        CHECK_EQ(sx_shard_upsert(s, &d, x + i * 8, &err), 0);
+    }
+    sx_shard_delete(s, "2101.00003", NULL);
+    membuf m = {0};
+    CHECK_EQ(sx_shard_save(s, mem_write, &m, &err), 0);
+    sx_shard_free(s);
+    /* truncation anywhere: a clear error from a stream and from memory */
+    for (size_t cut = 0; cut < m.len; cut += 1 + cut / 32) {
+        membuf t = {m.p, cut, cut, 0};
+        sx_shard *b = NULL;
+        int rc = sx_shard_load(mem_read, &t, &b, &err);
+        CHECK_MSG(rc == SX_ECORRUPT, "cut %zu: %d", cut, rc);
+        CHECK(b == NULL && strlen(err.msg) > 0);
+        CHECK_EQ(sx_shard_load_mapped(m.p, cut, 0, &b, &err), SX_ECORRUPT);
+        CHECK_EQ(sx_shard_load_mapped(m.p, cut, SX_LOAD_LAZY, &b, &err), SX_ECORRUPT);
+    }
+    /* a flipped byte anywhere: an error, or (padding; lazy: document bytes)
+     * a shard that works without crashing */
+    int detected = 0, tried = 0;
+    for (size_t i = 0; i < m.len; i++) {
+        m.p[i] ^= 0x21;
+        for (int lazy = 0; lazy < 2; lazy++) {
+            sx_shard *b = NULL;
+            int rc = sx_shard_load_mapped(m.p, m.len, lazy ? SX_LOAD_LAZY : 0, &b, &err);
+            tried++;
+            if (rc < 0) {
+                CHECK_MSG(rc == SX_ECORRUPT || rc == SX_EUNSUPPORTED, "byte %zu: %d", i, rc);
+                detected++;
+                continue;
+            }
+            sx_search_opts o = {.k = 5};
+            sx_hit h[5];
+            int nh;
+            CHECK_EQ(sx_shard_search(b, x, &o, h, &nh, NULL, NULL), 0);
+            for (int j = 0; j < nh; j++) {
+                sx_doc *d = NULL;
+                int g = sx_shard_get(b, h[j].id, &d, NULL);
+                CHECK(g == 0 || g == SX_ECORRUPT || g == SX_ENOTFOUND);
+                free(d);
+            }
+            sx_shard_free(b);
+        }
+        m.p[i] ^= 0x21;
+    }
+    fprintf(stderr, "    %d of %d corrupted loads refused\n", detected, tried);
+    CHECK(detected > tried / 2);
+    free(m.p);
+    free(x);
+}
+
+/* ---- concurrency ---- */
+
+typedef struct stress {
+    sx_shard *s;
+    const float *x;
+    size_t n;
+    _Atomic size_t inserted[2]; /* writer w has upserted papers [0, inserted[w]) */
+    _Atomic int next_writer;
+    _Atomic size_t deleted;  /* papers 0, 2, 4, ... < 2*deleted are gone for good */
+    _Atomic int stop;
+    _Atomic long searches;
+} stress;
+
+static void *stress_writer(void *arg) {
+    stress *t = arg;
+    sx_err err = {0};
+    int w = atomic_fetch_add(&t->next_writer, 1);
+    for (size_t i = 0; i < t->n; i++) {
+        char id[64], cats[128], title[128];
+        sx_doc d;
+        make_doc(i, id, cats, title, &d);
+        if (sx_shard_upsert(t->s, &d, t->x + i * DIM, &err) < 0) abort();
+        atomic_store(&t->inserted[w], i + 1);
+    }
+    return NULL;
+}
+
+static void *stress_deleter(void *arg) {
+    stress *t = arg;
+    for (size_t k = 0; k * 2 < t->n; k++) {
+        while ((atomic_load(&t->inserted[0]) <= 2 * k + 1 || atomic_load(&t->inserted[1]) <= 2 * k + 1) &&
+               !atomic_load(&t->stop))
+            usleep(100);
+        char id[64];
+        snprintf(id, sizeof id, "2101.%05zu", 2 * k);
+        if (sx_shard_delete(t->s, id, NULL) < 0) abort();
+        atomic_store(&t->deleted, k + 1);
+        /* some replacements of odd papers too (upsert of an existing id) */
+        if (k % 7 == 0) {
+            char cats[128], title[128];
+            sx_doc d;
+            make_doc(2 * k + 1, id, cats, title, &d);
+            if (sx_shard_upsert(t->s, &d, t->x + (2 * k + 1) * DIM, NULL) < 0) abort();
+        }
+    }
+    return NULL;
+}
+
+static void *stress_searcher(void *arg) {
+    stress *t = arg;
+    const char *cats[] = {"sel.50"};
+    for (int i = 0; !atomic_load(&t->stop); i++) {
+        size_t gone = atomic_load(&t->deleted);
+        sx_search_opts o = {.k = 10, .categories = cats, .n_categories = i & 1};
+        sx_hit h[10];
+        int nh;
+        if (sx_shard_search(t->s, t->x + (size_t)(i % 500) * DIM, &o, h, &nh, NULL, NULL) < 0) abort();
+        for (int j = 0; j < nh; j++) {
+            size_t id = (size_t)atol(h[j].id + 5);
+            if (id % 2 == 0 && id / 2 < gone) {
+                fprintf(stderr, "deleted paper %s returned\n", h[j].id);
+                abort();
+            }
+        }
+        sx_doc *d;
+        char id[64];
+        snprintf(id, sizeof id, "2101.%05d", i % 500);
+        if (sx_shard_get(t->s, id, &d, NULL) == 0) free(d);
+        atomic_fetch_add(&t->searches, 1);
+    }
+    return NULL;
+}
+
+static void *stress_saver(void *arg) {
+    stress *t = arg;
+    while (!atomic_load(&t->stop)) {
+        membuf m = {0};
+        if (sx_shard_save(t->s, mem_write, &m, NULL) < 0) abort();
+        sx_shard *b = NULL;
+        if (sx_shard_load(mem_read, &m, &b, NULL) < 0) abort();
+        sx_shard_free(b);
+        free(m.p);
+        usleep(20000);
+    }
+    return NULL;
+}
+
+/* Concurrent upserts, deletes, replacements, searches, gets and saves; no
+ * deleted paper is ever returned; the end state is exact. Run under
+ * ThreadSanitizer by `make tsan`. */
+void test_shard_concurrent(void) {
+    stress t = {0};
+    t.n = TV_TSAN ? 800 : TV_ASAN ? 2000 : 6000;
+    t.x = tv_clustered(t.n, DIM, 25, 0);
+    t.s = new_shard(SX_STORAGE_SQ8);
+    pthread_t w[2], del, se[2], sv;
+    /* two writers insert the same papers (upserts race on the same ids) */
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&w[i], NULL, stress_writer, &t) == 0);
+    CHECK(pthread_create(&del, NULL, stress_deleter, &t) == 0);
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&se[i], NULL, stress_searcher, &t) == 0);
+    CHECK(pthread_create(&sv, NULL, stress_saver, &t) == 0);
+    for (int i = 0; i < 2; i++) pthread_join(w[i], NULL);
+    pthread_join(del, NULL);
+    atomic_store(&t.stop, 1);
+    for (int i = 0; i < 2; i++) pthread_join(se[i], NULL);
+    pthread_join(sv, NULL);
+    fprintf(stderr, "    %ld searches during the writes\n", (long)atomic_load(&t.searches));
+    CHECK(atomic_load(&t.searches) > 0);
+    CHECK_EQ(sx_shard_count(t.s), t.n / 2);
+    for (size_t i = 0; i < t.n; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "2101.%05zu", i);
+        sx_doc *d = NULL;
+        CHECK_EQ(sx_shard_get(t.s, id, &d, NULL), i % 2 ? 0 : SX_ENOTFOUND);
+        free(d);
+    }
+    sx_search_opts o = {.k = 1};
+    sx_hit h[1];
+    int nh;
+    for (size_t i = 1; i < t.n; i += 194) {
+        CHECK_EQ(sx_shard_search(t.s, t.x + i * DIM, &o, h, &nh, NULL, NULL), 0);
+        char want[64];
+        snprintf(want, sizeof want, "2101.%05zu", i);
+        CHECK_STR(h[0].id, want);
+    }
+    sx_shard_free(t.s);
+    free((void *)t.x);
+}
+
+/* The committed snapshot (written by tests/fuzz/shard_load.c built as
+ * make-seed, format version 1) still loads and answers: the format is
+ * stable, or this fails and the version must change. */
+void test_shard_fixture_loads(void) {
+    sx_err err = {0};
+    for (int lazy = 0; lazy < 2; lazy++) {
+        sx_shard *s = NULL;
+        CHECK_MSG(sx_shard_map_file("tests/fixtures/shard/small-v1.sx", lazy ? SX_LOAD_LAZY : 0, &s, &err) == 0,
+                  "%s", err.msg);
+        CHECK_EQ(sx_shard_count(s), 39);
+        sx_shard_params p = sx_shard_get_params(s);
+        CHECK_EQ(p.dim, 8);
+        CHECK_EQ(p.M, 4);
+        sx_doc *d = NULL;
+        CHECK_EQ(sx_shard_get(s, "2101.00007", &d, &err), 0);
+        CHECK_STR(d->title, "Seed paper 7");
+        CHECK_STR(d->categories, "hep-th");
+        free(d);
+        CHECK_EQ(sx_shard_get(s, "2101.00005", &d, &err), SX_ENOTFOUND);
+        float v[8];
+        CHECK_EQ(sx_shard_get_vector(s, "2101.00011", v, &err), 0);
+        sx_search_opts o = {.k = 1};
+        sx_hit h[1];
+        int n;
+        CHECK_EQ(sx_shard_search(s, v, &o, h, &n, NULL, &err), 0);
+        CHECK_EQ(n, 1);
+        CHECK_NEAR(h[0].score, 1.0, 1e-3);
+        const char *cats[] = {"math.AP"};
+        sx_search_opts of = {.k = 20, .categories = cats, .n_categories = 1};
+        sx_hit hf[20];
+        CHECK_EQ(sx_shard_search(s, v, &of, hf, &n, NULL, &err), 0);
+        CHECK_EQ(n, 9); /* papers 1, 5, 9, ..., 37 (i % 4 == 1) less the deleted 5 */
+        sx_shard_free(s);
+    }
+}
