@@ -19,6 +19,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "model_int.h"
 
@@ -298,8 +302,10 @@ int sx_model_kernels_supported(const sx_model_kernels *k) {
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma");
-#elif defined(__aarch64__)
-    if (k == &sx_model_kernels_neon) return 1;
+#elif defined(__aarch64__) && defined(__APPLE__)
+    if (k == &sx_model_kernels_neon) return 1; /* every Apple arm64 CPU has dotprod */
+#elif defined(__aarch64__) && defined(__linux__)
+    if (k == &sx_model_kernels_neon) return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #endif
     return 0;
 }

@@ -38,9 +38,11 @@ struct sx_model_pool {
     _Atomic int done;        /* tasks finished in this generation */
     _Atomic int sleepers;
     _Atomic int stop;
-    sx_model_pool_fn fn;
-    void *ctx;
-    int n;
+    /* The job. Atomic (relaxed) because a worker that wakes late may read
+     * them while the caller writes the next job's; its claim then fails. */
+    _Atomic(sx_model_pool_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic int n;
 };
 
 typedef struct {
@@ -58,9 +60,9 @@ static inline void cpu_relax(void) {
 
 /* Claims and runs tasks of generation gen until none is left. */
 static void run_tasks(sx_model_pool *p, uint32_t gen, int tid) {
-    sx_model_pool_fn fn = p->fn;
-    void *ctx = p->ctx;
-    int n = p->n;
+    sx_model_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+    int n = atomic_load_explicit(&p->n, memory_order_relaxed);
     for (;;) {
         uint64_t t = atomic_load(&p->ticket);
         if ((uint32_t)(t >> 32) != gen || (int)(uint32_t)t >= n) return;
@@ -148,9 +150,9 @@ void sx_model_pool_run(sx_model_pool *p, int n, sx_model_pool_fn fn, void *ctx) 
         for (int i = 0; i < n; i++) fn(ctx, i, i + 1, 0);
         return;
     }
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n = n;
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&p->n, n, memory_order_relaxed);
     atomic_store(&p->done, 0);
     uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
     atomic_store(&p->ticket, (uint64_t)gen << 32);
