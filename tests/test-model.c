@@ -348,19 +348,30 @@ static void pool_fn(void *ctx, int begin, int end, int tid) {
     c->threads_seen[tid] = 1;
 }
 
+/* Many short jobs back to back with different task counts and contexts
+ * (a late worker must never run a task twice or with the wrong context),
+ * and a job larger than one ticket holds. */
 void test_model_pool_concurrent_runs_every_task_once(void) {
     for (int threads = 1; threads <= 4; threads++) {
         sx_model_pool *p;
         sx_err err = {0};
         CHECK(sx_model_pool_create(threads, &p, &err) == 0);
         CHECK_EQ(sx_model_pool_threads(p), threads);
-        for (int round = 0; round < 300; round++) {
-            int n = round % 37;
+        for (int round = 0; round < 3000; round++) {
+            int n = (round * 7) % 37;
             int hits[40] = {0};
             pool_ctx c = {.hits = hits};
             sx_model_pool_run(p, n, pool_fn, &c);
-            for (int i = 0; i < n; i++) CHECK_MSG(hits[i] == 1, "task %d ran %d times", i, hits[i]);
+            for (int i = 0; i < 40; i++)
+                CHECK_MSG(hits[i] == (i < n), "round %d: task %d of %d ran %d times", round, i, n,
+                          hits[i]);
         }
+        int big = 70000;
+        int *hits = calloc((size_t)big, sizeof(int));
+        pool_ctx c = {.hits = hits};
+        sx_model_pool_run(p, big, pool_fn, &c);
+        for (int i = 0; i < big; i++) CHECK_MSG(hits[i] == 1, "big job: task %d ran %d times", i, hits[i]);
+        free(hits);
         sx_model_pool_free(p);
     }
     int hits[3] = {0};

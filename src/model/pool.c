@@ -4,12 +4,18 @@
  * One forward pass runs a few dozen parallel loops (each GEMM, the attention
  * heads, ...), each a few microseconds to milliseconds long, so the cost that
  * matters is the hand-off: waking workers and learning that all tasks are
- * done. The caller publishes a job (function, context, task count) and a
- * 64-bit ticket whose high half is the job's generation and low half the next
- * task index; every thread, the caller included, claims tasks by
+ * done. The caller publishes a job (function, context) and a 64-bit ticket
+ * holding the job's generation (32 bits), the next task index and the task
+ * count (16 bits each); every thread, the caller included, claims a task by
  * compare-and-swap on the ticket, which fails once the job is finished or
- * replaced, so a worker that wakes late can never run a task of the wrong
- * job. The caller waits until the count of finished tasks reaches the total.
+ * replaced. The claimer reads the function and context only after its claim
+ * succeeded: the job cannot be replaced while one of its tasks is unfinished,
+ * so a worker that wakes late can never run a task of the wrong job, or the
+ * right task with the wrong context. (The count lives in the ticket for the
+ * same reason: read separately, a late worker could compare an old ticket
+ * with the next job's count. Found by the pool test.) The caller waits until
+ * the count of finished tasks reaches the total; jobs over 65,535 tasks run
+ * in rounds.
  *
  * Idle workers spin (with a pause instruction) for a short while before they
  * sleep on a condition variable, so back-to-back loops of one forward pass
@@ -34,16 +40,17 @@ struct sx_model_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    _Atomic uint64_t ticket; /* generation << 32 | next task */
+    _Atomic uint64_t ticket; /* generation << 32 | next task << 16 | tasks */
     _Atomic int done;        /* tasks finished in this generation */
     _Atomic int sleepers;
     _Atomic int stop;
-    /* The job. Atomic (relaxed) because a worker that wakes late may read
-     * them while the caller writes the next job's; its claim then fails. */
+    /* The job, read only after a successful claim (atomic, relaxed: the
+     * claim's compare-and-swap orders them). */
     _Atomic(sx_model_pool_fn) fn;
     _Atomic(void *) ctx;
-    _Atomic int n;
 };
+
+#define MAX_TASKS 65535
 
 typedef struct {
     sx_model_pool *p;
@@ -60,15 +67,14 @@ static inline void cpu_relax(void) {
 
 /* Claims and runs tasks of generation gen until none is left. */
 static void run_tasks(sx_model_pool *p, uint32_t gen, int tid) {
-    sx_model_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
-    void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
-    int n = atomic_load_explicit(&p->n, memory_order_relaxed);
     for (;;) {
         uint64_t t = atomic_load(&p->ticket);
-        if ((uint32_t)(t >> 32) != gen || (int)(uint32_t)t >= n) return;
-        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1)) continue;
-        int i = (int)(uint32_t)t;
-        fn(ctx, i, i + 1, tid);
+        int next = (int)((t >> 16) & 0xffff), n = (int)(t & 0xffff);
+        if ((uint32_t)(t >> 32) != gen || next >= n) return;
+        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + (1u << 16))) continue;
+        sx_model_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        fn(ctx, next, next + 1, tid);
         atomic_fetch_add(&p->done, 1);
     }
 }
@@ -144,18 +150,36 @@ void sx_model_pool_free(sx_model_pool *p) {
 
 int sx_model_pool_threads(const sx_model_pool *p) { return p ? p->n_threads : 1; }
 
+/* Tasks [first, first + n) as one job; n <= MAX_TASKS. */
+typedef struct {
+    sx_model_pool_fn fn;
+    void *ctx;
+    int first;
+} offset_job;
+
+static void offset_fn(void *ctx, int begin, int end, int tid) {
+    offset_job *j = ctx;
+    j->fn(j->ctx, j->first + begin, j->first + end, tid);
+}
+
 void sx_model_pool_run(sx_model_pool *p, int n, sx_model_pool_fn fn, void *ctx) {
     if (n <= 0) return;
     if (!p || p->n_threads == 1 || n == 1) {
         for (int i = 0; i < n; i++) fn(ctx, i, i + 1, 0);
         return;
     }
+    if (n > MAX_TASKS) {
+        for (int first = 0; first < n; first += MAX_TASKS) {
+            offset_job j = {fn, ctx, first};
+            sx_model_pool_run(p, n - first < MAX_TASKS ? n - first : MAX_TASKS, offset_fn, &j);
+        }
+        return;
+    }
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
-    atomic_store_explicit(&p->n, n, memory_order_relaxed);
     atomic_store(&p->done, 0);
     uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
-    atomic_store(&p->ticket, (uint64_t)gen << 32);
+    atomic_store(&p->ticket, (uint64_t)gen << 32 | (uint64_t)n);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv);
