@@ -149,7 +149,7 @@ $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 asan-tests: $(BUILD)/asan/tests/run
 
 # Benchmarks: one binary per bench/<name>/ folder with C sources.
-$(BUILD)/bench/encoder: $(call obj,$(BUILD),$(wildcard bench/encoder/*.c)) $(BUILD)/libsemdex.a
+$(BUILD)/bench/encoder: $(call obj,$(BUILD),$(wildcard bench/encoder/*.c)) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
@@ -203,7 +203,12 @@ $(BUILD)/fuzz/make-seed: tests/fuzz/shard_load.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -DSX_FUZZ_MAKE_SEED -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
 
-fuzz: $(BUILD)/fuzz/shard_load
+# The encoder's targets (tests/fuzz/safetensors.c, tests/fuzz/tokenizer.c).
+$(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer: $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+fuzz: $(BUILD)/fuzz/shard_load $(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer
 
 # The two commands of the README. Both are idempotent.
 run:

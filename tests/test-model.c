@@ -155,6 +155,58 @@ void test_model_kernels_match_scalar(void) {
             sx_linear_free(&lin);
             free(W), free(b);
         }
+        /* Int8 GEMM: bit-exact, including extreme values (+-127 everywhere). */
+        int shapes8[][2] = {{1, 1}, {16, 4}, {17, 5}, {33, 31}, {40, 384}, {384, 66}, {100, 7}};
+        for (size_t s = 0; s < sizeof shapes8 / sizeof shapes8[0]; s++) {
+            for (int extreme = 0; extreme < 2; extreme++) {
+                int n = shapes8[s][0], kk = shapes8[s][1];
+                float *W = malloc(sizeof(float) * (size_t)n * kk);
+                for (int i = 0; i < n * kk; i++) W[i] = extreme ? (i % 3 ? -1.0f : 1.0f) : frand();
+                sx_linear8 lin;
+                float amax[400];
+                for (int i = 0; i < kk; i++) amax[i] = 1 + (float)(i % 7);
+                CHECK(sx_linear8_init(&lin, W, NULL, n, kk, s % 2 ? amax : NULL) == 0);
+                for (int m = 1; m <= 16; m += (m < 4 ? 1 : 5)) {
+                    int lda = m + 3, ldc = lin.n_panels * SX_NR + 3;
+                    size_t asz = (size_t)lin.k4 * (size_t)lda;
+                    uint8_t *A = malloc(asz), *A1 = malloc(asz);
+                    int32_t *C0 = malloc(sizeof(int32_t) * (size_t)m * ldc);
+                    int32_t *C1 = malloc(sizeof(int32_t) * (size_t)m * ldc);
+                    memset(A, 0x5a, asz);
+                    memcpy(A1, A, asz);
+                    for (int i = 0; i < m; i++) {
+                        float row[400];
+                        for (int j = 0; j < kk; j++) row[j] = extreme ? (j % 2 ? 5.0f : -5.0f) : 3 * frand();
+                        if (!extreme && i == 1) row[kk / 2] = 40; /* an outlier */
+                        int32_t z0, z1;
+                        float s0 = ref->quantize_u8(row, lin.in_mul, kk, lin.k4, A + 4 * i, 4 * (size_t)lda, &z0);
+                        float s1 = k->quantize_u8(row, lin.in_mul, kk, lin.k4, A1 + 4 * i, 4 * (size_t)lda, &z1);
+                        CHECK_MSG(s0 == s1 && z0 == z1, "quantize (%s) k=%d: scale %g/%g zero %d/%d",
+                                  k->name, kk, s1, s0, z1, z0);
+                        if (extreme)
+                            for (int g = 0; g < lin.k4 / 4; g++)
+                                for (int r = 0; r < 4 && 4 * g + r < kk; r++)
+                                    A[4 * ((size_t)g * lda + i) + r] = A1[4 * ((size_t)g * lda + i) + r] = 255;
+                    }
+                    CHECK_MSG(memcmp(A, A1, asz) == 0, "quantize (%s) k=%d: bytes differ", k->name, kk);
+                    for (int i = 0; i < m * ldc; i++) C0[i] = C1[i] = 777;
+                    int p0 = lin.n_panels > 1 ? 1 : 0;
+                    ref->gemm_i8_rows(&lin, p0, lin.n_panels, m, A, lda, C0, ldc);
+                    k->gemm_i8_rows(&lin, p0, lin.n_panels, m, A, lda, C1, ldc);
+                    for (int i = 0; i < m * ldc; i++)
+                        CHECK_MSG(C0[i] == C1[i], "gemm_i8 (%s) n=%d k=%d m=%d [%d]: %d vs %d", k->name,
+                                  n, kk, m, i, C1[i], C0[i]);
+                    /* The epilogue, float tolerance. */
+                    float d0[400], d1[400];
+                    ref->dequant(C0, n < 400 ? n : 400, 17, lin.colsum, 0.01f, lin.scale, lin.bias, d0);
+                    k->dequant(C0, n < 400 ? n : 400, 17, lin.colsum, 0.01f, lin.scale, lin.bias, d1);
+                    check_close(d0, d1, n < 400 ? n : 400, 1e-6, 1e-6, "dequant", k->name);
+                    free(A), free(A1), free(C0), free(C1);
+                }
+                sx_linear8_free(&lin);
+                free(W);
+            }
+        }
         /* Element-wise kernels over sizes 1..70 and 384. */
         for (int n = 1; n <= 385; n = n < 70 ? n + 1 : n == 70 ? 384 : n + 1) {
             float x[400], y0[400], y1[400], r[400], g[400], bb[400];
@@ -206,6 +258,67 @@ void test_model_kernels_match_scalar(void) {
     CHECK(sx_model_kernels_best() != NULL);
 }
 
+/* The int8 path against the fp32 reference: every text's cosine >= 0.995,
+ * and the top-10 papers of each query (60 queries over the fixture's 450
+ * other texts) overlap those of fp32 by >= 0.95 on average. */
+void test_model_int8_close_to_fp32(void) {
+    int n_lines;
+    cJSON **lines = read_jsonl(FIX "embed.jsonl", &n_lines);
+    int n = n_lines;
+    size_t nf;
+    float *want = read_f32(FIX "embed.f32", &nf);
+    sx_encoder *enc = NULL;
+    sx_err err = {0};
+    sx_encoder_opts o = {.n_threads = 0, .int8 = 1};
+    CHECK_MSG(sx_encoder_load(MODEL, &o, &enc, &err) == 0, "%s", err.msg);
+    CHECK(strstr(sx_encoder_describe(enc), "int8") != NULL);
+    /* Under ASan (3x slower) the first 100 texts: 60 queries, the edge cases
+     * and some titles; the retrieval check below then runs on that. */
+    if (UNDER_ASAN && n > 100) n = 100;
+    const char **texts = malloc(sizeof *texts * (size_t)n);
+    size_t *lens = malloc(sizeof *lens * (size_t)n);
+    for (int i = 0; i < n; i++) texts[i] = lines[i]->valuestring, lens[i] = strlen(texts[i]);
+    float *got = malloc(sizeof(float) * 384 * (size_t)n);
+    CHECK_MSG(sx_encoder_embed(enc, n, texts, lens, got, &err) == 0, "%s", err.msg);
+    double worst = 1, sum = 0;
+    for (int i = 0; i < n; i++) {
+        double cos, md;
+        compare(got + (size_t)i * 384, want + (size_t)i * 384, 384, &cos, &md);
+        CHECK_MSG(cos >= 0.995, "text %d (\"%.50s\"): int8 cosine %.5f", i, texts[i], cos);
+        if (cos < worst) worst = cos;
+        sum += cos;
+    }
+    /* The first 60 texts are the queries (see scripts/gen-model-fixtures.py). */
+    int nq = 60, overlap = 0;
+    for (int q = 0; q < nq; q++) {
+        int top[2][10];
+        for (int which = 0; which < 2; which++) {
+            const float *E = which ? got : want;
+            double best[10];
+            for (int r = 0; r < 10; r++) best[r] = -2, top[which][r] = -1;
+            for (int d = nq; d < n; d++) {
+                double dot = 0;
+                for (int j = 0; j < 384; j++) dot += (double)E[(size_t)q * 384 + j] * E[(size_t)d * 384 + j];
+                for (int r = 0; r < 10; r++) {
+                    if (dot > best[r]) {
+                        for (int u = 9; u > r; u--) best[u] = best[u - 1], top[which][u] = top[which][u - 1];
+                        best[r] = dot, top[which][r] = d;
+                        break;
+                    }
+                }
+            }
+        }
+        for (int a = 0; a < 10; a++)
+            for (int b = 0; b < 10; b++) overlap += top[0][a] == top[1][b];
+    }
+    double ov = overlap / (10.0 * nq);
+    printf("    int8 vs fp32: worst cosine %.5f, mean %.5f, top-10 overlap %.3f\n", worst, sum / n, ov);
+    CHECK_MSG(ov >= 0.95, "top-10 overlap %.3f", ov);
+    free(got), free(texts), free(lens), free(want);
+    free_jsonl(lines, n_lines);
+    sx_encoder_free(enc);
+}
+
 void test_model_half_conversions(void) {
     for (uint32_t h = 0; h < 65536; h++) {
         int exp = (h >> 10) & 0x1f, mant = h & 0x3ff, neg = h >> 15;
@@ -235,19 +348,30 @@ static void pool_fn(void *ctx, int begin, int end, int tid) {
     c->threads_seen[tid] = 1;
 }
 
-void test_model_pool_runs_every_task_once(void) {
+/* Many short jobs back to back with different task counts and contexts
+ * (a late worker must never run a task twice or with the wrong context),
+ * and a job larger than one ticket holds. */
+void test_model_pool_concurrent_runs_every_task_once(void) {
     for (int threads = 1; threads <= 4; threads++) {
         sx_model_pool *p;
         sx_err err = {0};
         CHECK(sx_model_pool_create(threads, &p, &err) == 0);
         CHECK_EQ(sx_model_pool_threads(p), threads);
-        for (int round = 0; round < 300; round++) {
-            int n = round % 37;
+        for (int round = 0; round < 3000; round++) {
+            int n = (round * 7) % 37;
             int hits[40] = {0};
             pool_ctx c = {.hits = hits};
             sx_model_pool_run(p, n, pool_fn, &c);
-            for (int i = 0; i < n; i++) CHECK_MSG(hits[i] == 1, "task %d ran %d times", i, hits[i]);
+            for (int i = 0; i < 40; i++)
+                CHECK_MSG(hits[i] == (i < n), "round %d: task %d of %d ran %d times", round, i, n,
+                          hits[i]);
         }
+        int big = 70000;
+        int *hits = calloc((size_t)big, sizeof(int));
+        pool_ctx c = {.hits = hits};
+        sx_model_pool_run(p, big, pool_fn, &c);
+        for (int i = 0; i < big; i++) CHECK_MSG(hits[i] == 1, "big job: task %d ran %d times", i, hits[i]);
+        free(hits);
         sx_model_pool_free(p);
     }
     int hits[3] = {0};
@@ -339,6 +463,9 @@ void test_model_safetensors_parse(void) {
     expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "truncated file");
     expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "need 12");
     expect_st_error("{\"__metadata__\":3}", 0, "__metadata__ is not an object");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+                    "tensor 'a' appears twice");
     /* Header length larger than the file, and files too short to hold one. */
     unsigned char small[8] = {0xff, 0xff, 0, 0, 0, 0, 0, 0};
     CHECK(sx_st_parse(small, 8, "s", &f, &err) == SX_ECORRUPT);

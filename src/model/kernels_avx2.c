@@ -209,7 +209,139 @@ static void softmax_avx2(float *x, int n) {
     for (; i < n; i++) x[i] *= inv;
 }
 
+/* Int8 micro-kernel (AVX2): 4 rows x 16 outputs. vpmaddubsw would saturate
+ * on 255 * 127 * 2, so both sides are widened to 16 bits (weights once per
+ * group, shared by the rows) and multiplied with vpmaddwd, whose int32 pair
+ * sums are exact. A 16-byte lane of a weight group holds 4 outputs x 4 k;
+ * widened it is 16 int16, and vpmaddwd against (a0 a1 a2 a3) repeated gives
+ * two partial sums per output, added together at the end. */
+#define MR8 4
+
+static inline __attribute__((always_inline)) void gemm_i8_tile(const sx_linear8 *lin, int p,
+                                                               const int M, const uint8_t *A,
+                                                               int lda, int32_t *C, int ldc) {
+    const int groups = lin->k4 / 4;
+    const int8_t *w = lin->w + (size_t)p * (size_t)lin->k4 * SX_NR;
+    const size_t step = 4 * (size_t)lda;
+    __m256i acc[MR8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = _mm256_setzero_si256();
+    for (int g = 0; g < groups; g++, A += step) {
+        const __m128i *src = (const __m128i *)(w + (size_t)g * 64);
+        __m256i x0 = _mm256_cvtepi8_epi16(_mm_load_si128(src));     /* outputs 0-3 */
+        __m256i x1 = _mm256_cvtepi8_epi16(_mm_load_si128(src + 1)); /* outputs 4-7 */
+        __m256i x2 = _mm256_cvtepi8_epi16(_mm_load_si128(src + 2)); /* outputs 8-11 */
+        __m256i x3 = _mm256_cvtepi8_epi16(_mm_load_si128(src + 3)); /* outputs 12-15 */
+#pragma GCC unroll 8
+        for (int i = 0; i < M; i++) {
+            int32_t a4;
+            memcpy(&a4, A + 4 * i, 4);
+            __m256i a = _mm256_cvtepu8_epi16(_mm_set1_epi32(a4)); /* (a0 a1 a2 a3) x 4 */
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(a, x0));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(a, x1));
+            acc[i][2] = _mm256_add_epi32(acc[i][2], _mm256_madd_epi16(a, x2));
+            acc[i][3] = _mm256_add_epi32(acc[i][3], _mm256_madd_epi16(a, x3));
+        }
+    }
+    int left = lin->n - p * SX_NR;
+#pragma GCC unroll 8
+    for (int i = 0; i < M; i++) {
+        /* acc[i][q] holds (out 4q: two halves, out 4q+1: two halves, ...) */
+        __m256i s01 = _mm256_hadd_epi32(acc[i][0], acc[i][1]); /* 0 1 4 5 | 2 3 6 7 */
+        __m256i s23 = _mm256_hadd_epi32(acc[i][2], acc[i][3]); /* 8 9 12 13 | 10 11 14 15 */
+        int32_t t01[8], t23[8], out[SX_NR];
+        _mm256_storeu_si256((__m256i *)t01, s01);
+        _mm256_storeu_si256((__m256i *)t23, s23);
+        static const int order[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+        for (int u = 0; u < 8; u++) out[order[u]] = t01[u], out[8 + order[u]] = t23[u];
+        memcpy(C + (size_t)i * (size_t)ldc, out, sizeof(int32_t) * (size_t)(left < SX_NR ? left : SX_NR));
+    }
+}
+
+#define TILE8_CASE(M)                                                    \
+    case M:                                                              \
+        gemm_i8_tile(lin, p, M, A, lda, C + (p - p0) * SX_NR, ldc);      \
+        break;
+
+static void gemm_i8_rows_avx2(const sx_linear8 *lin, int p0, int p1, int m, const uint8_t *A,
+                              int lda, int32_t *C, int ldc) {
+    while (m > 0) {
+        int mm = m < MR8 ? m : MR8;
+        for (int p = p0; p < p1; p++) {
+            switch (mm) { TILE8_CASE(1) TILE8_CASE(2) TILE8_CASE(3) TILE8_CASE(4) }
+        }
+        m -= mm;
+        A += 4 * (size_t)mm;
+        C += (size_t)mm * (size_t)ldc;
+    }
+}
+
+/* sx_quantize_row, 8 inputs at a time (bit-exact: same rounding, no fusing). */
+static float quantize_u8_avx2(const float *x, const float *mul, int k, int k4, uint8_t *q,
+                              size_t group_stride, int32_t *zero) {
+    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (mul) v = _mm256_mul_ps(v, _mm256_loadu_ps(mul + i));
+        vlo = _mm256_min_ps(vlo, v);
+        vhi = _mm256_max_ps(vhi, v);
+    }
+    float l8[8], h8[8], lo = 0, hi = 0;
+    _mm256_storeu_ps(l8, vlo);
+    _mm256_storeu_ps(h8, vhi);
+    for (int t = 0; t < 8; t++) lo = l8[t] < lo ? l8[t] : lo, hi = h8[t] > hi ? h8[t] : hi;
+    for (; i < k; i++) {
+        float v = mul ? x[i] * mul[i] : x[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+    float inv = 1.0f / s;
+    float z = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(-lo * inv),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256 vinv = _mm256_set1_ps(inv);
+    __m256i vz = _mm256_set1_epi32((int32_t)z);
+    for (i = 0; i + 8 <= k; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (mul) v = _mm256_mul_ps(v, _mm256_loadu_ps(mul + i));
+        __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, vinv)), vz);
+        qi = _mm256_max_epi32(_mm256_min_epi32(qi, _mm256_set1_epi32(255)), _mm256_setzero_si256());
+        int32_t t[8];
+        _mm256_storeu_si256((__m256i *)t, qi);
+        uint8_t *dst = q + (size_t)(i / 4) * group_stride;
+        for (int u = 0; u < 4; u++) dst[u] = (uint8_t)t[u], dst[group_stride + u] = (uint8_t)t[4 + u];
+    }
+    for (; i < k; i++) {
+        float v = mul ? x[i] * mul[i] : x[i];
+        float f = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(v * inv),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) + z;
+        q[(size_t)(i / 4) * group_stride + (size_t)(i % 4)] = (uint8_t)(f > 255 ? 255 : f < 0 ? 0 : f);
+    }
+    for (; i < k4; i++) q[(size_t)(i / 4) * group_stride + (size_t)(i % 4)] = 0;
+    *zero = (int32_t)z;
+    return s;
+}
+
+static void dequant_avx2(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
+                         float row_scale, const float *scale, const float *bias, float *out) {
+    __m256i vz = _mm256_set1_epi32(zero);
+    __m256 rs = _mm256_set1_ps(row_scale);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + j)),
+                                     _mm256_mullo_epi32(vz, _mm256_loadu_si256((const __m256i *)(colsum + j))));
+        __m256 sc = _mm256_mul_ps(rs, _mm256_loadu_ps(scale + j));
+        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), sc, _mm256_loadu_ps(bias + j)));
+    }
+    for (; j < n; j++) out[j] = (float)(acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j];
+}
+
 const sx_model_kernels sx_model_kernels_avx2 = {
+    .gemm_i8_rows = gemm_i8_rows_avx2,
+    .quantize_u8 = quantize_u8_avx2,
+    .dequant = dequant_avx2,
     .name = "avx2",
     .gemm_rows = gemm_rows_avx2,
     .gemm_mr = MR,
@@ -221,5 +353,67 @@ const sx_model_kernels sx_model_kernels_avx2 = {
 };
 
 #else
-const sx_model_kernels sx_model_kernels_avx2 = {0};
+/* Int8 micro-kernel (AVX2): 4 rows x 16 outputs. vpmaddubsw multiplies
+ * unsigned by signed bytes with 16-bit saturation; feeding it |a| and w
+ * carrying a's sign keeps every pair sum within 2 * 127 * 127 < 32767 (both
+ * sides are in [-127, 127]), so the result is exact; vpmaddwd then adds the
+ * pairs into int32. */
+#define MR8 4
+
+static inline __attribute__((always_inline)) void gemm_i8_tile(const sx_linear8 *lin, int p,
+                                                               const int M, const int8_t *A,
+                                                               int lda, int32_t *C, int ldc) {
+    const int groups = lin->k4 / 4;
+    const int8_t *w = lin->w + (size_t)p * (size_t)lin->k4 * SX_NR;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i lo[MR8], hi[MR8];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; i++) lo[i] = hi[i] = _mm256_setzero_si256();
+    for (int g = 0; g < groups; g++) {
+        __m256i x0 = _mm256_load_si256((const __m256i *)(w + (size_t)g * 64));
+        __m256i x1 = _mm256_load_si256((const __m256i *)(w + (size_t)g * 64 + 32));
+#pragma GCC unroll 8
+        for (int i = 0; i < M; i++) {
+            int32_t a4;
+            memcpy(&a4, A + (size_t)i * (size_t)lda + 4 * (size_t)g, 4);
+            __m256i a = _mm256_set1_epi32(a4);
+            __m256i aa = _mm256_abs_epi8(a);
+            __m256i s0 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(x0, a));
+            __m256i s1 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(x1, a));
+            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(s0, ones));
+            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(s1, ones));
+        }
+    }
+    int left = lin->n - p * SX_NR;
+#pragma GCC unroll 8
+    for (int i = 0; i < M; i++) {
+        int32_t tmp[SX_NR];
+        _mm256_storeu_si256((__m256i *)tmp, lo[i]);
+        _mm256_storeu_si256((__m256i *)(tmp + 8), hi[i]);
+        memcpy(C + (size_t)i * (size_t)ldc, tmp, sizeof(int32_t) * (size_t)(left < SX_NR ? left : SX_NR));
+    }
+}
+
+#define TILE8_CASE(M)                                                    \
+    case M:                                                              \
+        gemm_i8_tile(lin, p, M, A, lda, C + (p - p0) * SX_NR, ldc);      \
+        break;
+
+static void gemm_i8_rows_avx2(const sx_linear8 *lin, int p0, int p1, int m, const uint8_t *A,
+                              int lda, int32_t *C, int ldc) {
+    while (m > 0) {
+        int mm = m < MR8 ? m : MR8;
+        for (int p = p0; p < p1; p++) {
+            switch (mm) { TILE8_CASE(1) TILE8_CASE(2) TILE8_CASE(3) TILE8_CASE(4) }
+        }
+        m -= mm;
+        A += (size_t)mm * (size_t)lda;
+        C += (size_t)mm * (size_t)ldc;
+    }
+}
+
+const sx_model_kernels sx_model_kernels_avx2 = {
+    .gemm_i8_rows = gemm_i8_rows_avx2,
+    .quantize_u8 = quantize_u8_avx2,
+    .dequant = dequant_avx2,0};
 #endif

@@ -62,7 +62,8 @@
 #define CHUNK_TOKENS 2048
 
 typedef struct {
-    sx_linear qkv, ao, fi, fo;
+    sx_linear qkv, ao, fi, fo;      /* fp32 path */
+    sx_linear8 qkv8, ao8, fi8, fo8; /* int8 path */
     float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
 } layer_w;
 
@@ -71,6 +72,7 @@ struct sx_encoder {
     int H, L, NH, DH, I, V, P, max_len;
     float eps;
     int cls_pool;
+    int int8;
     sx_st_file *st;                 /* kept open while word_f32 points into it */
     const unsigned char *word_f32;  /* F32 word embeddings in place, or NULL */
     float *word;                    /* converted word embeddings otherwise */
@@ -357,6 +359,10 @@ void sx_encoder_free(sx_encoder *enc) {
             sx_linear_free(&lw->ao);
             sx_linear_free(&lw->fi);
             sx_linear_free(&lw->fo);
+            sx_linear8_free(&lw->qkv8);
+            sx_linear8_free(&lw->ao8);
+            sx_linear8_free(&lw->fi8);
+            sx_linear8_free(&lw->fo8);
             free(lw->ln1_g);
             free(lw->ln1_b);
             free(lw->ln2_g);
@@ -375,12 +381,81 @@ void sx_encoder_free(sx_encoder *enc) {
     free(enc);
 }
 
+/* Calibration text for the int8 path: a few sentences in the register of
+ * the corpus. Their only use is to find each linear layer's input range per
+ * channel (where a model's activation outliers are), which does not depend
+ * much on the text; what matters is that they run through every layer. */
+static const char *const CALIB[] = {
+    "We propose a graph neural network for predicting molecular properties from atomic "
+    "structure, and show that it outperforms previous methods on standard benchmarks.",
+    "In this paper we study the asymptotic behaviour of solutions to a class of nonlinear "
+    "parabolic equations and prove existence and uniqueness under mild assumptions.",
+    "Dark matter halos grow through the hierarchical merging of smaller structures; we "
+    "measure their density profiles in a suite of cosmological simulations.",
+    "Quantum error correction with surface codes",
+    "A large language model is fine-tuned with reinforcement learning from human feedback "
+    "to follow instructions, and evaluated on reasoning, coding and translation tasks.",
+    "The experimental results, obtained at 4.2 K in magnetic fields up to 9 T, reveal a "
+    "superconducting transition and strong anisotropy of the critical current.",
+    "efficient transformers for long documents",
+    "We prove that every finitely generated group acting properly on a CAT(0) cube "
+    "complex is residually finite, answering a question of Wise.",
+};
+
+/* Unpacks the fp32 panels of lin back into W [n, k]. */
+static void linear_unpack(const sx_linear *lin, float *W) {
+    for (int j = 0; j < lin->n; j++) {
+        const float *panel = lin->w + (size_t)(j / SX_NR) * (size_t)lin->k * SX_NR;
+        for (int c = 0; c < lin->k; c++)
+            W[(size_t)j * lin->k + c] = panel[(size_t)c * SX_NR + j % SX_NR];
+    }
+}
+
+/* Switches a loaded fp32 encoder to int8: runs the calibration text through
+ * the fp32 model recording every linear layer's input ranges, then
+ * quantises each layer with SmoothQuant and frees its fp32 weights. */
+static int quantize_model(sx_encoder *e, sx_err *err) {
+    int n = (int)(sizeof CALIB / sizeof CALIB[0]);
+    size_t lens[sizeof CALIB / sizeof CALIB[0]];
+    for (int i = 0; i < n; i++) lens[i] = strlen(CALIB[i]);
+    for (int l = 0; l < e->L; l++) {
+        sx_linear *lins[4] = {&e->layers[l].qkv, &e->layers[l].ao, &e->layers[l].fi,
+                              &e->layers[l].fo};
+        for (int i = 0; i < 4; i++)
+            if (!(lins[i]->amax = calloc((size_t)lins[i]->k, sizeof(float))))
+                return sx_err_set(err, SX_ENOMEM, "out of memory");
+    }
+    float *tmp = malloc(sizeof(float) * (size_t)n * (size_t)e->H);
+    float *W = malloc(sizeof(float) * (size_t)e->H * (size_t)(e->I > 3 * e->H ? e->I : 3 * e->H));
+    int rc = tmp && W ? sx_encoder_embed(e, n, CALIB, lens, tmp, err)
+                      : sx_err_set(err, SX_ENOMEM, "out of memory");
+    for (int l = 0; l < e->L && rc == 0; l++) {
+        layer_w *lw = &e->layers[l];
+        sx_linear *lins[4] = {&lw->qkv, &lw->ao, &lw->fi, &lw->fo};
+        sx_linear8 *lins8[4] = {&lw->qkv8, &lw->ao8, &lw->fi8, &lw->fo8};
+        for (int i = 0; i < 4 && rc == 0; i++) {
+            linear_unpack(lins[i], W);
+            if (sx_linear8_init(lins8[i], W, lins[i]->bias, lins[i]->n, lins[i]->k,
+                                lins[i]->amax) < 0)
+                rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+            sx_linear_free(lins[i]);
+        }
+    }
+    free(tmp);
+    free(W);
+    if (rc == 0) {
+        e->int8 = 1;
+        free(e->arena); /* sized for fp32; the int8 arena is larger */
+        e->arena = NULL;
+        e->arena_floats = 0;
+    }
+    return rc;
+}
+
 int sx_encoder_load(const char *model_dir, const sx_encoder_opts *opts, sx_encoder **out,
                     sx_err *err) {
     *out = NULL;
     sx_encoder_opts o = opts ? *opts : (sx_encoder_opts){0};
-    if (o.int8)
-        return sx_err_set(err, SX_EUNSUPPORTED, "the int8 path is not available in this build");
     sx_encoder *e = calloc(1, sizeof *e);
     if (!e) return sx_err_set(err, SX_ENOMEM, "out of memory");
     pthread_mutex_init(&e->run_mu, NULL);
@@ -400,11 +475,15 @@ int sx_encoder_load(const char *model_dir, const sx_encoder_opts *opts, sx_encod
     e->max_len = sx_tokenizer_max_len(e->tok);
     if (e->max_len > e->P) e->max_len = e->P;
     e->kern = sx_model_kernels_best();
+    if (o.int8 && (rc = quantize_model(e, err)) < 0) {
+        sx_encoder_free(e);
+        return rc;
+    }
     snprintf(e->desc, sizeof e->desc,
              "BERT %d layers, hidden %d, %d heads, ffn %d, vocab %d, max %d tokens, %s pooling, "
-             "fp32, %s kernels, %d threads",
+             "%s, %s kernels, %d threads",
              e->L, e->H, e->NH, e->I, e->V, e->max_len, e->cls_pool ? "CLS" : "mean",
-             e->kern->name, threads);
+             e->int8 ? "int8" : "fp32", e->kern->name, threads);
     *out = e;
     return 0;
 }
@@ -425,11 +504,29 @@ static size_t att_scratch_floats(const sx_encoder *e, int lmax) {
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Rows of one GEMM task (see gemm_run) and the most output panels of any
+ * layer: they size the int8 path's per-thread int32 scratch. */
+#define TASK_ROWS_MAX 64
+
+static int max_panels(const sx_encoder *e) {
+    int n = 3 * e->H > e->I ? 3 * e->H : e->I;
+    return (n + SX_NR - 1) / SX_NR;
+}
+
+static size_t acc_stride(const sx_encoder *e) {
+    return round16((size_t)TASK_ROWS_MAX * (size_t)max_panels(e) * SX_NR);
+}
+
 static size_t arena_floats(const sx_encoder *e, int T, int lmax, int threads) {
     size_t t = (size_t)T;
-    return round16(t * (size_t)e->H) * 3 + round16(t * 3 * (size_t)e->H) +
-           round16(t * (size_t)e->I) + round16(att_scratch_floats(e, lmax)) * (size_t)threads +
-           64;
+    size_t n = round16(t * (size_t)e->H) * 3 + round16(t * 3 * (size_t)e->H) +
+               round16(t * (size_t)e->I) + round16(att_scratch_floats(e, lmax)) * (size_t)threads +
+               64;
+    if (e->int8) {
+        size_t kmax = (size_t)((e->H > e->I ? e->H : e->I) + 3) / 4 * 4;
+        n += round16(t * kmax / 4 + 16) + 2 * round16(t) + acc_stride(e) * (size_t)threads;
+    }
+    return n;
 }
 
 typedef struct {
@@ -448,6 +545,13 @@ typedef struct {
     /* the LayerNorm being run */
     const float *ln_r, *ln_g, *ln_b;
     const int32_t *ids; /* concatenated token ids */
+    /* int8 path: quantised activations, their row scales, int32 scratch */
+    const sx_linear8 *lin8;
+    uint8_t *qa;
+    float *qscale;
+    int32_t *qzero;
+    int32_t *acc;
+    size_t acc_stride;
 } fwd;
 
 static void gemm_task(void *ctx, int begin, int end, int tid) {
@@ -474,29 +578,90 @@ static void gemm_task(void *ctx, int begin, int end, int tid) {
     }
 }
 
-/* C[M, lin->n] = A[M, lin->k] W^T + b (then GELU when gelu), in parallel. */
-static void gemm_run(fwd *f, sx_model_pool *pool, const sx_linear *lin, const float *A, int M,
-                     float *C, int gelu) {
-    int threads = sx_model_pool_threads(pool);
+/* Quantises rows of f->A (16 per task) into f->qa / f->qscale / f->qzero. */
+static void quant_task(void *ctx, int begin, int end, int tid) {
+    fwd *f = ctx;
+    const sx_linear8 *lin = f->lin8;
+    for (int t = begin; t < end; t++) {
+        int r1 = t * 16 + 16 < f->M ? t * 16 + 16 : f->M;
+        for (int r = t * 16; r < r1; r++) /* group-major, see sx_model_kernels.gemm_i8_rows */
+            f->qscale[r] = f->k->quantize_u8(f->A + (size_t)r * lin->k, lin->in_mul, lin->k,
+                                             lin->k4, f->qa + 4 * (size_t)r, 4 * (size_t)f->M,
+                                             &f->qzero[r]);
+    }
+}
+
+/* Int8 GEMM task: exact int32 products, then scale by the row's and the
+ * output channel's scales, add the bias (and GELU). */
+static void gemm8_task(void *ctx, int begin, int end, int tid) {
+    fwd *f = ctx;
+    const sx_linear8 *lin = f->lin8;
+    int32_t *acc = f->acc + f->acc_stride * (size_t)tid;
+    for (int t = begin; t < end; t++) {
+        int rb = t / f->n_pblocks, pb = t % f->n_pblocks;
+        int r0 = rb * f->rows_per_task;
+        int m = f->M - r0 < f->rows_per_task ? f->M - r0 : f->rows_per_task;
+        int p0 = pb * f->panels_per_task;
+        int p1 = p0 + f->panels_per_task < lin->n_panels ? p0 + f->panels_per_task : lin->n_panels;
+        int w = (p1 - p0) * SX_NR;
+        f->k->gemm_i8_rows(lin, p0, p1, m, f->qa + 4 * (size_t)r0, f->M, acc, w);
+        int c0 = p0 * SX_NR, c1 = p1 * SX_NR < lin->n ? p1 * SX_NR : lin->n;
+        for (int i = 0; i < m; i++) {
+            float *c = f->C + (size_t)(r0 + i) * (size_t)lin->n;
+            f->k->dequant(acc + (size_t)i * w, c1 - c0, f->qzero[r0 + i], lin->colsum + c0,
+                          f->qscale[r0 + i], lin->scale + c0, lin->bias + c0, c + c0);
+            if (f->gelu) f->k->gelu(c + c0, c1 - c0);
+        }
+    }
+}
+
+/* How a GEMM of M rows and n_panels output panels is cut into tasks: row
+ * blocks of a few micro-tiles; column blocks so that there are enough tasks
+ * to keep every thread busy when M is small (a query). */
+static void gemm_split(fwd *f, int threads, int M, int n_panels) {
     int mr = f->k->gemm_mr;
-    f->lin = lin, f->A = A, f->C = C, f->M = M, f->gelu = gelu;
-    /* Row blocks of a few micro-tiles; column blocks so that there are
-     * enough tasks to keep every thread busy when M is small. */
+    f->M = M;
     f->rows_per_task = M <= 4 * mr ? M : 4 * mr;
+    if (f->rows_per_task > TASK_ROWS_MAX) f->rows_per_task = TASK_ROWS_MAX;
     int n_rb = (M + f->rows_per_task - 1) / f->rows_per_task;
     int want = 4 * threads;
-    int ppt = lin->n_panels;
+    int ppt = n_panels;
     if (n_rb < want) {
         int split = (want + n_rb - 1) / n_rb;
-        ppt = (lin->n_panels + split - 1) / split;
+        ppt = (n_panels + split - 1) / split;
         if (ppt < 2) ppt = 2;
         ppt += ppt & 1; /* whole panel pairs for the 32-wide kernels */
     } else if (ppt > 8) {
         ppt = 8;
     }
     f->panels_per_task = ppt;
-    f->n_pblocks = (lin->n_panels + ppt - 1) / ppt;
-    sx_model_pool_run(pool, n_rb * f->n_pblocks, gemm_task, f);
+    f->n_pblocks = (n_panels + ppt - 1) / ppt;
+}
+
+/* C[M, n] = A[M, k] W^T + b (then GELU when gelu), in parallel, with the
+ * fp32 layer lin or, on the int8 path, lin8 (A quantised per row first). */
+static void gemm_run(fwd *f, sx_model_pool *pool, const sx_linear *lin, const sx_linear8 *lin8,
+                     const float *A, int M, float *C, int gelu) {
+    int threads = sx_model_pool_threads(pool);
+    f->A = A, f->C = C, f->gelu = gelu;
+    if (f->e->int8) {
+        f->lin8 = lin8;
+        gemm_split(f, threads, M, lin8->n_panels);
+        sx_model_pool_run(pool, (M + 15) / 16, quant_task, f);
+        sx_model_pool_run(pool, ((M + f->rows_per_task - 1) / f->rows_per_task) * f->n_pblocks,
+                    gemm8_task, f);
+        return;
+    }
+    f->lin = lin;
+    if (lin->amax) /* calibration run of the int8 path: record input ranges */
+        for (int i = 0; i < M; i++)
+            for (int c = 0; c < lin->k; c++) {
+                float v = fabsf(A[(size_t)i * lin->k + c]);
+                if (v > lin->amax[c]) lin->amax[c] = v;
+            }
+    gemm_split(f, threads, M, lin->n_panels);
+    sx_model_pool_run(pool, ((M + f->rows_per_task - 1) / f->rows_per_task) * f->n_pblocks, gemm_task,
+                f);
 }
 
 static void embed_task(void *ctx, int begin, int end, int tid) {
@@ -596,12 +761,12 @@ static void forward(fwd *f, sx_model_pool *pool, const int32_t *ids) {
     sx_model_pool_run(pool, f->n_seq, embed_task, f);
     for (int l = 0; l < e->L; l++) {
         const layer_w *lw = &e->layers[l];
-        gemm_run(f, pool, &lw->qkv, f->x, f->T, f->qkv, 0);
+        gemm_run(f, pool, &lw->qkv, &lw->qkv8, f->x, f->T, f->qkv, 0);
         sx_model_pool_run(pool, f->n_seq * e->NH, attention_task, f);
-        gemm_run(f, pool, &lw->ao, f->ctx, f->T, f->tmp, 0);
+        gemm_run(f, pool, &lw->ao, &lw->ao8, f->ctx, f->T, f->tmp, 0);
         ln_run(f, pool, f->tmp, lw->ln1_g, lw->ln1_b);
-        gemm_run(f, pool, &lw->fi, f->x, f->T, f->inter, 1);
-        gemm_run(f, pool, &lw->fo, f->inter, f->T, f->tmp, 0);
+        gemm_run(f, pool, &lw->fi, &lw->fi8, f->x, f->T, f->inter, 1);
+        gemm_run(f, pool, &lw->fo, &lw->fo8, f->inter, f->T, f->tmp, 0);
         ln_run(f, pool, f->tmp, lw->ln2_g, lw->ln2_b);
     }
 }
@@ -621,7 +786,15 @@ static void fwd_init(fwd *f, const sx_encoder *e, float *arena, int T, int lmax,
     f->inter = p, p += round16((size_t)T * e->I);
     f->att = p;
     f->att_stride = round16(att_scratch_floats(e, lmax));
-    (void)threads;
+    p += f->att_stride * (size_t)threads;
+    if (e->int8) {
+        size_t kmax = (size_t)((e->H > e->I ? e->H : e->I) + 3) / 4 * 4;
+        f->qa = (uint8_t *)p, p += round16((size_t)T * kmax / 4 + 16);
+        f->qscale = p, p += round16((size_t)T);
+        f->qzero = (int32_t *)p, p += round16((size_t)T);
+        f->acc = (int32_t *)p;
+        f->acc_stride = acc_stride(e);
+    }
 }
 
 /* Pools and normalises the hidden state of each sequence into out. */

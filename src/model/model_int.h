@@ -100,7 +100,26 @@ typedef struct {
     int n_panels;   /* ceil(n / SX_NR) */
     float *w;       /* n_panels * k * SX_NR floats, 64-byte aligned */
     float *bias;    /* n floats (zeros when the layer has none) */
+    float *amax;    /* calibration only: largest |input| seen per input channel */
 } sx_linear;
+
+/* An int8 linear layer: weights quantised per output channel (symmetric,
+ * [-127, 127]), packed in panels of SX_NR outputs with k rounded up to k4 (a
+ * multiple of 4) and grouped by 4: panel p, group g holds 64 bytes, Wq[16p +
+ * j][4g + r] at byte 4j + r (zero-padded). Activations are quantised per row
+ * to unsigned bytes with a zero point (asymmetric), after multiplying input
+ * channel c by in_mul[c] (SmoothQuant: the weights were multiplied by
+ * 1 / in_mul[c], moving activation outliers into the weights). Output:
+ * y[j] = (sum_k qa[k] Wq[j][k] - zero * colsum[j]) * row_scale * scale[j]
+ *        + bias[j]. */
+typedef struct {
+    int n, k, k4, n_panels;
+    int8_t *w;       /* n_panels * k4 * SX_NR bytes, 64-byte aligned */
+    float *scale;    /* n_panels * SX_NR */
+    int32_t *colsum; /* n_panels * SX_NR: sum over k of Wq[j][k] */
+    float *bias;     /* n_panels * SX_NR (zeros past n) */
+    float *in_mul;   /* k floats, or NULL (all ones) */
+} sx_linear8;
 
 /* The kernel table: one implementation per instruction set, all computing
  * the same thing as the scalar reference (kernels.c) within float rounding. */
@@ -123,6 +142,20 @@ typedef struct {
     void (*axpy)(float *y, float a, const float *x, int n);
     /* Softmax in place over n floats. */
     void (*softmax)(float *x, int n);
+    /* Int8 GEMM, exact: C[i][j] = sum_k A[i][k] * Wq[j][k] as int32 for rows
+     * i < m (m <= 16) and panels [p0, p1); C columns are relative to panel p0
+     * (C[i][0] is output 16 p0). A holds unsigned bytes "group-major": the 4
+     * bytes of row i, k = 4g .. 4g + 3 are at A + 4 (g * lda + i), so a
+     * micro-kernel reads every row of a group from one pointer. */
+    void (*gemm_i8_rows)(const sx_linear8 *lin, int p0, int p1, int m, const uint8_t *A,
+                         int lda, int32_t *C, int ldc);
+    /* sx_quantize_row's contract (see there), bit-exact with it. */
+    float (*quantize_u8)(const float *x, const float *mul, int k, int k4, uint8_t *q,
+                         size_t group_stride, int32_t *zero);
+    /* out[j] = (acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j]
+     * over n outputs: the int8 GEMM's epilogue. */
+    void (*dequant)(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
+                    float row_scale, const float *scale, const float *bias, float *out);
 } sx_model_kernels;
 
 /* The reference kernels, plain C. */
@@ -144,6 +177,24 @@ int sx_linear_init(sx_linear *lin, const float *W, const float *bias, int n, int
 
 /* Frees what sx_linear_init allocated. */
 void sx_linear_free(sx_linear *lin);
+
+/* Quantises W [n, k] per output channel and packs it (bias may be NULL).
+ * With amax (the largest |activation| seen on each of the k input channels,
+ * or NULL), applies SmoothQuant with alpha 0.5 first. */
+int sx_linear8_init(sx_linear8 *lin, const float *W, const float *bias, int n, int k,
+                    const float *amax);
+
+/* Frees what sx_linear8_init allocated. */
+void sx_linear8_free(sx_linear8 *lin);
+
+/* Quantises one row of k floats (times mul[c] when mul is not NULL) to
+ * unsigned bytes: x ~ scale * (q - zero), with min(x, 0) .. max(x, 0) mapped
+ * onto 0 .. 255, rounding half to even. The byte of input c goes to
+ * q[(c / 4) * group_stride + c % 4] (group_stride 4: a plain row), zeros up to
+ * k4. Returns the scale and writes the zero point to *zero. The reference
+ * for the kernels' quantize_u8. */
+float sx_quantize_row(const float *x, const float *mul, int k, int k4, uint8_t *q,
+                      size_t group_stride, int32_t *zero);
 
 /* Erf-based GELU of one value, the reference the vector kernels follow. */
 float sx_gelu_ref(float x);

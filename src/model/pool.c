@@ -4,12 +4,18 @@
  * One forward pass runs a few dozen parallel loops (each GEMM, the attention
  * heads, ...), each a few microseconds to milliseconds long, so the cost that
  * matters is the hand-off: waking workers and learning that all tasks are
- * done. The caller publishes a job (function, context, task count) and a
- * 64-bit ticket holding the job's generation, its task count and the next
- * task index; every thread, the caller included, claims tasks by
+ * done. The caller publishes a job (function, context) and a 64-bit ticket
+ * holding the job's generation (32 bits), the next task index and the task
+ * count (16 bits each); every thread, the caller included, claims a task by
  * compare-and-swap on the ticket, which fails once the job is finished or
- * replaced, so a worker that wakes late can never run a task of the wrong
- * job. The caller waits until the count of finished tasks reaches the total.
+ * replaced. The claimer reads the function and context only after its claim
+ * succeeded: the job cannot be replaced while one of its tasks is unfinished,
+ * so a worker that wakes late can never run a task of the wrong job, or the
+ * right task with the wrong context. (The count lives in the ticket for the
+ * same reason: read separately, a late worker could compare an old ticket
+ * with the next job's count. Found by the pool test.) The caller waits until
+ * the count of finished tasks reaches the total; jobs over 65,535 tasks run
+ * in rounds.
  *
  * Idle workers spin (with a pause instruction) for a short while before they
  * sleep on a condition variable, so back-to-back loops of one forward pass
@@ -34,14 +40,17 @@ struct sx_model_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    _Atomic uint64_t ticket; /* generation << 40 | tasks << 20 | next task */
+    _Atomic uint64_t ticket; /* generation << 32 | next task << 16 | tasks */
     _Atomic int done;        /* tasks finished in this generation */
     _Atomic int sleepers;
     _Atomic int stop;
-    sx_model_pool_fn fn;
-    void *ctx;
-    int n;
+    /* The job, read only after a successful claim (atomic, relaxed: the
+     * claim's compare-and-swap orders them). */
+    _Atomic(sx_model_pool_fn) fn;
+    _Atomic(void *) ctx;
 };
+
+#define MAX_TASKS 65535
 
 typedef struct {
     sx_model_pool *p;
@@ -56,23 +65,16 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-#define TICKET_GEN(t) ((uint32_t)((t) >> 40))
-#define TICKET_N(t) ((int)(((t) >> 20) & 0xFFFFF))
-#define TICKET_NEXT(t) ((int)((t) & 0xFFFFF))
-#define MAX_TASKS 0xFFFFF
-
-/* Claims and runs tasks of generation gen until none is left. The task
- * count travels in the ticket, and the job's function and context are read
- * only after a claim succeeded: the job cannot be finished (and replaced by
- * the next one) while a claimed task is pending, so a worker that wakes late
- * never mixes one job's bound or function with another's generation. */
+/* Claims and runs tasks of generation gen until none is left. */
 static void run_tasks(sx_model_pool *p, uint32_t gen, int tid) {
     for (;;) {
         uint64_t t = atomic_load(&p->ticket);
-        if (TICKET_GEN(t) != gen || TICKET_NEXT(t) >= TICKET_N(t)) return;
-        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1)) continue;
-        int i = TICKET_NEXT(t);
-        p->fn(p->ctx, i, i + 1, tid);
+        int next = (int)((t >> 16) & 0xffff), n = (int)(t & 0xffff);
+        if ((uint32_t)(t >> 32) != gen || next >= n) return;
+        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + (1u << 16))) continue;
+        sx_model_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        fn(ctx, next, next + 1, tid);
         atomic_fetch_add(&p->done, 1);
     }
 }
@@ -82,18 +84,18 @@ static void *worker_main(void *arg) {
     sx_model_pool *p = wa->p;
     int tid = wa->tid;
     free(wa);
-    uint32_t seen = TICKET_GEN(atomic_load(&p->ticket));
+    uint32_t seen = (uint32_t)(atomic_load(&p->ticket) >> 32);
     for (;;) {
         uint32_t gen = seen;
         for (int i = 0; i < SPIN_ROUNDS; i++) {
-            gen = TICKET_GEN(atomic_load(&p->ticket));
+            gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
             if (gen != seen || atomic_load(&p->stop)) break;
             cpu_relax();
         }
         if (gen == seen && !atomic_load(&p->stop)) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
-            while ((gen = TICKET_GEN(atomic_load(&p->ticket))) == seen &&
+            while ((gen = (uint32_t)(atomic_load(&p->ticket) >> 32)) == seen &&
                    !atomic_load(&p->stop))
                 pthread_cond_wait(&p->cv, &p->mu);
             atomic_fetch_sub(&p->sleepers, 1);
@@ -148,16 +150,16 @@ void sx_model_pool_free(sx_model_pool *p) {
 
 int sx_model_pool_threads(const sx_model_pool *p) { return p ? p->n_threads : 1; }
 
+/* Tasks [first, first + n) as one job; n <= MAX_TASKS. */
 typedef struct {
     sx_model_pool_fn fn;
     void *ctx;
-    int base;
-} chunk_ctx;
+    int first;
+} offset_job;
 
-/* Runs one task of a loop too long for one ticket, offset by its chunk. */
-static void run_chunk(void *ctx, int begin, int end, int tid) {
-    chunk_ctx *c = ctx;
-    c->fn(c->ctx, c->base + begin, c->base + end, tid);
+static void offset_fn(void *ctx, int begin, int end, int tid) {
+    offset_job *j = ctx;
+    j->fn(j->ctx, j->first + begin, j->first + end, tid);
 }
 
 void sx_model_pool_run(sx_model_pool *p, int n, sx_model_pool_fn fn, void *ctx) {
@@ -166,19 +168,18 @@ void sx_model_pool_run(sx_model_pool *p, int n, sx_model_pool_fn fn, void *ctx) 
         for (int i = 0; i < n; i++) fn(ctx, i, i + 1, 0);
         return;
     }
-    if (n > MAX_TASKS) { /* the ticket holds 20 bits of task count */
-        for (int base = 0; base < n; base += MAX_TASKS) {
-            chunk_ctx c = {fn, ctx, base};
-            sx_model_pool_run(p, n - base < MAX_TASKS ? n - base : MAX_TASKS, run_chunk, &c);
+    if (n > MAX_TASKS) {
+        for (int first = 0; first < n; first += MAX_TASKS) {
+            offset_job j = {fn, ctx, first};
+            sx_model_pool_run(p, n - first < MAX_TASKS ? n - first : MAX_TASKS, offset_fn, &j);
         }
         return;
     }
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n = n;
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
     atomic_store(&p->done, 0);
-    uint32_t gen = (TICKET_GEN(atomic_load(&p->ticket)) + 1) & 0xFFFFFF;
-    atomic_store(&p->ticket, (uint64_t)gen << 40 | (uint64_t)n << 20);
+    uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
+    atomic_store(&p->ticket, (uint64_t)gen << 32 | (uint64_t)n);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv);

@@ -12,7 +12,8 @@
  * JSON is one object followed only by spaces, that every entry has a known
  * dtype, a shape of at most 8 non-negative integer dimensions, and offsets
  * that are integers, ordered, inside the data section, and exactly
- * numel * dtype size apart (with overflow-checked multiplication). Only then
+ * numel * dtype size apart (with overflow-checked multiplication), and that
+ * no name appears twice. Only then
  * does a caller see a tensor. Conversions to float32 check the dtype and
  * shape the caller expects, so a shape mismatch is reported with the tensor's
  * name rather than read out of bounds. The header parser is fuzzed
@@ -127,6 +128,26 @@ static int parse_tensor(sx_st_file *f, const cJSON *e, sx_st_tensor *t, sx_err *
     return 0;
 }
 
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* JSON allows a key twice; safetensors does not (which one would a reader
+ * get?), so a repeated tensor name is an error. Sorted: O(n log n). */
+static int check_unique(sx_st_file *f, sx_err *err) {
+    if (f->n < 2) return 0;
+    char **names = malloc(sizeof *names * (size_t)f->n);
+    if (!names) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    for (int i = 0; i < f->n; i++) names[i] = f->t[i].name;
+    qsort(names, (size_t)f->n, sizeof *names, cmp_name);
+    int rc = 0;
+    for (int i = 1; i < f->n && rc == 0; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            rc = sx_err_set(err, SX_ECORRUPT, "%s: tensor '%.80s' appears twice", f->label, names[i]);
+    free(names);
+    return rc;
+}
+
 static int parse_header(sx_st_file *f, sx_err *err) {
     if (f->size < 8)
         return sx_err_set(err, SX_ECORRUPT, "%s: %zu bytes, too short for a safetensors file",
@@ -173,6 +194,7 @@ static int parse_header(sx_st_file *f, sx_err *err) {
         if (rc < 0) goto done;
         f->n++;
     }
+    rc = check_unique(f, err);
 done:
     cJSON_Delete(root);
     return rc;

@@ -77,3 +77,10 @@ expect_grep "model.safetensors: tensor '.*' ends at byte [0-9]+ of a [0-9]+-byte
 echo '{' > "$TMP/m/config.json"
 expect_status 1 "$SEMDEX" embed --model "$TMP/m" x
 expect_grep "m/config.json: not a JSON object" "$TMP/err"
+
+# --int8: same format, close to fp32 (cosine > 0.99 on this text).
+expect_status 0 "$SEMDEX" embed --int8 "$text"
+tr -d '[] ' < "$TMP/out" | tr ',' '\n' > "$TMP/got8"
+[ "$(wc -l < "$TMP/got8")" = 384 ] || fail "int8: expected 384 floats"
+paste "$TMP/got" "$TMP/got8" | awk '{ d += $1 * $2 } END { if (d < 0.99) { print "cosine " d; exit 1 } }' ||
+  fail "int8 embedding far from fp32"
