@@ -198,8 +198,15 @@ static int ingest_file(ingest *g, const char *path, cli_progress *pr, uint64_t *
         }
         uint64_t used, total;
         sx_lines_progress(in, &used, &total);
-        if (!g->o.quiet)
-            cli_progress_update(pr, g->ingested, bytes_total ? (double)(*bytes_before + used) / (double)bytes_total : -1);
+        if (!g->o.quiet) {
+            /* With --limit the job ends at the limit, usually long before the input does. */
+            double f = bytes_total ? (double)(*bytes_before + used) / (double)bytes_total : -1;
+            if (g->o.limit > 0) {
+                double fl = (double)(g->ingested + (uint64_t)g->n) / (double)g->o.limit;
+                if (fl > f) f = fl;
+            }
+            cli_progress_update(pr, g->ingested, f);
+        }
     }
     uint64_t used, total;
     sx_lines_progress(in, &used, &total);
