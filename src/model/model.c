@@ -40,6 +40,18 @@
  * thread with an arena of its own, so a query never queues behind an ingest
  * batch.
  *
+ * The int8 path (opts.int8). Loading builds the fp32 model first, runs a few
+ * built-in sentences through it to record each linear layer's largest input
+ * per channel, then quantises every linear layer (SmoothQuant, alpha 0.5:
+ * activation outliers are moved into the weights; weights per output
+ * channel, symmetric int8) and frees the fp32 weights. At run time each
+ * GEMM quantises its input rows to unsigned bytes with a zero point
+ * (group-major, so the micro-kernel reads a group's rows from one pointer),
+ * multiplies exactly in int32 (VNNI / widened AVX2 / sdot) and scales back;
+ * attention, softmax, LayerNorm and GELU stay in float. Plain symmetric
+ * per-token activations were tried first and lost too much on BERT's
+ * outlier channels (docs/encoder.md has the figures).
+ *
  * Rejected: a BLAS library for the GEMMs (measured in docs/encoder.md: our
  * packed kernels match or beat Debian's OpenBLAS at the shapes used here and
  * need no packing of activations for small queries; OpenBLAS' own thread pool
