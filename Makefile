@@ -149,9 +149,12 @@ $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 asan-tests: $(BUILD)/asan/tests/run
 
 # Benchmarks: one binary per bench/<name>/ folder with C sources.
-$(BUILD)/bench/encoder: $(call obj,$(BUILD),$(wildcard bench/encoder/*.c)) $(LIB_OBJ)
+# Only they link the BLAS they are compared with.
+BENCH_OBJ := $(call obj,$(BUILD),$(wildcard bench/encoder/*.c))
+$(BENCH_OBJ): CFLAGS += $(BENCH_CFLAGS)
+$(BUILD)/bench/encoder: $(BENCH_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL) $(BENCH_LIBS)
 
 bench: $(BUILD)/bench/encoder
 

@@ -116,28 +116,11 @@ static int cfg_int(const cJSON *cfg, const char *key, int def, int lo, int hi, i
     return 0;
 }
 
-static int load_json(const char *path, cJSON **out, int optional, sx_err *err) {
-    char *data;
-    size_t size;
-    *out = NULL;
-    int rc = sx_read_file(path, &data, &size, err);
-    if (rc == SX_ENOTFOUND && optional) return 0;
-    if (rc < 0) return rc;
-    *out = cJSON_ParseWithLength(data, size);
-    free(data);
-    if (!*out || !cJSON_IsObject(*out)) {
-        cJSON_Delete(*out);
-        *out = NULL;
-        return sx_err_set(err, SX_ECORRUPT, "%s: not a JSON object", path);
-    }
-    return 0;
-}
-
 static int load_config(sx_encoder *e, const char *dir, sx_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *cfg;
-    int rc = load_json(path, &cfg, 0, err);
+    int rc = sx_json_read_object(path, 0, &cfg, err);
     if (rc < 0) return rc;
     if ((rc = cfg_int(cfg, "hidden_size", -1, 1, 16384, &e->H, path, err)) < 0 ||
         (rc = cfg_int(cfg, "num_hidden_layers", -1, 1, 256, &e->L, path, err)) < 0 ||
@@ -209,7 +192,7 @@ static int load_pooling(sx_encoder *e, const char *dir, sx_err *err) {
             goto done;
         }
         snprintf(path, sizeof path, "%s/%s/config.json", dir, pdir);
-        rc = load_json(path, &pcfg, 0, err);
+        rc = sx_json_read_object(path, 0, &pcfg, err);
         if (rc < 0) goto done;
         const cJSON *mode = cJSON_GetObjectItemCaseSensitive(pcfg, "pooling_mode");
         int cls = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pcfg, "pooling_mode_cls_token")) ||
