@@ -18,6 +18,7 @@ static const char *k_usage =
     "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
     "  --threads N         encoder threads (all cores)\n"
     "  --int8              use the int8 encoder\n"
+    "  --embed-workers N   encoder calls running at once (1)\n"
     "  --cache N           query vectors cached (10000; 0 disables)\n"
     "  --rate-limit R      requests per second per client (0 = unlimited)\n"
     "  --burst B           rate-limit bucket size (2 x rate)\n"
@@ -55,6 +56,9 @@ int cli_cmd_serve(int argc, char **argv) {
         } else if (strcmp(a, "--threads") == 0) {
             if (cli_parse_int("serve", a, val, 0, 1024, &v) < 0) return 2;
             o.threads = (int)v;
+        } else if (strcmp(a, "--embed-workers") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 64, &v) < 0) return 2;
+            o.embed_workers = (int)v;
         } else if (strcmp(a, "--cache") == 0) {
             if (cli_parse_int("serve", a, val, 0, 100000000, &v) < 0) return 2;
             o.cache_entries = (size_t)v;

@@ -61,6 +61,7 @@ sx_server_opts sx_server_defaults(void) {
     o.model_dir = "models/all-MiniLM-L6-v2";
     o.store = sx_store_defaults(384);
     o.embed_batch = 64;
+    o.embed_workers = 1;
     o.cache_entries = 10000;
     o.max_body = 32u << 20;
     o.timeout_s = 30;
@@ -275,7 +276,7 @@ static void *loader_main(void *arg) {
     int rc = sx_encoder_load(s->opts.model_dir, &eo, &s->encoder, &s->load_err);
     if (rc == 0) {
         s->dim = sx_encoder_dim(s->encoder);
-        rc = sx_batcher_create(s->encoder, s->opts.embed_batch, 1, s->metrics, &s->batcher, &s->load_err);
+        rc = sx_batcher_create(s->encoder, s->opts.embed_batch, s->opts.embed_workers, s->metrics, &s->batcher, &s->load_err);
     }
     if (rc == 0) {
         sx_store_opts so = s->opts.store;

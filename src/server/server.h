@@ -29,6 +29,7 @@ typedef struct sx_server_opts {
     int threads;               /* encoder threads (0 = all cores) */
     int int8;                  /* 1: int8 encoder */
     int embed_batch;           /* most queries embedded in one encoder call (64) */
+    int embed_workers;         /* encoder calls running at once (1) */
     size_t cache_entries;      /* query-vector cache size; 0 disables it (10000) */
     size_t max_body;           /* largest request body in bytes (32 MiB) */
     int timeout_s;             /* idle connection timeout in seconds (30) */
