@@ -3,9 +3,10 @@ validation and the response shape, so every peer answers POST /search with
 the same JSON as semdex. Benchmark code only; never part of semdex."""
 import json
 import os
+import time
 
 import numpy as np
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 
@@ -53,3 +54,23 @@ def env(name):
 def check(req):
     if not req.query.strip():
         raise HTTPException(status_code=400, detail="empty query")
+
+
+def make_app(papers, knn):
+    """The FastAPI app of a peer: GET /health and POST /search answering like
+    semdex. knn(query_text, k) returns [(row, cosine score)], best first."""
+    app = FastAPI()
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.post("/search")
+    def search(req: SearchRequest):
+        check(req)
+        t0 = time.time()
+        hits = knn(req.query, req.offset + req.top_k)[req.offset:]
+        return {"results": [result(papers[i], s) for i, s in hits],
+                "took_ms": (time.time() - t0) * 1e3, "offset": req.offset, "top_k": req.top_k}
+
+    return app

@@ -7,13 +7,11 @@ its own default index. Benchmark code only.
 """
 import time
 
-from fastapi import FastAPI
 from pymilvus import MilvusClient
 from sentence_transformers import SentenceTransformer
 
 import peer_common as pc
 
-app = FastAPI()
 papers = pc.load_papers(pc.env("BENCH_PAPERS"))
 model = SentenceTransformer(pc.env("BENCH_MODEL"), device="cpu")
 client = MilvusClient(pc.env("BENCH_DB"))
@@ -38,16 +36,9 @@ def ingest():
 ingest()
 
 
-@app.get("/health")
-def health():
-    return {"status": "ok"}
+def knn(query, k):
+    q = model.encode([query], normalize_embeddings=True)[0]
+    return [(h["id"], h["distance"]) for h in client.search(COLLECTION, data=[q.tolist()], limit=k)[0]]
 
 
-@app.post("/search")
-def search(req: pc.SearchRequest):
-    pc.check(req)
-    t0 = time.time()
-    q = model.encode([req.query], normalize_embeddings=True)[0]
-    hits = client.search(COLLECTION, data=[q.tolist()], limit=req.offset + req.top_k)[0]
-    results = [pc.result(papers[h["id"]], h["distance"]) for h in hits[req.offset:]]
-    return {"results": results, "took_ms": (time.time() - t0) * 1e3, "offset": req.offset, "top_k": req.top_k}
+app = pc.make_app(papers, knn)
