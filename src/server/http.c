@@ -103,6 +103,12 @@ static int precheck(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
     sx_response *res = &c->res;
     int st = sx_route_request(s, &c->rq, c->id_buf, sizeof c->id_buf, res);
     if (st) return st;
+    if (atomic_load(&s->stopping)) {
+        /* Keep-alive clients would otherwise keep a draining server busy. */
+        sx_respond_error(res, 503, "unavailable", "the server is shutting down");
+        res->close = 1;
+        return 503;
+    }
     sx_route r = c->rq.route;
     if (sx_route_needs_ready(r) && !atomic_load(&s->ready)) {
         sx_respond_error(res, 503, "loading", "the collection is still loading; retry shortly");
@@ -162,6 +168,7 @@ static enum MHD_Result queue(struct MHD_Connection *conn, conn_req *c) {
         snprintf(v, sizeof v, "%d", res->retry_after);
         MHD_add_response_header(r, "Retry-After", v);
     }
+    if (res->close) MHD_add_response_header(r, "Connection", "close");
     char rid[24];
     snprintf(rid, sizeof rid, "%llu", c->id);
     MHD_add_response_header(r, "X-Request-Id", rid);
@@ -244,7 +251,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     sx_metrics_request(s->metrics, c->rq.route, status, dt);
     char path[512];
     log_escape(path, sizeof path, c->path);
-    sx_log(status >= 500 ? SX_LOG_WARN : SX_LOG_INFO,
+    /* 503 while loading or stopping is expected; other 5xx are problems. */
+    sx_log(status >= 500 && status != 503 ? SX_LOG_WARN : SX_LOG_INFO,
            "request id=%llu method=%s path=%s route=\"%s\" status=%d ms=%.3f embed_ms=%.3f "
            "index_ms=%.3f client=%s in=%zu out=%zu%s",
            c->id, c->method, path, sx_route_name(c->rq.route), status, dt * 1e3, c->rq.t_embed * 1e3,
@@ -383,6 +391,7 @@ int sx_server_run(const sx_server_opts *o, sx_err *err) {
             rc = sx_err_set(err, s->load_err.code ? s->load_err.code : SX_EIO, "%s", s->load_err.msg);
         }
     }
+    atomic_store(&s->stopping, 1);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     wait_inflight(s, 30.0);

@@ -54,6 +54,7 @@ typedef struct sx_srv {
     int dim;
     _Atomic int ready;   /* 1 once the model and collection are loaded */
     _Atomic int failed;  /* loading failed: the server is shutting down */
+    _Atomic int stopping; /* shutting down: new requests are refused */
     sx_err load_err;
 
     _Atomic long inflight;       /* requests being handled */
@@ -69,6 +70,7 @@ typedef struct sx_response {
     const char *cache_control;  /* NULL: no header */
     char allow[64];             /* Allow header for 405 */
     int retry_after;            /* seconds, for 429/503; 0 = no header */
+    int close;                  /* ask the client to close the connection */
     const void *static_body;    /* a body that outlives the response */
     size_t static_len;
 } sx_response;
