@@ -177,6 +177,13 @@ $(BUILD)/fuzz/make-seed: tests/fuzz/shard_load.c $(LIB_OBJ)
 
 fuzz: $(BUILD)/fuzz/shard_load
 
+# Benchmarks (bench/ann drives them; see bench/README.md).
+$(BUILD)/bench/ann_bench: bench/ann_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+bench: $(BUILD)/bench/ann_bench
+
 # The two commands of the README. Both are idempotent.
 run:
 	scripts/setup

@@ -11,7 +11,7 @@ deployment's vectors), and writes float32 .npy files into the cache directory:
                                 (held out: realistic queries not in the index)
   queries-txt.npy               the shared realistic queries (queries.txt)
 
-Usage: .venv/bin/python bench/ann/embed_titles.py [--n 510203] [--queries 2000]
+Usage: .venv/bin/python bench/embed_titles.py [--n 510203] [--queries 2000]
                                                   [--threads 1] [--cache DIR]
 """
 import argparse, glob, io, json, os, sys, time
@@ -30,7 +30,7 @@ def records(root):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(here))
+    repo = os.path.dirname(here)
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=510203)
     ap.add_argument("--queries", type=int, default=2000)
