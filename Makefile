@@ -182,7 +182,11 @@ $(BUILD)/bench/ann_bench: bench/ann_bench.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
 
-bench: $(BUILD)/bench/ann_bench
+$(BUILD)/bench/shard_bench: bench/shard_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+bench: $(BUILD)/bench/ann_bench $(BUILD)/bench/shard_bench
 
 # The two commands of the README. Both are idempotent.
 run:

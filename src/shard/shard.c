@@ -934,6 +934,12 @@ int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) 
         munmap(m, len);
         return sx_err_prefix(err, "%s", path);
     }
+    /* The loader has read what it copies (and, when verifying, every byte
+     * for the checksums): give those pages back, and ask for no read-ahead,
+     * so that resident memory grows only by the vectors and documents that
+     * searches actually touch. */
+    madvise(m, len, MADV_DONTNEED);
+    madvise(m, len, MADV_RANDOM);
     (*out)->mapping = m;
     (*out)->mapping_len = len;
     return 0;
