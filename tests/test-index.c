@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "../src/index/index.h"
+#include "testmem.h"
 #include "testvec.h"
 
 #define DIM 384
@@ -345,34 +346,6 @@ void test_index_filters(void) {
 }
 
 /* ---- persistence ---- */
-
-typedef struct membuf {
-    uint8_t *p;
-    size_t len, cap, pos;
-    size_t fail_at; /* write error once len would pass it (0 = never) */
-} membuf;
-
-static int mem_write(void *ctx, const void *buf, size_t len) {
-    membuf *m = ctx;
-    if (m->fail_at && m->len + len > m->fail_at) return SX_EIO;
-    if (m->len + len > m->cap) {
-        size_t nc = m->cap ? m->cap : 4096;
-        while (nc < m->len + len) nc *= 2;
-        m->p = realloc(m->p, nc);
-        m->cap = nc;
-    }
-    memcpy(m->p + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
-static int mem_read(void *ctx, void *buf, size_t len) {
-    membuf *m = ctx;
-    if (len > m->len - m->pos) return SX_EIO;
-    memcpy(buf, m->p + m->pos, len);
-    m->pos += len;
-    return 0;
-}
 
 static void same_results(sx_index *a, sx_index *b, const float *qv, int nq) {
     sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../src/shard/shard.h"
+#include "testmem.h"
 #include "testvec.h"
 
 #define DIM 384
@@ -123,6 +124,39 @@ void test_shard_crud(void) {
     CHECK(ss.bytes_fp32 >= 1999 * DIM * 4);
     CHECK(ss.levels >= 2);
     CHECK(ss.nodes_per_level[0] >= 1999);
+    sx_shard_free(s);
+    free(x);
+}
+
+/* A small shard emptied and refilled: new papers are found (the graph is
+ * not left pointing at deleted nodes only). */
+void test_shard_refill_small(void) {
+    sx_shard *s = new_shard(SX_STORAGE_FP32);
+    float *x = tv_clustered(40, DIM, 26, 0);
+    fill(s, x, 0, 20);
+    sx_err err = {0};
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < 20; i++) {
+            char id[64];
+            snprintf(id, sizeof id, "2101.%05zu", i);
+            CHECK_EQ(sx_shard_delete(s, id, &err), 0);
+        }
+        CHECK_EQ(sx_shard_count(s), 0);
+        fill(s, x, 0, 20);
+        for (size_t i = 0; i < 20; i++) {
+            sx_search_opts o = {.k = 1};
+            sx_hit h[1];
+            int n;
+            CHECK_EQ(sx_shard_search(s, x + i * DIM, &o, h, &n, NULL, &err), 0);
+            char want[64];
+            snprintf(want, sizeof want, "2101.%05zu", i);
+            CHECK_EQ(n, 1);
+            CHECK_STR(h[0].id, want);
+        }
+    }
+    struct sx_shard_stats st;
+    sx_shard_stats(s, &st);
+    CHECK(st.deleted < 20);
     sx_shard_free(s);
     free(x);
 }
@@ -254,32 +288,6 @@ void test_shard_filtered_recall(void) {
 }
 
 /* ---- persistence ---- */
-
-typedef struct membuf {
-    uint8_t *p;
-    size_t len, cap, pos;
-} membuf;
-
-static int mem_write(void *ctx, const void *buf, size_t len) {
-    membuf *m = ctx;
-    if (m->len + len > m->cap) {
-        size_t nc = m->cap ? m->cap : 4096;
-        while (nc < m->len + len) nc *= 2;
-        m->p = realloc(m->p, nc);
-        m->cap = nc;
-    }
-    memcpy(m->p + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
-static int mem_read(void *ctx, void *buf, size_t len) {
-    membuf *m = ctx;
-    if (len > m->len - m->pos) return SX_EIO;
-    memcpy(buf, m->p + m->pos, len);
-    m->pos += len;
-    return 0;
-}
 
 /* Same hits (ids and scores) for nq queries, unfiltered and filtered. */
 static void same_results(sx_shard *a, sx_shard *b, const float *qv, int nq) {
@@ -417,7 +425,7 @@ void test_shard_load_corrupt(void) {
     sx_shard_free(s);
     /* truncation anywhere: a clear error from a stream and from memory */
     for (size_t cut = 0; cut < m.len; cut += 1 + cut / 32) {
-        membuf t = {m.p, cut, cut, 0};
+        membuf t = {m.p, cut, cut, 0, 0};
         sx_shard *b = NULL;
         int rc = sx_shard_load(mem_read, &t, &b, &err);
         CHECK_MSG(rc == SX_ECORRUPT, "cut %zu: %d", cut, rc);

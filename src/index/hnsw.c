@@ -1052,7 +1052,11 @@ int sx_index_maintain(sx_index *ix, sx_err *err) {
     long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
     if (ix->sq8 && !ix->trained && live >= ix->p.train_size) rc = train_now(ix, err);
     long del = atomic_load(&ix->n_deleted);
-    if (rc == 0 && del >= 64 && del * 20 >= live + del) rc = sx_index_vacuum(ix, err);
+    /* 5% deleted (at least 64), or half of a small index: a small index
+     * whose nodes are mostly deleted would otherwise link new nodes to
+     * almost nothing */
+    if (rc == 0 && del > 0 && ((del >= 64 && del * 20 >= live + del) || del >= live))
+        rc = sx_index_vacuum(ix, err);
     atomic_store(&ix->maintaining, 0);
     return rc;
 }

@@ -165,7 +165,7 @@ int sx_index_vacuum(sx_index *ix, sx_err *err);
 
 /* Housekeeping after inserts and deletes: learns the SQ8 ranges once
  * train_size vectors exist, and vacuums when deleted nodes reach 64 and 5%
- * of the nodes. Cheap when there is nothing to do; one thread at a time
+ * of the nodes, or outnumber the live ones. Cheap when there is nothing to do; one thread at a time
  * (others return at once). Call it holding no lock of your own. */
 int sx_index_maintain(sx_index *ix, sx_err *err);
 
