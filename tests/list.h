@@ -35,6 +35,7 @@ TEST(shard_save_load)
 TEST(shard_load_corrupt)
 TEST(shard_concurrent)
 TEST(shard_fixture_loads)
+TEST(shard_allocator)
 
 /* corpus */
 TEST(corpus_lines_plain_gzip_zstd)

@@ -631,3 +631,61 @@ void test_shard_fixture_loads(void) {
         sx_shard_free(s);
     }
 }
+
+/* ---- pluggable allocator ---- */
+
+static _Atomic long g_live_blocks, g_calls;
+
+static void *count_malloc(size_t n) {
+    void *p = malloc(n);
+    if (p) atomic_fetch_add(&g_live_blocks, 1), atomic_fetch_add(&g_calls, 1);
+    return p;
+}
+static void *count_calloc(size_t n, size_t m) {
+    void *p = calloc(n, m);
+    if (p) atomic_fetch_add(&g_live_blocks, 1), atomic_fetch_add(&g_calls, 1);
+    return p;
+}
+static void *count_realloc(void *p, size_t n) {
+    void *q = realloc(p, n);
+    if (q && !p) atomic_fetch_add(&g_live_blocks, 1);
+    atomic_fetch_add(&g_calls, 1);
+    return q;
+}
+static void count_free(void *p) {
+    if (p) atomic_fetch_sub(&g_live_blocks, 1);
+    free(p);
+}
+
+/* Every allocation of a shard's life (build, search, vacuum, save, load)
+ * goes through the installed allocator and is given back to it. */
+void test_shard_allocator(void) {
+    sx_allocator a = {count_malloc, count_calloc, count_realloc, count_free};
+    sx_index_set_allocator(&a);
+    float *x = tv_clustered(1500, DIM, 27, 0);
+    sx_shard *s = new_shard(SX_STORAGE_SQ8);
+    fill(s, x, 0, 1500);
+    for (size_t i = 0; i < 1500; i += 3) {
+        char id[64];
+        snprintf(id, sizeof id, "2101.%05zu", i);
+        CHECK_EQ(sx_shard_delete(s, id, NULL), 0);
+    }
+    const char *cats[] = {"sel.50"};
+    sx_search_opts o = {.k = 10, .categories = cats, .n_categories = 1};
+    sx_hit h[10];
+    int n;
+    CHECK_EQ(sx_shard_search(s, x, &o, h, &n, NULL, NULL), 0);
+    membuf m = {0};
+    CHECK_EQ(sx_shard_save(s, mem_write, &m, NULL), 0);
+    sx_shard *b = NULL;
+    CHECK_EQ(sx_shard_load(mem_read, &m, &b, NULL), 0);
+    CHECK_EQ(sx_shard_count(b), 1000);
+    CHECK(atomic_load(&g_calls) > 3000);
+    CHECK(atomic_load(&g_live_blocks) > 0);
+    sx_shard_free(s);
+    sx_shard_free(b);
+    CHECK_EQ(atomic_load(&g_live_blocks), 0);
+    sx_index_set_allocator(NULL);
+    free(m.p);
+    free(x);
+}
