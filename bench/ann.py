@@ -209,6 +209,28 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def first_rows_from_parts(cache, n):
+    """While bench/embed_titles.py is still running: the first n rows from
+    its finished parts (None when they do not cover n rows yet)."""
+    path = os.path.join(cache, "arxiv-titles-first-%d.npy" % n)
+    if os.path.exists(path):
+        return path
+    parts, have = [], 0
+    pdir = os.path.join(cache, "parts")
+    for name in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
+        if not name.endswith(".npy"):
+            continue
+        start = int(name.split("-")[1])
+        if start != have:
+            break
+        parts.append(np.load(os.path.join(pdir, name)))
+        have += len(parts[-1])
+        if have >= n:
+            np.save(path, np.concatenate(parts)[:n])
+            return path
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -218,15 +240,18 @@ def main():
     ap.add_argument("--rerank", type=int, default=32)
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--fp32", action="store_true", help="also semdex with fp32 storage")
+    ap.add_argument("--threads", help="build thread counts, e.g. 1,2 (default: 2 with --quick, else 1,2)")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     n = args.n or (100000 if args.quick else 510203)
-    threads = [2] if args.quick else [1, 2]
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [2] if args.quick else [1, 2]
     efs = [int(e) for e in args.efs.split(",")]
     cache = cache_dir()
     base_path = os.path.join(cache, "arxiv-titles-510203.npy")
     q_path = os.path.join(cache, "arxiv-titles-510203-queries.npy")
-    if not os.path.exists(base_path) or not os.path.exists(q_path):
+    if not os.path.exists(base_path):
+        base_path = first_rows_from_parts(cache, n)
+    if not base_path or not os.path.exists(q_path):
         sys.exit("bench/ann: no embeddings in %s; make them once (about an hour on 2 cores):\n"
                  "  .venv/bin/python bench/embed_titles.py" % cache)
     subprocess.run(["make", "-s", "-C", REPO, "bench"], check=True)
@@ -254,7 +279,7 @@ def main():
             run_faiss(peer, base, queries, gt, threads, efs, rows)
         systems.append(peer)
     tab = table(rows, systems, threads, efs)
-    cmd = "bench/ann" + (" --quick" if args.quick else "") + (" --fp32" if args.fp32 else "")
+    cmd = " ".join(["bench/ann"] + sys.argv[1:])
     head = ("### bench/ann, %s (`%s`)\n\nData: %d all-MiniLM-L6-v2 embeddings (384-d, normalised; "
             "sentence-transformers) of the titles of the first %d records of the shared arXiv sample; "
             "%d queries = titles of held-out records after them; exact top-10 by FAISS IndexFlatIP. "
