@@ -62,12 +62,19 @@ TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
 # obj(DIR, SOURCES): object paths for SOURCES under build directory DIR.
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-LIB_OBJ      := $(call obj,$(BUILD),$(LIB_SRC))
+# Files compiled into the binary (see scripts/bin2c.c).
+ASSETS   := web/index.html web/docs.html web/openapi.json
+
+# lib_obj(DIR): the library objects of one build variant (the compiled-in
+# web assets hold no code to sanitize and are shared by every variant).
+lib_obj = $(call obj,$(1),$(LIB_SRC)) $(BUILD)/obj/gen/assets.o
+
+LIB_OBJ      := $(call lib_obj,$(BUILD))
 CLI_OBJ      := $(call obj,$(BUILD),$(CLI_SRC))
 TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
-ASAN_LIB_OBJ := $(call obj,$(BUILD)/asan,$(LIB_SRC))
+ASAN_LIB_OBJ := $(call lib_obj,$(BUILD)/asan)
 ASAN_TEST_OBJ:= $(call obj,$(BUILD)/asan,$(TEST_SRC))
-TSAN_LIB_OBJ := $(call obj,$(BUILD)/tsan,$(LIB_SRC))
+TSAN_LIB_OBJ := $(call lib_obj,$(BUILD)/tsan)
 TSAN_TEST_OBJ:= $(call obj,$(BUILD)/tsan,$(TEST_SRC))
 
 # Goals that do not compile anything must work before the libraries are
@@ -100,6 +107,18 @@ $(BUILD)/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
 $(BUILD)/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
+$(BUILD)/tools/bin2c: scripts/bin2c.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -O1 -o $@ $<
+
+$(BUILD)/gen/assets.c: $(ASSETS) $(BUILD)/tools/bin2c
+	@mkdir -p $(dir $@)
+	$(Q)$(BUILD)/tools/bin2c $(ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CSTD) -O1 -c -o $@ $<
+
 # Unit tests: one binary, every test in tests/list.h.
 $(BUILD)/tests/run: $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -129,6 +148,16 @@ $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 
 asan-tests: $(BUILD)/asan/tests/run
 
+# Benchmarks: one binary per bench/<name>/ folder with C sources.
+# Only they link the BLAS they are compared with.
+BENCH_OBJ := $(call obj,$(BUILD),$(wildcard bench/encoder/*.c))
+$(BENCH_OBJ): CFLAGS += $(BENCH_CFLAGS)
+$(BUILD)/bench/encoder: $(BENCH_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL) $(BENCH_LIBS)
+
+bench: $(BUILD)/bench/encoder
+
 asan: asan-tests
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/tests/run $(T)
 
@@ -138,7 +167,8 @@ asan: asan-tests
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
 $(BUILD)/tsan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) -O1 $(TSAN_FLAGS) $(SIMD) -c -o $@ $<
+	@$(if $(Q),echo '  CC-TSAN $<')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -O1 $(TSAN_FLAGS) $(SIMD) -c -o $@ $<
 
 $(BUILD)/tsan/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/tsan/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
@@ -146,7 +176,8 @@ $(BUILD)/tsan/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
 $(BUILD)/tsan/tests/run: $(TSAN_TEST_OBJ) $(TSAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(BASE_CFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+	@$(if $(Q),echo '  LD-TSAN $@')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 tsan-tests: $(BUILD)/tsan/tests/run
 
@@ -158,7 +189,7 @@ tsan: tsan-tests
 # The library is compiled with coverage instrumentation (fuzzer-no-link) so
 # that the fuzzer sees which checks an input reaches.
 FUZZ_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
-FUZZ_LIB_OBJ := $(call obj,$(BUILD)/fuzz,$(LIB_SRC))
+FUZZ_LIB_OBJ := $(call lib_obj,$(BUILD)/fuzz)
 $(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(SIMD) -c -o $@ $<
@@ -175,7 +206,12 @@ $(BUILD)/fuzz/make-seed: tests/fuzz/shard_load.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -DSX_FUZZ_MAKE_SEED -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
 
-fuzz: $(BUILD)/fuzz/shard_load
+# The encoder's targets (tests/fuzz/safetensors.c, tests/fuzz/tokenizer.c).
+$(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer: $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+fuzz: $(BUILD)/fuzz/shard_load $(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer
 
 # Benchmarks (bench/ann drives them; see bench/README.md).
 $(BUILD)/bench/ann_bench: bench/ann_bench.c $(LIB_OBJ)

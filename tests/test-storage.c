@@ -2,6 +2,7 @@
 #include "test.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -204,4 +205,334 @@ void test_wal_concurrent_group_commit(void) {
     CHECK_EQ(sx_wal_open(path, count_records, &n, NULL, &w, &err), 0);
     CHECK_EQ(n, 800);
     sx_wal_close(w);
+}
+
+/* ---- the store: shards + log + snapshots ------------------------------------ */
+
+#include <dirent.h>
+
+#include "../src/storage/store.h"
+
+#define DIM 16
+
+/* A deterministic unit vector for paper i. */
+static void unit_vector(int i, float *v) {
+    uint32_t x = 2654435761u * (uint32_t)(i + 1);
+    double n = 0;
+    for (int k = 0; k < DIM; k++) {
+        x = x * 1664525u + 1013904223u;
+        v[k] = (float)((double)(x >> 8) / 16777216.0 - 0.5);
+        n += (double)v[k] * v[k];
+    }
+    for (int k = 0; k < DIM; k++) v[k] = (float)(v[k] / sqrt(n));
+}
+
+static sx_store_opts small_opts(void) {
+    sx_store_opts o = sx_store_defaults(DIM);
+    o.n_shards = 3;
+    o.params.M = 8;
+    o.params.ef_construction = 64;
+    o.n_threads = 2;
+    return o;
+}
+
+static char g_ids[1000][16], g_titles[1000][32];
+
+static void make_docs(int from, int n, sx_doc *docs, float *vecs) {
+    for (int i = 0; i < n; i++) {
+        int id = from + i;
+        snprintf(g_ids[id], sizeof g_ids[id], "2401.%05d", id);
+        snprintf(g_titles[id], sizeof g_titles[id], "Paper number %d", id);
+        docs[i] = (sx_doc){.id = g_ids[id], .title = g_titles[id], .abstract = "An abstract.",
+                           .authors = "A. Author", .categories = id % 2 ? "cs.LG stat.ML" : "math.AP",
+                           .update_date = "2024-01-02"};
+        unit_vector(id, vecs + (size_t)i * DIM);
+    }
+}
+
+static void store_path(char *buf, size_t n) { snprintf(buf, n, "%s/db", test_tmpdir()); }
+
+static sx_store *open_store(const char *dir) {
+    sx_store *st = NULL;
+    sx_err err = {0};
+    sx_store_opts o = small_opts();
+    CHECK_MSG(sx_store_open(dir, &o, &st, &err) == 0, "open: %s", err.msg);
+    return st;
+}
+
+static void insert_range(sx_store *st, int from, int n) {
+    sx_doc docs[100];
+    float vecs[100 * DIM];
+    sx_err err = {0};
+    for (int done = 0; done < n; done += 100) {
+        int m = n - done < 100 ? n - done : 100;
+        make_docs(from + done, m, docs, vecs);
+        CHECK_MSG(sx_store_upsert(st, m, docs, vecs, &err) == 0, "upsert: %s", err.msg);
+    }
+}
+
+/* Checks that paper i is found as its own nearest neighbour. */
+static void check_self_hit(sx_store *st, int i) {
+    float v[DIM];
+    unit_vector(i, v);
+    sx_hit hits[3];
+    int n = 0;
+    sx_err err = {0};
+    sx_search_opts o = {.k = 3};
+    CHECK_EQ(sx_store_search(st, v, &o, hits, &n, NULL, &err), 0);
+    CHECK(n >= 1);
+    CHECK_STR(hits[0].id, g_ids[i]);
+    CHECK_NEAR(hits[0].score, 1.0, 0.02);
+}
+
+void test_store_upsert_search_reopen(void) {
+    char dir[512];
+    store_path(dir, sizeof dir);
+    sx_store *st = open_store(dir);
+    insert_range(st, 0, 500);
+    sx_store_info in;
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 500);
+    CHECK_EQ(in.n_shards, 3);
+    for (int i = 0; i < 500; i += 37) check_self_hit(st, i);
+    sx_store_close(st);
+
+    /* Reopen: everything comes back from the log. */
+    st = open_store(dir);
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 500);
+    CHECK(in.replayed > 0);
+    for (int i = 0; i < 500; i += 37) check_self_hit(st, i);
+    sx_err err = {0};
+    CHECK_EQ(sx_store_checkpoint(st, &err), 0);
+    sx_store_close(st);
+
+    /* After a checkpoint: from the snapshots, nothing to replay. */
+    st = open_store(dir);
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 500);
+    CHECK_EQ(in.replayed, 0);
+    sx_doc *d = NULL;
+    CHECK_EQ(sx_store_get(st, "2401.00042", &d, &err), 0);
+    CHECK_STR(d->title, "Paper number 42");
+    CHECK_STR(d->categories, "math.AP");
+    free(d);
+    for (int i = 0; i < 500; i += 37) check_self_hit(st, i);
+    sx_store_close(st);
+}
+
+void test_store_filter_and_delete(void) {
+    char dir[512];
+    store_path(dir, sizeof dir);
+    sx_store *st = open_store(dir);
+    insert_range(st, 0, 300);
+    float v[DIM];
+    unit_vector(10, v); /* an even paper: math.AP */
+    const char *cats[] = {"cs.LG"};
+    sx_search_opts o = {.k = 10, .categories = cats, .n_categories = 1};
+    sx_hit hits[10];
+    int n = 0;
+    sx_err err = {0};
+    CHECK_EQ(sx_store_search(st, v, &o, hits, &n, NULL, &err), 0);
+    CHECK_EQ(n, 10);
+    for (int i = 0; i < n; i++) CHECK((atoi(hits[i].id + 5) % 2) == 1); /* odd = cs.LG */
+    CHECK_EQ(sx_store_delete(st, "2401.00010", &err), 0);
+    CHECK_EQ(sx_store_delete(st, "2401.00010", &err), SX_ENOTFOUND);
+    CHECK_EQ(sx_store_delete(st, "no-such-paper", &err), SX_ENOTFOUND);
+    sx_doc *d = NULL;
+    CHECK_EQ(sx_store_get(st, "2401.00010", &d, &err), SX_ENOTFOUND);
+    sx_store_close(st);
+    st = open_store(dir);
+    CHECK_EQ(sx_store_get(st, "2401.00010", &d, &err), SX_ENOTFOUND);
+    sx_search_opts all = {.k = 5};
+    CHECK_EQ(sx_store_search(st, v, &all, hits, &n, NULL, &err), 0);
+    for (int i = 0; i < n; i++) CHECK(strcmp(hits[i].id, "2401.00010") != 0);
+    sx_store_info in;
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 299);
+    sx_store_close(st);
+}
+
+void test_store_invalid_batch_changes_nothing(void) {
+    char dir[512];
+    store_path(dir, sizeof dir);
+    sx_store *st = open_store(dir);
+    insert_range(st, 0, 10);
+    sx_doc docs[3];
+    float vecs[3 * DIM];
+    make_docs(100, 3, docs, vecs);
+    vecs[DIM + 3] = 5.0f; /* paper 1 is no longer normalised */
+    sx_err err = {0};
+    CHECK_EQ(sx_store_upsert(st, 3, docs, vecs, &err), SX_EINVAL);
+    CHECK_MSG(strstr(err.msg, "paper 1") != NULL, "message: %s", err.msg);
+    make_docs(100, 3, docs, vecs);
+    docs[2].id = "bad id with spaces";
+    CHECK_EQ(sx_store_upsert(st, 3, docs, vecs, &err), SX_EINVAL);
+    sx_store_info in;
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 10);
+    sx_store_close(st);
+    st = open_store(dir);
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 10);
+    sx_store_close(st);
+}
+
+/* Flips one byte of the file at offset off from its end (or start when off >= 0). */
+static void flip_byte(const char *path, long off) {
+    FILE *f = fopen(path, "r+b");
+    CHECK(f);
+    fseek(f, off, off < 0 ? SEEK_END : SEEK_SET);
+    long pos = ftell(f);
+    int c = fgetc(f);
+    CHECK(c != EOF);
+    fseek(f, pos, SEEK_SET);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
+}
+
+static int find_file(const char *dir, const char *prefix, char *out, size_t cap) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    while (d && (e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            snprintf(out, cap, "%s/%s", dir, e->d_name);
+            found = 1;
+        }
+    if (d) closedir(d);
+    return found;
+}
+
+void test_store_corruption_refused(void) {
+    char dir[512], path[1024];
+    store_path(dir, sizeof dir);
+    sx_store *st = open_store(dir);
+    insert_range(st, 0, 200);
+    sx_err err = {0};
+    CHECK_EQ(sx_store_checkpoint(st, &err), 0);
+    sx_store_close(st);
+    /* A damaged snapshot (a byte in the middle of its data): the open fails
+     * and names the file. */
+    CHECK(find_file(dir, "shard-", path, sizeof path));
+    FILE *sf = fopen(path, "rb");
+    CHECK(sf);
+    fseek(sf, 0, SEEK_END);
+    long mid = ftell(sf) / 2;
+    fclose(sf);
+    flip_byte(path, mid);
+    sx_store_opts o = small_opts();
+    st = NULL;
+    CHECK_EQ(sx_store_open(dir, &o, &st, &err), SX_ECORRUPT);
+    CHECK(st == NULL);
+    CHECK_MSG(strstr(err.msg, "shard-") != NULL, "message: %s", err.msg);
+    flip_byte(path, mid); /* repair */
+    st = open_store(dir);
+    sx_store_close(st);
+    /* A truncated snapshot too. */
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    CHECK(truncate(path, size / 2) == 0);
+    CHECK_EQ(sx_store_open(dir, &o, &st, &err), SX_ECORRUPT);
+    /* A damaged manifest. */
+    char dir2[512];
+    snprintf(dir2, sizeof dir2, "%s/db2", test_tmpdir());
+    st = open_store(dir2);
+    sx_store_close(st);
+    snprintf(path, sizeof path, "%s/MANIFEST", dir2);
+    flip_byte(path, 20);
+    CHECK_EQ(sx_store_open(dir2, &o, &st, &err), SX_ECORRUPT);
+    CHECK(strstr(err.msg, "MANIFEST") != NULL);
+}
+
+void test_store_torn_log_tail(void) {
+    char dir[512], path[1024];
+    store_path(dir, sizeof dir);
+    sx_store *st = open_store(dir);
+    insert_range(st, 0, 100);
+    sx_store_close(st);
+    CHECK(find_file(dir, "wal-", path, sizeof path));
+    FILE *f = fopen(path, "ab");
+    fwrite("\x40\x00\x00\x00torn", 1, 8, f); /* a record cut short */
+    fclose(f);
+    st = open_store(dir);
+    sx_store_info in;
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 100);
+    insert_range(st, 100, 10); /* the log is usable again */
+    sx_store_close(st);
+    st = open_store(dir);
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 110);
+    sx_store_close(st);
+}
+
+void test_store_locked_directory(void) {
+    char dir[512];
+    store_path(dir, sizeof dir);
+    sx_store *st = open_store(dir);
+    sx_store *other = NULL;
+    sx_err err = {0};
+    sx_store_opts o = small_opts();
+    CHECK_EQ(sx_store_open(dir, &o, &other, &err), SX_EBUSY);
+    CHECK(strstr(err.msg, "in use") != NULL);
+    sx_store_close(st);
+}
+
+typedef struct {
+    sx_store *st;
+    int from, n, searches_ok;
+} stress_arg;
+
+static void *stress_writer(void *p) {
+    stress_arg *a = p;
+    insert_range(a->st, a->from, a->n);
+    return NULL;
+}
+
+static void *stress_reader(void *p) {
+    stress_arg *a = p;
+    a->searches_ok = 1;
+    for (int i = 0; i < 300; i++) {
+        float v[DIM];
+        unit_vector(i, v);
+        sx_hit hits[5];
+        int n;
+        sx_err err = {0};
+        sx_search_opts o = {.k = 5};
+        if (sx_store_search(a->st, v, &o, hits, &n, NULL, &err) != 0) a->searches_ok = 0;
+    }
+    return NULL;
+}
+
+void test_store_concurrent_writes_checkpoints(void) {
+    char dir[512];
+    store_path(dir, sizeof dir);
+    sx_store_opts o = small_opts();
+    o.checkpoint_bytes = 20000; /* checkpoints run in the background meanwhile */
+    sx_store *st = NULL;
+    sx_err err = {0};
+    CHECK_EQ(sx_store_open(dir, &o, &st, &err), 0);
+    pthread_t w[3], r;
+    stress_arg wa[3], ra = {st, 0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        wa[i] = (stress_arg){st, i * 300, 300, 0};
+        CHECK(pthread_create(&w[i], NULL, stress_writer, &wa[i]) == 0);
+    }
+    CHECK(pthread_create(&r, NULL, stress_reader, &ra) == 0);
+    for (int i = 0; i < 3; i++) pthread_join(w[i], NULL);
+    pthread_join(r, NULL);
+    CHECK(ra.searches_ok);
+    sx_store_info in;
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 900);
+    CHECK(in.generation > 1);
+    sx_store_close(st);
+    st = open_store(dir);
+    sx_store_get_info(st, &in);
+    CHECK_EQ(in.count, 900);
+    for (int i = 0; i < 900; i += 97) check_self_hit(st, i);
+    sx_store_close(st);
 }

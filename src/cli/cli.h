@@ -16,8 +16,34 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cli_cmd_version(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);
 /* encoder */
+#define CLI_DEFAULT_MODEL "models/all-MiniLM-L6-v2"
+int cli_cmd_tokenize(int argc, char **argv);
+int cli_cmd_embed(int argc, char **argv);
+
+/* Reads a file of one JSON string per line (cmd_embed.c). */
+typedef struct {
+    const char *path;
+    FILE *f;
+    char *buf;
+    size_t cap;
+    long line;   /* number of the line last read, from 1 */
+    void *json;  /* the parsed line (cJSON), owned */
+} cli_jsonl;
+
+/* Opens path ("-" = stdin); returns 0, or -1 after printing why. */
+int cli_jsonl_open(cli_jsonl *r, const char *path);
+
+/* Reads the next line into *text / *len (valid until the next call); returns
+ * 1, 0 at the end, or -1 after printing the file, line and problem. */
+int cli_jsonl_next(cli_jsonl *r, char **text, size_t *len);
+
+/* Closes the file (unless stdin) and frees the buffers. */
+void cli_jsonl_close(cli_jsonl *r);
 /* index */
 /* service */
+int cli_cmd_ingest(int argc, char **argv);
+int cli_cmd_serve(int argc, char **argv);
+int cli_cmd_search(int argc, char **argv);
 
 /* Prints "semdex <cmd>: <message>" to stderr and returns exit status 1. */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

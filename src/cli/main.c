@@ -21,8 +21,13 @@ typedef struct {
 
 static const cli_cmd g_cmds[] = {
     /* encoder */
+    {"tokenize", cli_cmd_tokenize, "print the token ids the model sees for texts"},
+    {"embed", cli_cmd_embed, "embed texts with the sentence encoder"},
     /* index */
     /* service */
+    {"ingest", cli_cmd_ingest, "load arXiv JSON lines into a collection"},
+    {"serve", cli_cmd_serve, "run the search service (REST API + web page)"},
+    {"search", cli_cmd_search, "search a collection from the command line"},
     {"info", cli_cmd_info, "print build and CPU information"},
     {"version", cli_cmd_version, "print the version"},
 };

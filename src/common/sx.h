@@ -88,6 +88,13 @@ int sx_cpu_count(void);
  * the caller frees *data_out. */
 int sx_read_file(const char *path, char **data_out, size_t *len_out, sx_err *err);
 
+struct cJSON;
+
+/* Reads the JSON object in the file at path into *out (OUT; free with
+ * cJSON_Delete). When the file is absent: *out = NULL and 0 if optional,
+ * else SX_ENOTFOUND. SX_ECORRUPT when it is not a JSON object. */
+int sx_json_read_object(const char *path, int optional, struct cJSON **out, sx_err *err);
+
 /* Peak resident set size of this process in bytes (0 when unknown). */
 size_t sx_peak_rss(void);
 

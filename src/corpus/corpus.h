@@ -15,7 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "../common/sx.h"
+#include "../shard/shard.h"
 
 /* Longest line accepted; longer lines are skipped and reported. */
 #define SX_LINES_MAX (8u << 20)
@@ -43,5 +46,60 @@ void sx_lines_progress(const sx_lines *in, uint64_t *consumed, uint64_t *total);
 
 /* Closes the reader. NULL is a no-op. */
 void sx_lines_close(sx_lines *in);
+
+/* Limits of one record, enforced before anything is stored. */
+#define SX_ID_MAX_LEN 63
+#define SX_TITLE_MAX 4096
+#define SX_ABSTRACT_MAX 65536
+#define SX_AUTHORS_MAX 262144
+#define SX_CATEGORY_MAX_LEN 32
+#define SX_CATEGORIES_MAX 32
+#define SX_EMBEDDING_MAX_DIM 4096
+
+/* A validated paper: doc's strings live in buf (owned). */
+typedef struct sx_record {
+    sx_doc doc;       /* id, title, abstract, authors, categories (space-
+                         separated), update_date; absent fields are "" */
+    float *embedding; /* precomputed vector when the input had one, else NULL */
+    int dim;          /* its length */
+    char *buf;
+} sx_record;
+
+/* Validates one paper object (Kaggle arXiv fields; "paper_id" is accepted
+ * for "id"; "categories" a string or an array; optional "embedding") into r
+ * (OUT). Returns 0 or SX_EINVAL / SX_ENOMEM with a message naming the field;
+ * on error r holds nothing to free. */
+int sx_record_from_cjson(const cJSON *obj, sx_record *r, sx_err *err);
+
+/* Parses one JSON line (len bytes) and validates it as above. */
+int sx_record_parse(const char *json, size_t len, sx_record *r, sx_err *err);
+
+/* Checks a paper id: 1..SX_ID_MAX_LEN bytes of letters, digits, . / - _.
+ * Returns 0 or SX_EINVAL. */
+int sx_record_check_id(const char *id, sx_err *err);
+
+/* Frees what r owns and zeroes it. */
+void sx_record_clear(sx_record *r);
+
+/* A float32 matrix in a NumPy .npy file (memory-mapped, read-only). */
+typedef struct sx_npy sx_npy;
+
+/* Opens and validates an .npy file of shape (rows, dim), dtype '<f4', C
+ * order. Returns 0, SX_ENOTFOUND, SX_EIO, SX_ECORRUPT or SX_EUNSUPPORTED. */
+int sx_npy_open(const char *path, sx_npy **out, sx_err *err);
+
+/* Number of rows and columns. */
+uint64_t sx_npy_rows(const sx_npy *n);
+int sx_npy_cols(const sx_npy *n);
+
+/* Copies row `row` (< rows) into out (cols floats). */
+void sx_npy_row(const sx_npy *n, uint64_t row, float *out);
+
+/* Unmaps the file. NULL is a no-op. */
+void sx_npy_close(sx_npy *n);
+
+/* Writes the text that gets embedded, "title\nabstract", into out when it
+ * fits in cap bytes (NUL included) and returns its length. */
+size_t sx_record_text(const sx_doc *doc, char *out, size_t cap);
 
 #endif

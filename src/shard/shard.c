@@ -934,13 +934,18 @@ int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) 
         munmap(m, len);
         return sx_err_prefix(err, "%s", path);
     }
-    /* The loader has read what it copies (and, when verifying, every byte
-     * for the checksums): give those pages back, and ask for no read-ahead,
-     * so that resident memory grows only by the vectors and documents that
-     * searches actually touch. */
-    madvise(m, len, MADV_DONTNEED);
-    madvise(m, len, MADV_RANDOM);
     (*out)->mapping = m;
     (*out)->mapping_len = len;
+#ifdef MADV_DONTNEED
+    /* Verifying the checksums read every page; let them go from this process
+     * (they stay in the page cache) so that only what searches touch later
+     * -- fp32 vectors of re-ranked candidates, documents of results -- counts
+     * in its resident memory. The mapping is read-only: nothing is lost. */
+    madvise(m, len, MADV_DONTNEED);
+#endif
+#ifdef MADV_RANDOM
+    /* and no read-ahead around the pages searches fault in */
+    madvise(m, len, MADV_RANDOM);
+#endif
     return 0;
 }

@@ -190,20 +190,7 @@ static int vocab_load(sx_tokenizer *t, const char *dir, sx_err *err) {
 static int json_load(const char *dir, const char *name, cJSON **out, sx_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    *out = NULL;
-    char *data;
-    size_t size;
-    int rc = sx_read_file(path, &data, &size, err);
-    if (rc == SX_ENOTFOUND) return 0;
-    if (rc < 0) return rc;
-    *out = cJSON_ParseWithLength(data, size);
-    free(data);
-    if (!*out || !cJSON_IsObject(*out)) {
-        cJSON_Delete(*out);
-        *out = NULL;
-        return sx_err_set(err, SX_ECORRUPT, "%s: not a JSON object", path);
-    }
-    return 0;
+    return sx_json_read_object(path, 1, out, err);
 }
 
 /* A boolean setting: 1, 0, or def when absent or null. */

@@ -1,0 +1,300 @@
+/*
+ * cmd_ingest.c - `semdex ingest`: load arXiv JSON lines into a collection.
+ *
+ * Records are read, validated (corpus/record.c), embedded in batches (title,
+ * newline, abstract) or taken from a precomputed .npy, and upserted batch by
+ * batch: every batch is durable when the next one starts, so an interrupted
+ * ingest keeps what it acknowledged and a re-run upserts the rest. Malformed
+ * lines are counted and reported, never fatal. At the end the collection is
+ * checkpointed so the server starts without replaying the log.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../corpus/corpus.h"
+#include "../model/model.h"
+#include "../storage/store.h"
+#include "cli.h"
+#include "progress.h"
+
+static const char *k_usage =
+    "--data DIR [options] FILE...\n"
+    "\n"
+    "Reads Kaggle arXiv metadata JSON lines (plain, .gz or .zst; '-' is stdin) into the\n"
+    "collection in DIR (created when absent). Existing ids are replaced.\n"
+    "\n"
+    "  --data DIR          collection directory\n"
+    "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
+    "  --embeddings F.npy  take vectors from this float32 (rows, dim) .npy instead of\n"
+    "                      the encoder: row i belongs to the i-th non-empty input line\n"
+    "  --limit N           stop after N papers\n"
+    "  --batch N           papers per batch (256)\n"
+    "  --threads N         encoder threads (all cores)\n"
+    "  --int8              use the int8 encoder\n"
+    "  --shards S          shards of a new collection (2)\n"
+    "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
+    "  --quiet             no progress output\n";
+
+#define MAX_REPORTED 10
+
+typedef struct {
+    const char *data_dir, *model_dir, *npy_path;
+    long limit, batch;
+    int threads, int8, quiet;
+    sx_store_opts store;
+} ingest_opts;
+
+typedef struct {
+    ingest_opts o;
+    sx_encoder *enc;
+    sx_npy *npy;
+    sx_store *store;
+    int dim;
+    sx_record *recs;
+    uint64_t *rows;   /* .npy row of each batched record */
+    int n;            /* records in the batch */
+    float *vecs;
+    uint64_t row;     /* non-empty input lines seen */
+    uint64_t ingested, malformed;
+    char reported[MAX_REPORTED][300];
+    int fatal;
+} ingest;
+
+static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
+    long v;
+    *o = (ingest_opts){.model_dir = "models/all-MiniLM-L6-v2", .batch = 256, .limit = -1};
+    o->store = sx_store_defaults(384);
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("usage: semdex ingest %s", k_usage);
+            exit(0);
+        }
+        if (strcmp(a, "--int8") == 0) { o->int8 = 1; continue; }
+        if (strcmp(a, "--quiet") == 0) { o->quiet = 1; continue; }
+        if (!val) return cli_usage("ingest", k_usage);
+        i++;
+        if (strcmp(a, "--data") == 0) o->data_dir = val;
+        else if (strcmp(a, "--model") == 0) o->model_dir = val;
+        else if (strcmp(a, "--embeddings") == 0) o->npy_path = val;
+        else if (strcmp(a, "--limit") == 0) {
+            if (cli_parse_int("ingest", a, val, 0, 1L << 40, &o->limit) < 0) return 2;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (cli_parse_int("ingest", a, val, 1, 4096, &o->batch) < 0) return 2;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (cli_parse_int("ingest", a, val, 0, 1024, &v) < 0) return 2;
+            o->threads = (int)v;
+        } else if (strcmp(a, "--shards") == 0) {
+            if (cli_parse_int("ingest", a, val, 1, 256, &v) < 0) return 2;
+            o->store.n_shards = (int)v;
+        } else if (strcmp(a, "--storage") == 0) {
+            if (strcmp(val, "sq8") == 0) o->store.params.storage = SX_STORAGE_SQ8;
+            else if (strcmp(val, "fp32") == 0) o->store.params.storage = SX_STORAGE_FP32;
+            else return cli_fail("ingest", "--storage must be sq8 or fp32"), 2;
+        } else {
+            cli_fail("ingest", "unknown option '%s'", a);
+            return cli_usage("ingest", k_usage);
+        }
+    }
+    if (!o->data_dir || i >= argc) return cli_usage("ingest", k_usage);
+    *first_file = i;
+    return 0;
+}
+
+static void report_malformed(ingest *g, const char *file, uint64_t line, const char *why) {
+    if (g->malformed < MAX_REPORTED)
+        snprintf(g->reported[g->malformed], sizeof g->reported[0], "%.100s:%llu: %.160s", file,
+                 (unsigned long long)line, why);
+    g->malformed++;
+}
+
+static void normalize(float *v, int dim) {
+    double n = 0;
+    for (int i = 0; i < dim; i++) n += (double)v[i] * v[i];
+    n = n > 0 ? 1.0 / sqrt(n) : 0;
+    for (int i = 0; i < dim; i++) v[i] = (float)(v[i] * n);
+}
+
+/* Embeds (or looks up) and upserts the batched records. */
+static int flush(ingest *g, sx_err *err) {
+    if (g->n == 0) return 0;
+    int rc = 0;
+    sx_doc *docs = calloc((size_t)g->n, sizeof *docs);
+    char **texts = calloc((size_t)g->n, sizeof *texts);
+    size_t *lens = calloc((size_t)g->n, sizeof *lens);
+    if (!docs || !texts || !lens) rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+    for (int i = 0; rc == 0 && i < g->n; i++) {
+        docs[i] = g->recs[i].doc;
+        if (g->npy) {
+            float *v = g->vecs + (size_t)i * (size_t)g->dim;
+            sx_npy_row(g->npy, g->rows[i], v);
+            normalize(v, g->dim);
+            continue;
+        }
+        lens[i] = sx_record_text(&docs[i], NULL, 0);
+        if (!(texts[i] = malloc(lens[i] + 1))) rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+        else sx_record_text(&docs[i], texts[i], lens[i] + 1);
+    }
+    if (rc == 0 && !g->npy) rc = sx_encoder_embed(g->enc, g->n, (const char *const *)texts, lens, g->vecs, err);
+    if (rc == 0) rc = sx_store_upsert(g->store, g->n, docs, g->vecs, err);
+    if (rc == 0) g->ingested += (uint64_t)g->n;
+    for (int i = 0; i < g->n; i++) {
+        if (texts) free(texts[i]);
+        sx_record_clear(&g->recs[i]);
+    }
+    free(docs);
+    free(texts);
+    free(lens);
+    g->n = 0;
+    return rc;
+}
+
+static int done(const ingest *g) { return g->o.limit >= 0 && g->ingested + (uint64_t)g->n >= (uint64_t)g->o.limit; }
+
+/* Reads one file; returns 0, or a negative code for a fatal error (the
+ * message is printed). A damaged file stops that file only. */
+static int ingest_file(ingest *g, const char *path, cli_progress *pr, uint64_t *bytes_before,
+                       uint64_t bytes_total) {
+    sx_lines *in;
+    sx_err err = {0};
+    if (sx_lines_open(path, &in, &err) < 0) {
+        cli_fail("ingest", "%s", err.msg);
+        g->fatal = 1;
+        return 0;
+    }
+    const char *line;
+    size_t len;
+    int rc;
+    while (!done(g) && (rc = sx_lines_next(in, &line, &len, &err)) != 0) {
+        if (rc == SX_EFULL) {
+            g->row++;
+            report_malformed(g, path, sx_lines_number(in), "line too long");
+            continue;
+        }
+        if (rc < 0) { /* unreadable from here on */
+            cli_fail("ingest", "%s (stopped reading this file)", err.msg);
+            g->fatal = 1;
+            break;
+        }
+        if (len == 0 || strspn(line, " \t") == len) continue;
+        uint64_t row = g->row++;
+        if (g->npy && row >= sx_npy_rows(g->npy)) {
+            cli_fail("ingest", "%s has %llu rows but the input has more lines", g->o.npy_path,
+                     (unsigned long long)sx_npy_rows(g->npy));
+            sx_lines_close(in);
+            return SX_EINVAL;
+        }
+        if (sx_record_parse(line, len, &g->recs[g->n], &err) < 0) {
+            report_malformed(g, path, sx_lines_number(in), err.msg);
+            continue;
+        }
+        g->rows[g->n++] = row;
+        if (g->n == (int)g->o.batch && (rc = flush(g, &err)) < 0) {
+            cli_fail("ingest", "%s", err.msg);
+            sx_lines_close(in);
+            return rc;
+        }
+        uint64_t used, total;
+        sx_lines_progress(in, &used, &total);
+        if (!g->o.quiet) {
+            /* With --limit the job ends at the limit, usually long before the input does. */
+            double f = bytes_total ? (double)(*bytes_before + used) / (double)bytes_total : -1;
+            if (g->o.limit > 0) {
+                double fl = (double)(g->ingested + (uint64_t)g->n) / (double)g->o.limit;
+                if (fl > f) f = fl;
+            }
+            cli_progress_update(pr, g->ingested, f);
+        }
+    }
+    uint64_t used, total;
+    sx_lines_progress(in, &used, &total);
+    *bytes_before += total ? total : used;
+    sx_lines_close(in);
+    return 0;
+}
+
+static int setup(ingest *g, sx_err *err) {
+    int rc;
+    if (g->o.npy_path) {
+        if ((rc = sx_npy_open(g->o.npy_path, &g->npy, err)) < 0) return rc;
+        g->dim = sx_npy_cols(g->npy);
+    } else {
+        sx_encoder_opts eo = {.n_threads = g->o.threads, .int8 = g->o.int8};
+        if ((rc = sx_encoder_load(g->o.model_dir, &eo, &g->enc, err)) < 0) return rc;
+        g->dim = sx_encoder_dim(g->enc);
+    }
+    sx_store_opts so = g->o.store;
+    so.params.dim = g->dim;
+    so.n_threads = g->o.threads;
+    if ((rc = sx_store_open(g->o.data_dir, &so, &g->store, err)) < 0) return rc;
+    if (sx_store_dim(g->store) != g->dim)
+        return sx_err_set(err, SX_EINVAL, "%s holds %d-dimensional vectors, the input gives %d",
+                          g->o.data_dir, sx_store_dim(g->store), g->dim);
+    g->recs = calloc((size_t)g->o.batch, sizeof *g->recs);
+    g->rows = calloc((size_t)g->o.batch, sizeof *g->rows);
+    g->vecs = malloc((size_t)g->o.batch * (size_t)g->dim * sizeof *g->vecs);
+    if (!g->recs || !g->rows || !g->vecs) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void teardown(ingest *g) {
+    for (int i = 0; g->recs && i < g->n; i++) sx_record_clear(&g->recs[i]);
+    free(g->recs);
+    free(g->rows);
+    free(g->vecs);
+    sx_store_close(g->store);
+    sx_encoder_free(g->enc);
+    sx_npy_close(g->npy);
+}
+
+static uint64_t total_bytes(int argc, char **argv, int first) {
+    uint64_t total = 0;
+    for (int i = first; i < argc; i++) {
+        FILE *f = strcmp(argv[i], "-") == 0 ? NULL : fopen(argv[i], "rb");
+        if (!f) return 0; /* unknown: no ETA */
+        fseek(f, 0, SEEK_END);
+        total += (uint64_t)ftell(f);
+        fclose(f);
+    }
+    return total;
+}
+
+int cli_cmd_ingest(int argc, char **argv) {
+    ingest g = {0};
+    int first = 0;
+    int st = parse_args(argc, argv, &g.o, &first);
+    if (st) return st;
+    sx_err err = {0};
+    double t0 = sx_now();
+    int rc = setup(&g, &err);
+    if (rc < 0) {
+        teardown(&g);
+        return cli_fail("ingest", "%s", err.msg);
+    }
+    cli_progress pr;
+    cli_progress_start(&pr, stderr, "papers");
+    uint64_t bytes_done = 0, bytes_total = total_bytes(argc, argv, first);
+    for (int i = first; i < argc && rc == 0 && !done(&g); i++)
+        rc = ingest_file(&g, argv[i], &pr, &bytes_done, bytes_total);
+    if (rc == 0 && (rc = flush(&g, &err)) < 0) cli_fail("ingest", "%s", err.msg);
+    if (!g.o.quiet) cli_progress_end(&pr);
+    if (rc == 0) {
+        fprintf(stderr, "ingest: checkpointing %s\n", g.o.data_dir);
+        if ((rc = sx_store_checkpoint(g.store, &err)) < 0) cli_fail("ingest", "%s", err.msg);
+    }
+    double dt = sx_now() - t0;
+    sx_store_info in;
+    sx_store_get_info(g.store, &in);
+    fprintf(stderr, "ingest: %llu papers upserted in %.1f s (%.0f papers/s); the collection holds %llu\n",
+            (unsigned long long)g.ingested, dt, dt > 0 ? (double)g.ingested / dt : 0.0,
+            (unsigned long long)in.count);
+    if (g.malformed) {
+        fprintf(stderr, "ingest: %llu malformed lines skipped; the first %d:\n",
+                (unsigned long long)g.malformed, g.malformed < MAX_REPORTED ? (int)g.malformed : MAX_REPORTED);
+        for (uint64_t i = 0; i < g.malformed && i < MAX_REPORTED; i++) fprintf(stderr, "  %s\n", g.reported[i]);
+    }
+    teardown(&g);
+    return rc < 0 || g.fatal ? 1 : 0;
+}

@@ -1,0 +1,80 @@
+/*
+ * cmd_search.c - `semdex search`: query a collection from the command line,
+ * without a server (the collection directory must not be in use).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/model.h"
+#include "../storage/store.h"
+#include "cli.h"
+
+static const char *k_usage =
+    "--data DIR [--model DIR] [-k N] [--categories a,b] [--ef N] [--int8] QUERY\n"
+    "\n"
+    "Prints the papers of the collection in DIR closest in meaning to QUERY,\n"
+    "one per line: rank, score, id, title.\n";
+
+int cli_cmd_search(int argc, char **argv) {
+    const char *data = NULL, *model = "models/all-MiniLM-L6-v2", *query = NULL;
+    char cats_buf[1024] = "";
+    const char *cats[32];
+    int n_cats = 0, int8 = 0;
+    long k = 10, ef = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("usage: semdex search %s", k_usage);
+            return 0;
+        }
+        if (strcmp(a, "--int8") == 0) { int8 = 1; continue; }
+        if (a[0] != '-') {
+            if (query) return cli_usage("search", k_usage);
+            query = a;
+            continue;
+        }
+        if (!val) return cli_usage("search", k_usage);
+        i++;
+        if (strcmp(a, "--data") == 0) data = val;
+        else if (strcmp(a, "--model") == 0) model = val;
+        else if (strcmp(a, "-k") == 0) {
+            if (cli_parse_int("search", a, val, 1, 1000, &k) < 0) return 2;
+        } else if (strcmp(a, "--ef") == 0) {
+            if (cli_parse_int("search", a, val, 1, 4096, &ef) < 0) return 2;
+        } else if (strcmp(a, "--categories") == 0) {
+            snprintf(cats_buf, sizeof cats_buf, "%s", val);
+            for (char *c = strtok(cats_buf, ", "); c && n_cats < 32; c = strtok(NULL, ", ")) cats[n_cats++] = c;
+        } else {
+            cli_fail("search", "unknown option '%s'", a);
+            return cli_usage("search", k_usage);
+        }
+    }
+    if (!data || !query) return cli_usage("search", k_usage);
+    sx_err err = {0};
+    sx_encoder *enc = NULL;
+    sx_store *st = NULL;
+    sx_encoder_opts eo = {.int8 = int8};
+    int rc = sx_encoder_load(model, &eo, &enc, &err);
+    sx_store_opts so = sx_store_defaults(rc == 0 ? sx_encoder_dim(enc) : 384);
+    if (rc == 0) rc = sx_store_open(data, &so, &st, &err);
+    int dim = rc == 0 ? sx_encoder_dim(enc) : 0;
+    float *vec = rc == 0 ? malloc((size_t)dim * sizeof *vec) : NULL;
+    sx_hit *hits = rc == 0 ? malloc((size_t)k * sizeof *hits) : NULL;
+    if (rc == 0 && (!vec || !hits)) rc = sx_err_set(&err, SX_ENOMEM, "out of memory");
+    size_t len = strlen(query);
+    if (rc == 0) rc = sx_encoder_embed(enc, 1, &query, &len, vec, &err);
+    int n = 0;
+    sx_search_opts o = {.k = (int)k, .ef = (int)ef, .categories = cats, .n_categories = n_cats};
+    if (rc == 0) rc = sx_store_search(st, vec, &o, hits, &n, NULL, &err);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        sx_doc *d = NULL;
+        if (sx_store_get(st, hits[i].id, &d, NULL) != 0) continue;
+        printf("%2d  %.4f  %-16s  %s\n", i + 1, hits[i].score, d->id, d->title);
+        free(d);
+    }
+    free(vec);
+    free(hits);
+    sx_store_close(st);
+    sx_encoder_free(enc);
+    return rc < 0 ? cli_fail("search", "%s", err.msg) : 0;
+}

@@ -1,0 +1,101 @@
+/*
+ * cmd_serve.c - `semdex serve`: run the search service.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../server/server.h"
+#include "cli.h"
+
+static const char *k_usage =
+    "--data DIR [options]\n"
+    "\n"
+    "Serves the collection in DIR (created empty when absent) over HTTP.\n"
+    "\n"
+    "  --data DIR          collection directory (snapshots + write-ahead log)\n"
+    "  --port N            TCP port (8000)\n"
+    "  --host ADDR         IPv4 address to bind (127.0.0.1; 0.0.0.0 for all)\n"
+    "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
+    "  --threads N         encoder threads (all cores)\n"
+    "  --int8              use the int8 encoder\n"
+    "  --embed-workers N   encoder calls running at once (1)\n"
+    "  --cache N           query vectors cached (10000; 0 disables)\n"
+    "  --rate-limit R      requests per second per client (0 = unlimited)\n"
+    "  --burst B           rate-limit bucket size (2 x rate)\n"
+    "  --api-key KEY       key required by write routes (or env SEMDEX_API_KEY)\n"
+    "  --max-body BYTES    largest request body (33554432)\n"
+    "  --timeout S         idle connection timeout in seconds (30)\n"
+    "  --shards S          shards of a new collection (2)\n"
+    "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
+    "  --ef N              default ef_search of a new collection (64)\n"
+    "  --log-level L       debug, info, warn or error (info)\n";
+
+int cli_cmd_serve(int argc, char **argv) {
+    sx_server_opts o = sx_server_defaults();
+    o.data_dir = NULL;
+    o.api_key = getenv("SEMDEX_API_KEY");
+    long v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("usage: semdex serve %s", k_usage);
+            return 0;
+        } else if (strcmp(a, "--int8") == 0) {
+            o.int8 = 1;
+            continue;
+        }
+        if (!val) return cli_usage("serve", k_usage);
+        i++;
+        if (strcmp(a, "--data") == 0) o.data_dir = val;
+        else if (strcmp(a, "--model") == 0) o.model_dir = val;
+        else if (strcmp(a, "--host") == 0) o.host = val;
+        else if (strcmp(a, "--api-key") == 0) o.api_key = val;
+        else if (strcmp(a, "--port") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 65535, &v) < 0) return 2;
+            o.port = (int)v;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 1024, &v) < 0) return 2;
+            o.threads = (int)v;
+        } else if (strcmp(a, "--embed-workers") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 64, &v) < 0) return 2;
+            o.embed_workers = (int)v;
+        } else if (strcmp(a, "--cache") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 100000000, &v) < 0) return 2;
+            o.cache_entries = (size_t)v;
+        } else if (strcmp(a, "--rate-limit") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 1000000, &v) < 0) return 2;
+            o.rate_limit = (double)v;
+        } else if (strcmp(a, "--burst") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 1000000, &v) < 0) return 2;
+            o.rate_burst = (double)v;
+        } else if (strcmp(a, "--max-body") == 0) {
+            if (cli_parse_int("serve", a, val, 1024, 1L << 34, &v) < 0) return 2;
+            o.max_body = (size_t)v;
+        } else if (strcmp(a, "--timeout") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 86400, &v) < 0) return 2;
+            o.timeout_s = (int)v;
+        } else if (strcmp(a, "--shards") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 256, &v) < 0) return 2;
+            o.store.n_shards = (int)v;
+        } else if (strcmp(a, "--ef") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 4096, &v) < 0) return 2;
+            o.store.params.ef_search = (int)v;
+        } else if (strcmp(a, "--storage") == 0) {
+            if (strcmp(val, "sq8") == 0) o.store.params.storage = SX_STORAGE_SQ8;
+            else if (strcmp(val, "fp32") == 0) o.store.params.storage = SX_STORAGE_FP32;
+            else return cli_fail("serve", "--storage must be sq8 or fp32"), 2;
+        } else if (strcmp(a, "--log-level") == 0) {
+            sx_log_level lvl;
+            if (sx_log_parse_level(val, &lvl) < 0)
+                return cli_fail("serve", "--log-level must be debug, info, warn or error"), 2;
+            sx_log_set_level(lvl);
+        } else {
+            cli_fail("serve", "unknown option '%s'", a);
+            return cli_usage("serve", k_usage);
+        }
+    }
+    if (!o.data_dir) return cli_usage("serve", k_usage);
+    sx_err err = {0};
+    if (sx_server_run(&o, &err) < 0) return cli_fail("serve", "%s", err.msg);
+    return 0;
+}

@@ -1,0 +1,610 @@
+/*
+ * routes.c - the REST API: routing, validation, handlers, JSON.
+ *
+ * Every handler validates its whole input before doing any work (limits on
+ * query length, k, offset and body size are checked before embedding or
+ * searching), answers errors as {"error": {"code", "message"}} with the
+ * status codes listed in docs/api.md, and builds its JSON with cJSON.
+ *
+ * Search: query -> vector (cache, else the micro-batcher) -> all shards
+ * (k = offset + top_k, category filter) -> documents of the requested page.
+ * Writes (POST /papers, DELETE) return only once durable (see store.c).
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "../corpus/corpus.h"
+#include "../text/text.h"
+#include "server_int.h"
+
+void sx_respond_error(sx_response *res, int status, const char *code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    res->status = status;
+    res->body.len = 0;
+    if (json) {
+        sx_buf_append(&res->body, json, strlen(json));
+        free(json);
+    }
+}
+
+/* Replaces the response body with the printed JSON of root (then freed). */
+static void respond_json(sx_response *res, int status, cJSON *root) {
+    char *json = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json) {
+        sx_respond_error(res, 500, "internal", "out of memory building the response");
+        return;
+    }
+    res->status = status;
+    res->body.len = 0;
+    sx_buf_append(&res->body, json, strlen(json));
+    free(json);
+}
+
+/* Maps a store/encoder error code to an HTTP error response. */
+static void respond_sx_error(sx_response *res, const sx_err *err) {
+    switch (err->code) {
+    case SX_EINVAL: sx_respond_error(res, 400, "invalid_request", "%s", err->msg); break;
+    case SX_ENOTFOUND: sx_respond_error(res, 404, "not_found", "%s", err->msg); break;
+    case SX_EBUSY: sx_respond_error(res, 503, "unavailable", "%s", err->msg); break;
+    default: sx_respond_error(res, 500, "internal", "%s", err->msg); break;
+    }
+}
+
+/* ---- routing --------------------------------------------------------------- */
+
+int sx_route_is_write(sx_route r) { return r == SX_ROUTE_PAPERS_UPSERT || r == SX_ROUTE_PAPER_DELETE; }
+
+int sx_route_needs_ready(sx_route r) {
+    return r == SX_ROUTE_SEARCH || r == SX_ROUTE_PAPER_GET || r == SX_ROUTE_PAPER_SIMILAR ||
+           r == SX_ROUTE_PAPERS_UPSERT || r == SX_ROUTE_PAPER_DELETE || r == SX_ROUTE_INFO;
+}
+
+static int method_is(const sx_request *rq, const char *m) { return strcmp(rq->method, m) == 0; }
+
+/* Accepts the method for a route or answers 405 listing the allowed ones. */
+static int allow(sx_request *rq, sx_route route, const char *allowed, sx_response *res) {
+    char list[64];
+    snprintf(list, sizeof list, "%s", allowed);
+    for (char *m = strtok(list, ", "); m; m = strtok(NULL, ", "))
+        if (method_is(rq, m) || (strcmp(m, "GET") == 0 && method_is(rq, "HEAD"))) {
+            rq->route = route;
+            return 0;
+        }
+    rq->route = route;
+    snprintf(res->allow, sizeof res->allow, "%s", allowed);
+    sx_respond_error(res, 405, "method_not_allowed", "%s %s is not supported; allowed: %s",
+                     rq->method, rq->path, allowed);
+    return 405;
+}
+
+int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_response *res) {
+    static const struct {
+        const char *path;
+        sx_route route;
+        const char *methods;
+    } fixed[] = {
+        {"/", SX_ROUTE_PAGE, "GET"},
+        {"/docs", SX_ROUTE_DOCS, "GET"},
+        {"/openapi.json", SX_ROUTE_OPENAPI, "GET"},
+        {"/health", SX_ROUTE_HEALTH, "GET"},
+        {"/metrics", SX_ROUTE_METRICS, "GET"},
+        {"/collections/info", SX_ROUTE_INFO, "GET"},
+        {"/search", SX_ROUTE_SEARCH, "POST"},
+        {"/papers", SX_ROUTE_PAPERS_UPSERT, "POST"},
+    };
+    const char *p = rq->path;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (strcmp(p, fixed[i].path) == 0) return allow(rq, fixed[i].route, fixed[i].methods, res);
+    if (strncmp(p, "/papers/", 8) == 0 && p[8]) {
+        const char *id = p + 8;
+        size_t len = strlen(id);
+        const char *suffix = "/similar";
+        size_t sl = strlen(suffix);
+        sx_route route = SX_ROUTE_PAPER_GET;
+        const char *methods = "GET, DELETE";
+        if (len > sl && strcmp(id + len - sl, suffix) == 0) {
+            len -= sl;
+            route = SX_ROUTE_PAPER_SIMILAR;
+            methods = "GET";
+        }
+        if (len >= id_cap) len = id_cap - 1; /* too long to exist: fails the id check later */
+        memcpy(id_buf, id, len);
+        id_buf[len] = '\0';
+        rq->paper_id = id_buf;
+        if (route == SX_ROUTE_PAPER_GET && method_is(rq, "DELETE")) route = SX_ROUTE_PAPER_DELETE;
+        return allow(rq, route, methods, res);
+    }
+    rq->route = SX_ROUTE_OTHER;
+    sx_respond_error(res, 404, "not_found", "no route %s %s; see /docs", rq->method, rq->path);
+    return 404;
+}
+
+/* ---- JSON helpers ------------------------------------------------------------ */
+
+/* Reads an optional integer field in [lo, hi] (def when absent). Returns 0 or
+ * answers 400. */
+static int int_field(const cJSON *obj, const char *name, long lo, long hi, long def, long *out,
+                     sx_response *res) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = def;
+    if (!v || cJSON_IsNull(v)) return 0;
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d != floor(d) || d < (double)lo || d > (double)hi) {
+        sx_respond_error(res, 400, "invalid_request", "'%s' must be an integer in [%ld, %ld]", name, lo, hi);
+        return -1;
+    }
+    *out = (long)d;
+    return 0;
+}
+
+/* Parses the request body as a JSON object, or answers 400. */
+static cJSON *parse_body(const sx_request *rq, sx_response *res) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(rq->body ? rq->body : "", rq->body_len, &end, 0);
+    if (!root) {
+        size_t at = end && rq->body && end >= rq->body ? (size_t)(end - rq->body) : 0;
+        sx_respond_error(res, 400, "invalid_json", "the body is not valid JSON (near byte %zu)", at);
+        return NULL;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        sx_respond_error(res, 400, "invalid_request", "the body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+/* Counts the code points of valid UTF-8. */
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Adds categories "a b c" as a JSON array. */
+static void add_categories(cJSON *obj, const char *cats) {
+    cJSON *arr = cJSON_AddArrayToObject(obj, "categories");
+    const char *p = cats ? cats : "";
+    while (*p) {
+        while (*p == ' ') p++;
+        const char *e = p;
+        while (*e && *e != ' ') e++;
+        if (e > p) {
+            char code[SX_CATEGORY_MAX_LEN + 1];
+            size_t len = (size_t)(e - p) < sizeof code - 1 ? (size_t)(e - p) : sizeof code - 1;
+            memcpy(code, p, len);
+            code[len] = '\0';
+            cJSON_AddItemToArray(arr, cJSON_CreateString(code));
+        }
+        p = e;
+    }
+}
+
+static cJSON *doc_json(const sx_doc *d, const float *score) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "paper_id", d->id);
+    cJSON_AddStringToObject(o, "title", d->title ? d->title : "");
+    cJSON_AddStringToObject(o, "abstract", d->abstract ? d->abstract : "");
+    cJSON_AddStringToObject(o, "authors", d->authors ? d->authors : "");
+    add_categories(o, d->categories);
+    if (d->update_date && d->update_date[0]) cJSON_AddStringToObject(o, "update_date", d->update_date);
+    else cJSON_AddNullToObject(o, "update_date");
+    if (score) cJSON_AddNumberToObject(o, "score", round((double)*score * 1e6) / 1e6);
+    return o;
+}
+
+/* ---- search ----------------------------------------------------------------- */
+
+typedef struct {
+    const char *categories[SX_CATEGORIES_MAX];
+    int n;
+} cat_filter;
+
+static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res) {
+    f->n = 0;
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsString(v)) { /* a single code is accepted as a one-element list */
+        f->categories[f->n++] = v->valuestring;
+        return 0;
+    }
+    if (!cJSON_IsArray(v)) {
+        sx_respond_error(res, 400, "invalid_request", "'categories' must be an array of category codes");
+        return -1;
+    }
+    const cJSON *c;
+    cJSON_ArrayForEach(c, v) {
+        if (!cJSON_IsString(c) || !c->valuestring[0] || strlen(c->valuestring) > SX_CATEGORY_MAX_LEN) {
+            sx_respond_error(res, 400, "invalid_request",
+                             "'categories' must hold category codes (strings of 1 to %d bytes)",
+                             SX_CATEGORY_MAX_LEN);
+            return -1;
+        }
+        if (f->n == SX_CATEGORIES_MAX) {
+            sx_respond_error(res, 400, "invalid_request", "at most %d categories", SX_CATEGORIES_MAX);
+            return -1;
+        }
+        f->categories[f->n++] = c->valuestring;
+    }
+    return 0;
+}
+
+/* The query vector: from the cache, or embedded (and cached). */
+static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, float *vec,
+                        int *cached, sx_err *err) {
+    *cached = s->cache && sx_lru_get(s->cache, q, len, vec);
+    if (s->cache) sx_metrics_cache(s->metrics, *cached);
+    if (*cached) return 0;
+    double t0 = sx_now();
+    int rc = sx_batcher_embed(s->batcher, q, len, vec, err);
+    rq->t_embed = sx_now() - t0;
+    if (rc == 0 && s->cache) sx_lru_put(s->cache, q, len, vec);
+    return rc;
+}
+
+/* Searches and appends the hits [offset, offset + top_k) with their documents
+ * to results. exclude (may be NULL) is left out (for /similar). */
+static int search_page(sx_srv *s, sx_request *rq, const float *vec, long top_k, long offset, long ef,
+                       const cat_filter *f, const char *exclude, cJSON *results, sx_err *err) {
+    int k = (int)(offset + top_k + (exclude ? 1 : 0));
+    sx_hit *hits = malloc((size_t)k * sizeof *hits);
+    if (!hits) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    sx_search_opts so = {.k = k, .ef = ef > 0 ? (int)(ef < k ? k : ef) : 0,
+                         .categories = f ? f->categories : NULL, .n_categories = f ? f->n : 0};
+    int n = 0;
+    double t0 = sx_now();
+    int rc = sx_store_search(s->store, vec, &so, hits, &n, NULL, err);
+    rq->t_index = sx_now() - t0;
+    sx_metrics_index(s->metrics, rq->t_index);
+    long skipped = 0, added = 0;
+    for (int i = 0; rc == 0 && i < n && added < top_k; i++) {
+        if (exclude && strcmp(hits[i].id, exclude) == 0) continue;
+        if (skipped < offset) {
+            skipped++;
+            continue;
+        }
+        sx_doc *d = NULL;
+        if (sx_store_get(s->store, hits[i].id, &d, NULL) != 0) continue; /* deleted meanwhile */
+        cJSON_AddItemToArray(results, doc_json(d, &hits[i].score));
+        free(d);
+        added++;
+    }
+    free(hits);
+    return rc;
+}
+
+static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
+    double t0 = sx_now();
+    cJSON *req = parse_body(rq, res);
+    if (!req) return;
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(req, "query");
+    long top_k, offset, ef;
+    cat_filter f;
+    size_t bad;
+    if (!cJSON_IsString(q)) {
+        sx_respond_error(res, 400, "invalid_request", "'query' is required and must be a string");
+    } else if (sx_utf8_check(q->valuestring, strlen(q->valuestring), &bad) != 0) {
+        sx_respond_error(res, 400, "invalid_request", "'query' is not valid UTF-8 (byte %zu)", bad);
+    } else if (utf8_chars(q->valuestring) < 1 || utf8_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
+        sx_respond_error(res, 400, "invalid_request", "'query' must have 1 to %d characters",
+                         SX_QUERY_MAX_CHARS);
+    } else if (int_field(req, "top_k", 1, SX_TOP_K_MAX, 10, &top_k, res) == 0 &&
+               int_field(req, "offset", 0, SX_OFFSET_MAX, 0, &offset, res) == 0 &&
+               int_field(req, "ef", 1, SX_EF_MAX, 0, &ef, res) == 0 &&
+               parse_category_filter(cJSON_GetObjectItemCaseSensitive(req, "categories"), &f, res) == 0) {
+        float *vec = malloc((size_t)s->dim * sizeof *vec);
+        sx_err err = {0};
+        int cached = 0;
+        cJSON *out = cJSON_CreateObject();
+        cJSON *results = cJSON_AddArrayToObject(out, "results");
+        int rc = vec ? query_vector(s, rq, q->valuestring, strlen(q->valuestring), vec, &cached, &err)
+                     : sx_err_set(&err, SX_ENOMEM, "out of memory");
+        if (rc == 0) rc = search_page(s, rq, vec, top_k, offset, ef, &f, NULL, results, &err);
+        free(vec);
+        if (rc < 0) {
+            cJSON_Delete(out);
+            respond_sx_error(res, &err);
+        } else {
+            cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
+            cJSON_AddNumberToObject(out, "embedding_ms", round(rq->t_embed * 1e6) / 1e3);
+            cJSON_AddNumberToObject(out, "index_ms", round(rq->t_index * 1e6) / 1e3);
+            cJSON_AddBoolToObject(out, "cached", cached);
+            cJSON_AddNumberToObject(out, "offset", (double)offset);
+            cJSON_AddNumberToObject(out, "top_k", (double)top_k);
+            respond_json(res, 200, out);
+        }
+    }
+    cJSON_Delete(req);
+}
+
+/* ---- papers ----------------------------------------------------------------- */
+
+static void handle_paper_get(sx_srv *s, sx_request *rq, sx_response *res) {
+    sx_doc *d = NULL;
+    sx_err err = {0};
+    if (sx_store_get(s->store, rq->paper_id, &d, &err) != 0) {
+        if (err.code == SX_ENOTFOUND)
+            sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
+        else
+            respond_sx_error(res, &err);
+        return;
+    }
+    respond_json(res, 200, doc_json(d, NULL));
+    free(d);
+}
+
+static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
+    double t0 = sx_now();
+    const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "top_k");
+    long top_k = 10;
+    if (v) {
+        char *end;
+        top_k = strtol(v, &end, 10);
+        if (!*v || *end || top_k < 1 || top_k > SX_TOP_K_MAX) {
+            sx_respond_error(res, 400, "invalid_request", "'top_k' must be an integer in [1, %d]",
+                             SX_TOP_K_MAX);
+            return;
+        }
+    }
+    float *vec = malloc((size_t)s->dim * sizeof *vec);
+    sx_err err = {0};
+    int rc = vec ? sx_store_get_vector(s->store, rq->paper_id, vec, &err)
+                 : sx_err_set(&err, SX_ENOMEM, "out of memory");
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "paper_id", rq->paper_id);
+    cJSON *results = cJSON_AddArrayToObject(out, "results");
+    if (rc == 0) rc = search_page(s, rq, vec, top_k, 0, 0, NULL, rq->paper_id, results, &err);
+    free(vec);
+    if (rc < 0) {
+        cJSON_Delete(out);
+        if (err.code == SX_ENOTFOUND)
+            sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
+        else
+            respond_sx_error(res, &err);
+        return;
+    }
+    cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
+    cJSON_AddNumberToObject(out, "top_k", (double)top_k);
+    respond_json(res, 200, out);
+}
+
+static void l2_normalize(float *v, int dim) {
+    double n = 0;
+    for (int i = 0; i < dim; i++) n += (double)v[i] * v[i];
+    n = sqrt(n);
+    if (n > 0)
+        for (int i = 0; i < dim; i++) v[i] = (float)(v[i] / n);
+}
+
+/* Validates every paper of the batch into recs; answers 400 on the first bad one. */
+static int parse_papers(sx_srv *s, const cJSON *arr, sx_record *recs, int n, sx_response *res) {
+    for (int i = 0; i < n; i++) {
+        sx_err err = {0};
+        if (sx_record_from_cjson(cJSON_GetArrayItem(arr, i), &recs[i], &err) != 0) {
+            sx_respond_error(res, 400, "invalid_request", "papers[%d]: %s", i, err.msg);
+            return -1;
+        }
+        if (recs[i].embedding) {
+            double norm = 0;
+            for (int k = 0; k < recs[i].dim; k++) norm += (double)recs[i].embedding[k] * recs[i].embedding[k];
+            if (recs[i].dim != s->dim || norm == 0) {
+                sx_respond_error(res, 400, "invalid_request",
+                                 "papers[%d]: 'embedding' must be %d numbers, not all zero", i, s->dim);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Fills vecs: given embeddings normalised, the others embedded in one
+ * encoder call (which batches and sorts them by length itself). */
+static int embed_papers(sx_srv *s, sx_record *recs, int n, float *vecs, sx_err *err) {
+    char **texts = calloc((size_t)n, sizeof *texts);
+    size_t *lens = calloc((size_t)n, sizeof *lens);
+    int *which = calloc((size_t)n, sizeof *which);
+    float *out = malloc((size_t)n * (size_t)s->dim * sizeof *out);
+    int m = 0, rc = 0;
+    if (!texts || !lens || !which || !out) rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+    for (int i = 0; rc == 0 && i < n; i++) {
+        float *v = vecs + (size_t)i * (size_t)s->dim;
+        if (recs[i].embedding) {
+            memcpy(v, recs[i].embedding, (size_t)s->dim * sizeof *v);
+            l2_normalize(v, s->dim);
+            continue;
+        }
+        lens[m] = sx_record_text(&recs[i].doc, NULL, 0);
+        texts[m] = malloc(lens[m] + 1);
+        if (!texts[m]) {
+            rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+            break;
+        }
+        sx_record_text(&recs[i].doc, texts[m], lens[m] + 1);
+        which[m++] = i;
+    }
+    if (rc == 0 && m > 0) rc = sx_encoder_embed(s->encoder, m, (const char *const *)texts, lens, out, err);
+    for (int j = 0; rc == 0 && j < m; j++)
+        memcpy(vecs + (size_t)which[j] * (size_t)s->dim, out + (size_t)j * (size_t)s->dim,
+               (size_t)s->dim * sizeof *out);
+    for (int j = 0; texts && j < m; j++) free(texts[j]);
+    free(texts);
+    free(lens);
+    free(which);
+    free(out);
+    return rc;
+}
+
+static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
+    cJSON *req = parse_body(rq, res);
+    if (!req) return;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(req, "papers");
+    int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+    if (n < 1 || n > SX_BATCH_MAX_PAPERS) {
+        sx_respond_error(res, 400, "invalid_request", "'papers' must be an array of 1 to %d papers",
+                         SX_BATCH_MAX_PAPERS);
+        cJSON_Delete(req);
+        return;
+    }
+    sx_record *recs = calloc((size_t)n, sizeof *recs);
+    sx_doc *docs = calloc((size_t)n, sizeof *docs);
+    float *vecs = malloc((size_t)n * (size_t)s->dim * sizeof *vecs);
+    sx_err err = {0};
+    if (!recs || !docs || !vecs) {
+        sx_respond_error(res, 500, "internal", "out of memory");
+    } else if (parse_papers(s, arr, recs, n, res) == 0) {
+        double t0 = sx_now();
+        int rc = embed_papers(s, recs, n, vecs, &err);
+        rq->t_embed = sx_now() - t0;
+        for (int i = 0; i < n; i++) docs[i] = recs[i].doc;
+        if (rc == 0) rc = sx_store_upsert(s->store, n, docs, vecs, &err);
+        if (rc < 0) {
+            respond_sx_error(res, &err);
+        } else {
+            cJSON *out = cJSON_CreateObject();
+            cJSON_AddNumberToObject(out, "upserted", n);
+            cJSON *ids = cJSON_AddArrayToObject(out, "ids");
+            for (int i = 0; i < n; i++) cJSON_AddItemToArray(ids, cJSON_CreateString(docs[i].id));
+            respond_json(res, 200, out);
+        }
+    }
+    if (recs)
+        for (int i = 0; i < n; i++) sx_record_clear(&recs[i]);
+    free(recs);
+    free(docs);
+    free(vecs);
+    cJSON_Delete(req);
+}
+
+static void handle_paper_delete(sx_srv *s, sx_request *rq, sx_response *res) {
+    sx_err err = {0};
+    if (sx_store_delete(s->store, rq->paper_id, &err) != 0) {
+        if (err.code == SX_ENOTFOUND)
+            sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
+        else
+            respond_sx_error(res, &err);
+        return;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "deleted", rq->paper_id);
+    respond_json(res, 200, out);
+}
+
+/* ---- collection, health, metrics, static ------------------------------------- */
+
+static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
+    sx_store_info in;
+    sx_store_get_info(s->store, &in);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", "arxiv");
+    cJSON_AddNumberToObject(o, "count", (double)in.count);
+    cJSON_AddNumberToObject(o, "dimension", in.params.dim);
+    cJSON_AddStringToObject(o, "metric", "cosine");
+    cJSON *idx = cJSON_AddObjectToObject(o, "index");
+    cJSON_AddStringToObject(idx, "type", "HNSW");
+    cJSON_AddNumberToObject(idx, "M", in.params.M);
+    cJSON_AddNumberToObject(idx, "ef_construction", in.params.ef_construction);
+    cJSON_AddNumberToObject(idx, "ef_search", in.params.ef_search);
+    cJSON_AddStringToObject(idx, "storage", in.params.storage == SX_STORAGE_SQ8 ? "sq8" : "fp32");
+    cJSON_AddNumberToObject(idx, "rerank", in.params.rerank);
+    cJSON_AddNumberToObject(idx, "shards", in.n_shards);
+    cJSON_AddNumberToObject(idx, "max_level", in.max_level);
+    cJSON_AddNumberToObject(idx, "deleted", (double)in.deleted);
+    cJSON *mem = cJSON_AddObjectToObject(o, "memory");
+    cJSON_AddNumberToObject(mem, "resident_bytes", (double)sx_current_rss());
+    cJSON_AddNumberToObject(mem, "vectors_bytes", (double)in.bytes_vectors);
+    cJSON_AddNumberToObject(mem, "graph_bytes", (double)in.bytes_graph);
+    cJSON_AddNumberToObject(mem, "documents_bytes", (double)in.bytes_documents);
+    cJSON_AddNumberToObject(mem, "other_bytes", (double)in.bytes_other);
+    cJSON_AddNumberToObject(mem, "mapped_bytes", (double)in.bytes_mapped);
+    cJSON *st = cJSON_AddObjectToObject(o, "storage");
+    cJSON_AddNumberToObject(st, "generation", (double)in.generation);
+    cJSON_AddNumberToObject(st, "wal_bytes", (double)in.wal_bytes);
+    cJSON_AddNumberToObject(st, "load_seconds", round(in.open_seconds * 1000) / 1000);
+    cJSON *model = cJSON_AddObjectToObject(o, "model");
+    cJSON_AddStringToObject(model, "path", s->opts.model_dir);
+    cJSON_AddBoolToObject(model, "int8", s->opts.int8);
+    cJSON_AddNumberToObject(model, "max_seq_length", sx_encoder_max_len(s->encoder));
+    cJSON_AddStringToObject(o, "version", SX_VERSION);
+    respond_json(res, 200, o);
+}
+
+static void handle_health(sx_srv *s, sx_request *rq, sx_response *res) {
+    cJSON *o = cJSON_CreateObject();
+    int ready = atomic_load(&s->ready);
+    cJSON_AddStringToObject(o, "status", ready ? "ok" : "loading");
+    cJSON_AddNumberToObject(o, "uptime_s", round((sx_now() - s->started) * 10) / 10);
+    if (ready) {
+        sx_store_info in;
+        sx_store_get_info(s->store, &in);
+        cJSON_AddNumberToObject(o, "papers", (double)in.count);
+    }
+    respond_json(res, ready ? 200 : 503, o);
+    if (!ready) res->retry_after = 1;
+}
+
+static void handle_metrics(sx_srv *s, sx_request *rq, sx_response *res) {
+    sx_metrics_gauges g = {0};
+    g.ready = atomic_load(&s->ready);
+    g.rss_bytes = sx_current_rss();
+    g.cache_entries = s->cache ? sx_lru_size(s->cache) : 0;
+    if (g.ready) {
+        sx_store_info in;
+        sx_store_get_info(s->store, &in);
+        g.papers = in.count;
+        g.index_bytes[0] = in.bytes_vectors;
+        g.index_bytes[1] = in.bytes_graph;
+        g.index_bytes[2] = in.bytes_documents;
+        g.index_bytes[3] = in.bytes_other;
+    }
+    res->status = 200;
+    sx_metrics_render(s->metrics, &g, &res->body);
+    res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void static_asset(sx_response *res, const char *data, size_t len, const char *type) {
+    res->status = 200;
+    res->static_body = data;
+    res->static_len = len;
+    res->content_type = type;
+    res->cache_control = "no-cache";
+}
+
+void sx_handle(sx_srv *s, sx_request *rq, sx_response *res) {
+    switch (rq->route) {
+    case SX_ROUTE_SEARCH: handle_search(s, rq, res); break;
+    case SX_ROUTE_PAPER_GET: handle_paper_get(s, rq, res); break;
+    case SX_ROUTE_PAPER_SIMILAR: handle_similar(s, rq, res); break;
+    case SX_ROUTE_PAPERS_UPSERT: handle_papers_upsert(s, rq, res); break;
+    case SX_ROUTE_PAPER_DELETE: handle_paper_delete(s, rq, res); break;
+    case SX_ROUTE_INFO: handle_info(s, rq, res); break;
+    case SX_ROUTE_HEALTH: handle_health(s, rq, res); break;
+    case SX_ROUTE_METRICS: handle_metrics(s, rq, res); break;
+    case SX_ROUTE_PAGE:
+        static_asset(res, sx_asset_index_html, sx_asset_index_html_len, "text/html; charset=utf-8");
+        break;
+    case SX_ROUTE_DOCS:
+        static_asset(res, sx_asset_docs_html, sx_asset_docs_html_len, "text/html; charset=utf-8");
+        break;
+    case SX_ROUTE_OPENAPI:
+        static_asset(res, sx_asset_openapi_json, sx_asset_openapi_json_len, "application/json");
+        break;
+    default: sx_respond_error(res, 404, "not_found", "no route %s %s", rq->method, rq->path); break;
+    }
+}

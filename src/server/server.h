@@ -1,0 +1,51 @@
+/*
+ * server.h - the semdex search service: REST API, web page, metrics.
+ *
+ *     sx_server_opts o = sx_server_defaults();
+ *     o.port = 8000;
+ *     o.data_dir = "data/db";
+ *     o.model_dir = "models/all-MiniLM-L6-v2";
+ *     return sx_server_run(&o, &err) < 0 ? 1 : 0;   // until SIGTERM/SIGINT
+ *
+ * The server listens first and loads the model and the collection in the
+ * background: GET /health answers 503 until searches will succeed, then 200.
+ * Routes, limits and errors are documented in docs/api.md and served as
+ * OpenAPI 3 at GET /openapi.json.
+ */
+#ifndef SX_SERVER_H
+#define SX_SERVER_H
+
+#include <stddef.h>
+
+#include "../common/sx.h"
+#include "../storage/store.h"
+
+typedef struct sx_server_opts {
+    const char *host;          /* address to bind ("127.0.0.1"; "0.0.0.0" for all) */
+    int port;                  /* TCP port (8000) */
+    const char *data_dir;      /* collection directory (snapshots + log) */
+    const char *model_dir;     /* encoder model folder */
+    sx_store_opts store;       /* shards and index parameters for a new collection */
+    int threads;               /* encoder threads (0 = all cores) */
+    int int8;                  /* 1: int8 encoder */
+    int embed_batch;           /* most queries embedded in one encoder call (64) */
+    int embed_workers;         /* encoder calls running at once (1) */
+    size_t cache_entries;      /* query-vector cache size; 0 disables it (10000) */
+    size_t max_body;           /* largest request body in bytes (32 MiB) */
+    int timeout_s;             /* idle connection timeout in seconds (30) */
+    int max_connections;       /* concurrent connections (1024) */
+    double rate_limit;         /* requests/s per client; 0 disables (0) */
+    double rate_burst;         /* bucket size (2 x rate, at least 1) */
+    const char *api_key;       /* required by write routes when set */
+} sx_server_opts;
+
+/* The defaults listed above. */
+sx_server_opts sx_server_defaults(void);
+
+/* Runs the server until SIGTERM or SIGINT, then stops accepting, lets
+ * in-flight requests finish, checkpoints the collection and returns 0.
+ * Returns a negative code (message in err) when it cannot listen or when
+ * loading the model or the collection fails. */
+int sx_server_run(const sx_server_opts *o, sx_err *err);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * server_int.h - what the server's files share: the server state, a request
+ * and a response, the micro-batcher. Not part of the public API.
+ */
+#ifndef SX_SERVER_INT_H
+#define SX_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../model/model.h"
+#include "lru.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "server.h"
+
+/* Limits of the search API (documented in docs/api.md and openapi.json). */
+#define SX_QUERY_MAX_CHARS 2000
+#define SX_TOP_K_MAX 100
+#define SX_OFFSET_MAX 1000
+#define SX_EF_MAX 4096
+#define SX_BATCH_MAX_PAPERS 1000
+
+/* ---- micro-batcher -------------------------------------------------------- */
+
+typedef struct sx_batcher sx_batcher;
+
+/* Starts `workers` threads that embed queued queries in batches of up to
+ * max_batch with enc. Returns 0 or a negative code. */
+int sx_batcher_create(sx_encoder *enc, int max_batch, int workers, sx_metrics *metrics,
+                      sx_batcher **out, sx_err *err);
+
+/* Embeds one text (blocking): queued with concurrent callers' texts and
+ * embedded together. Writes dim floats to out. Returns 0 or the encoder's
+ * error for this text. */
+int sx_batcher_embed(sx_batcher *b, const char *text, size_t len, float *out, sx_err *err);
+
+/* Stops the workers (queued requests are still served) and frees. */
+void sx_batcher_free(sx_batcher *b);
+
+/* ---- server state ---------------------------------------------------------- */
+
+typedef struct sx_srv {
+    sx_server_opts opts;
+    struct MHD_Daemon *daemon;
+    sx_metrics *metrics;
+    sx_ratelimit *ratelimit;
+    sx_lru *cache;
+
+    /* Set by the loader thread; read by requests once ready is 1. */
+    sx_encoder *encoder;
+    sx_batcher *batcher;
+    sx_store *store;
+    int dim;
+    _Atomic int ready;   /* 1 once the model and collection are loaded */
+    _Atomic int failed;  /* loading failed: the server is shutting down */
+    sx_err load_err;
+
+    _Atomic long inflight;       /* requests being handled */
+    _Atomic unsigned long long next_request_id;
+    double started;
+} sx_srv;
+
+/* A response under construction. */
+typedef struct sx_response {
+    int status;
+    sx_buf body;
+    const char *content_type;   /* default application/json */
+    const char *cache_control;  /* NULL: no header */
+    char allow[64];             /* Allow header for 405 */
+    int retry_after;            /* seconds, for 429/503; 0 = no header */
+    const void *static_body;    /* a body that outlives the response */
+    size_t static_len;
+} sx_response;
+
+/* A request as the handlers see it. */
+typedef struct sx_request {
+    const char *method;
+    const char *path;       /* decoded path, without the query string */
+    const char *client;     /* client address */
+    const char *body;       /* NUL-terminated */
+    size_t body_len;
+    struct MHD_Connection *conn;
+    sx_route route;
+    const char *paper_id;   /* for /papers/{id} routes */
+    double t_embed, t_index; /* seconds spent, for the log line */
+} sx_request;
+
+/* Sets an error response {"error": {"code", "message"}}. */
+void sx_respond_error(sx_response *res, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Resolves method + path to a route (OUT paper_id points into a scratch
+ * buffer of the request). Returns 0, or 404 / 405 with res filled. */
+int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_response *res);
+
+/* Runs the handler of rq->route. */
+void sx_handle(sx_srv *s, sx_request *rq, sx_response *res);
+
+/* Whether a route changes data (needs the API key when one is set). */
+int sx_route_is_write(sx_route r);
+
+/* Whether a route needs the model and collection loaded. */
+int sx_route_needs_ready(sx_route r);
+
+/* The embedded web page, docs page and OpenAPI document (web/, compiled in). */
+extern const char sx_asset_index_html[];
+extern const size_t sx_asset_index_html_len;
+extern const char sx_asset_docs_html[];
+extern const size_t sx_asset_docs_html_len;
+extern const char sx_asset_openapi_json[];
+extern const size_t sx_asset_openapi_json_len;
+
+#endif

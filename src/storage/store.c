@@ -1,0 +1,829 @@
+/*
+ * store.c - the durable local collection.
+ *
+ * What it guarantees. A write (a batch upsert or a delete) is acknowledged
+ * only after its log record is fsync'd, so an acknowledged write survives
+ * kill -9 and power loss. Opening always yields exactly the acknowledged
+ * state (plus, possibly, writes whose acknowledgement was lost in the crash):
+ * snapshots of generation G, then every intact record of wal-G.log. Damaged
+ * snapshots or a damaged manifest stop the open with a message naming the
+ * file: the store never serves partial data.
+ *
+ * Write path. Writers take the store's write mutex, validate, append one log
+ * record for the whole batch, apply it to the shards, release the mutex and
+ * only then wait for the fsync (sx_wal_sync). Holding the mutex across append
+ * and apply makes the in-memory order equal to the log order, so replay
+ * rebuilds the same state; syncing outside it lets concurrent writers share
+ * one fsync (group commit). Readers never take the write mutex: the shards
+ * are thread-safe, so searches run while writes are applied. (A search may
+ * see a write a moment before it is acknowledged; it cannot see one that
+ * will not survive, except when the fsync itself fails, after which the store
+ * refuses every further write.)
+ *
+ * Checkpoints. A checkpoint writes every shard to shard-(G+1)-I.snap
+ * (temporary name, fsync, rename), creates an empty wal-(G+1).log, and then
+ * switches generations by atomically replacing MANIFEST (write temp, fsync,
+ * rename, fsync directory). A crash before the rename leaves generation G
+ * intact (the stray G+1 files are removed at the next open); after it, G+1
+ * is complete. Writers wait during a checkpoint; searches do not. It runs at
+ * graceful shutdown, at the end of an ingest, and in a background thread when
+ * the log grows past checkpoint_bytes, which bounds replay time at start-up.
+ *
+ * Sharding. A paper lives in shard crc32c(id) mod S. Searches fan out to all
+ * shards on a thread pool and merge the per-shard top-k.
+ *
+ * Log record format (little-endian): u8 op, then for op 1 (upsert batch)
+ * u32 count, u32 dim, and per paper six strings (u32 length + bytes: id,
+ * title, abstract, authors, categories, update_date) and dim float32; for op
+ * 2 (delete) one string, the id.
+ *
+ * Rejected: one snapshot file for all shards (shards load in parallel from
+ * separate files, and a future cluster moves shards one at a time); applying
+ * writes after the fsync (a second writer could then apply out of log order).
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../corpus/corpus.h"
+#include "wal.h"
+
+#define MANIFEST_VERSION 1
+#define OP_UPSERT 1
+#define OP_DELETE 2
+
+struct sx_store {
+    char *dir;
+    int lock_fd;
+    int n_shards;
+    sx_shard_params params;
+    sx_shard **shards;
+    sx_pool *pool;
+    uint64_t generation;
+    uint64_t checkpoint_bytes;
+    uint64_t replayed;
+    double open_seconds;
+
+    pthread_rwlock_t ckpt; /* shared by writers, exclusive for checkpoints */
+    pthread_mutex_t wmu; /* writers, checkpoints; protects wal, failed */
+    sx_wal *wal;
+    int failed;          /* a write could not be made durable: refuse writes */
+
+    pthread_t bg;        /* background checkpoints */
+    pthread_mutex_t bg_mu;
+    pthread_cond_t bg_cv;
+    int bg_started, bg_stop, bg_wanted;
+};
+
+sx_store_opts sx_store_defaults(int dim) {
+    sx_store_opts o = {0};
+    o.n_shards = 2;
+    o.params.dim = dim;
+    o.params.M = 16;
+    o.params.ef_construction = 200;
+    o.params.ef_search = 64;
+    o.params.storage = SX_STORAGE_SQ8;
+    o.params.rerank = 64;
+    o.checkpoint_bytes = 512ull << 20;
+    return o;
+}
+
+int sx_store_dim(const sx_store *st) { return st->params.dim; }
+
+static int shard_of(const sx_store *st, const char *id) {
+    return (int)(sx_crc32c(0, id, strlen(id)) % (uint32_t)st->n_shards);
+}
+
+/* ---- paths and files ---------------------------------------------------- */
+
+static void path_of(char *out, size_t cap, const sx_store *st, const char *name) {
+    snprintf(out, cap, "%s/%s", st->dir, name);
+}
+
+static void snap_name(char *out, size_t cap, uint64_t gen, int shard) {
+    snprintf(out, cap, "shard-%llu-%d.snap", (unsigned long long)gen, shard);
+}
+
+static void wal_name(char *out, size_t cap, uint64_t gen) {
+    snprintf(out, cap, "wal-%llu.log", (unsigned long long)gen);
+}
+
+typedef struct {
+    FILE *f;
+} file_io;
+
+static int write_cb(void *ctx, const void *buf, size_t len) {
+    file_io *io = ctx;
+    return fwrite(buf, 1, len, io->f) == len ? 0 : SX_EIO;
+}
+
+/* Writes a file through fn under a temporary name, fsyncs and renames it into
+ * place. */
+static int write_file_atomic(const sx_store *st, const char *name,
+                             int (*fn)(void *ctx, FILE *f, sx_err *err), void *ctx, sx_err *err) {
+    char path[4096], tmp[4200];
+    path_of(path, sizeof path, st, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return sx_err_set(err, SX_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    int rc = fn(ctx, f, err);
+    if (rc == 0 && fflush(f) != 0) rc = sx_err_set(err, SX_EIO, "%s: write failed: %s", tmp, strerror(errno));
+    if (rc == 0 && sx_fsync_fd(fileno(f)) != 0)
+        rc = sx_err_set(err, SX_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (fclose(f) != 0 && rc == 0) rc = sx_err_set(err, SX_EIO, "%s: close failed: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = sx_err_set(err, SX_EIO, "%s: rename failed: %s", path, strerror(errno));
+    if (rc < 0) unlink(tmp);
+    return rc;
+}
+
+/* ---- manifest ----------------------------------------------------------- */
+
+static const char *storage_name(int storage) { return storage == SX_STORAGE_SQ8 ? "sq8" : "fp32"; }
+
+static int write_manifest_body(void *ctx, FILE *f, sx_err *err) {
+    const sx_store *st = ctx;
+    char body[1024];
+    int n = snprintf(body, sizeof body,
+                     "semdex-manifest %d\ngeneration %llu\nshards %d\ndim %d\nM %d\n"
+                     "ef_construction %d\nef_search %d\nstorage %s\nrerank %d\n",
+                     MANIFEST_VERSION, (unsigned long long)st->generation, st->n_shards,
+                     st->params.dim, st->params.M, st->params.ef_construction,
+                     st->params.ef_search, storage_name(st->params.storage), st->params.rerank);
+    fprintf(f, "%scrc32c %08x\n", body, sx_crc32c(0, body, (size_t)n));
+    return ferror(f) ? sx_err_set(err, SX_EIO, "MANIFEST: write failed") : 0;
+}
+
+static int write_manifest(sx_store *st, sx_err *err) {
+    int rc = write_file_atomic(st, "MANIFEST", write_manifest_body, st, err);
+    return rc < 0 ? rc : sx_fsync_dir(st->dir, err);
+}
+
+/* Parses MANIFEST into st. Returns 0, SX_ENOTFOUND or SX_ECORRUPT. */
+static int read_manifest(sx_store *st, sx_err *err) {
+    char path[4096];
+    path_of(path, sizeof path, st, "MANIFEST");
+    char *data;
+    size_t len;
+    int rc = sx_read_file(path, &data, &len, err);
+    if (rc < 0) return rc;
+    char *crc_line = strstr(data, "crc32c ");
+    unsigned crc = 0;
+    int version = 0;
+    unsigned long long gen = 0;
+    char storage[16] = "";
+    int ok = crc_line && sscanf(crc_line, "crc32c %x", &crc) == 1 &&
+             crc == sx_crc32c(0, data, (size_t)(crc_line - data)) &&
+             sscanf(data,
+                    "semdex-manifest %d\ngeneration %llu\nshards %d\ndim %d\nM %d\n"
+                    "ef_construction %d\nef_search %d\nstorage %15s\nrerank %d\n",
+                    &version, &gen, &st->n_shards, &st->params.dim, &st->params.M,
+                    &st->params.ef_construction, &st->params.ef_search, storage,
+                    &st->params.rerank) == 9;
+    free(data);
+    if (!ok) return sx_err_set(err, SX_ECORRUPT, "%s: damaged (checksum or syntax); refusing to open", path);
+    if (version != MANIFEST_VERSION)
+        return sx_err_set(err, SX_EUNSUPPORTED, "%s: format version %d is not supported", path, version);
+    if (st->n_shards < 1 || st->n_shards > 256 || st->params.dim < 1)
+        return sx_err_set(err, SX_ECORRUPT, "%s: impossible values", path);
+    st->params.storage = strcmp(storage, "sq8") == 0 ? SX_STORAGE_SQ8 : SX_STORAGE_FP32;
+    st->generation = gen;
+    return 0;
+}
+
+/* ---- log records -------------------------------------------------------- */
+
+static void put_str(sx_buf *b, const char *s) {
+    uint32_t len = s ? (uint32_t)strlen(s) : 0;
+    unsigned char h[4] = {(unsigned char)len, (unsigned char)(len >> 8), (unsigned char)(len >> 16),
+                          (unsigned char)(len >> 24)};
+    sx_buf_append(b, h, 4);
+    if (len) sx_buf_append(b, s, len);
+}
+
+static void put_u32(sx_buf *b, uint32_t v) {
+    unsigned char h[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    sx_buf_append(b, h, 4);
+}
+
+static void put_floats(sx_buf *b, const float *v, int n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        put_u32(b, u);
+    }
+#else
+    sx_buf_append(b, v, (size_t)n * sizeof(float));
+#endif
+}
+
+/* A cursor over a log record. */
+typedef struct {
+    const unsigned char *p, *end;
+} cursor;
+
+static int get_u32(cursor *c, uint32_t *v) {
+    if (c->end - c->p < 4) return -1;
+    *v = (uint32_t)c->p[0] | (uint32_t)c->p[1] << 8 | (uint32_t)c->p[2] << 16 | (uint32_t)c->p[3] << 24;
+    c->p += 4;
+    return 0;
+}
+
+/* Copies a string out of the record into a NUL-terminated heap string. */
+static int get_str(cursor *c, char **out) {
+    uint32_t len;
+    if (get_u32(c, &len) < 0 || (size_t)(c->end - c->p) < len) return -1;
+    *out = malloc(len + 1);
+    if (!*out) return -1;
+    memcpy(*out, c->p, len);
+    (*out)[len] = '\0';
+    c->p += len;
+    return 0;
+}
+
+static int get_floats(cursor *c, float *v, uint32_t n) {
+    if ((size_t)(c->end - c->p) < (size_t)n * 4) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t u = 0;
+        if (get_u32(c, &u) < 0) return -1;
+        memcpy(&v[i], &u, 4);
+    }
+    return 0;
+}
+
+/* ---- applying changes to the shards ------------------------------------- */
+
+static int apply_upsert(sx_store *st, const sx_doc *doc, const float *vec, sx_err *err) {
+    return sx_shard_upsert(st->shards[shard_of(st, doc->id)], doc, vec, err);
+}
+
+static int apply_delete(sx_store *st, const char *id, sx_err *err) {
+    return sx_shard_delete(st->shards[shard_of(st, id)], id, err);
+}
+
+/* Applies one log record (at open, replaying the log). */
+static int replay_record(void *ctx, const void *payload, size_t len, sx_err *err) {
+    sx_store *st = ctx;
+    cursor c = {payload, (const unsigned char *)payload + len};
+    if (len < 1) return sx_err_set(err, SX_ECORRUPT, "empty log record");
+    int op = *c.p++;
+    if (op == OP_DELETE) {
+        char *id = NULL;
+        if (get_str(&c, &id) < 0) return sx_err_set(err, SX_ECORRUPT, "malformed delete record");
+        int rc = apply_delete(st, id, err);
+        free(id);
+        st->replayed++;
+        return rc == SX_ENOTFOUND ? 0 : rc;
+    }
+    uint32_t count, dim;
+    if (op != OP_UPSERT || get_u32(&c, &count) < 0 || get_u32(&c, &dim) < 0 ||
+        dim != (uint32_t)st->params.dim)
+        return sx_err_set(err, SX_ECORRUPT, "malformed log record (op %d)", op);
+    float *vec = malloc((size_t)dim * sizeof(float));
+    if (!vec) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    int rc = 0;
+    for (uint32_t i = 0; i < count && rc == 0; i++) {
+        char *f[6] = {0};
+        int bad = 0;
+        for (int k = 0; k < 6; k++) bad |= get_str(&c, &f[k]);
+        bad |= get_floats(&c, vec, dim);
+        if (bad) {
+            rc = sx_err_set(err, SX_ECORRUPT, "malformed upsert record (paper %u)", i);
+        } else {
+            sx_doc d = {.id = f[0], .title = f[1], .abstract = f[2], .authors = f[3],
+                        .categories = f[4], .update_date = f[5]};
+            rc = apply_upsert(st, &d, vec, err);
+        }
+        for (int k = 0; k < 6; k++) free(f[k]);
+    }
+    free(vec);
+    st->replayed++;
+    return rc;
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+static int check_vector(const float *v, int dim, sx_err *err) {
+    double norm = 0;
+    for (int i = 0; i < dim; i++) {
+        if (!isfinite(v[i])) return sx_err_set(err, SX_EINVAL, "vector has a non-finite value at %d", i);
+        norm += (double)v[i] * v[i];
+    }
+    if (fabs(sqrt(norm) - 1.0) > 1e-3)
+        return sx_err_set(err, SX_EINVAL, "vector is not L2-normalised (norm %.4f)", sqrt(norm));
+    return 0;
+}
+
+static int check_batch(const sx_store *st, int n, const sx_doc *docs, const float *vecs, sx_err *err) {
+    for (int i = 0; i < n; i++) {
+        int rc = docs[i].id ? sx_record_check_id(docs[i].id, err)
+                            : sx_err_set(err, SX_EINVAL, "'id' is missing");
+        if (rc == 0 && (!docs[i].title || !docs[i].title[0]))
+            rc = sx_err_set(err, SX_EINVAL, "'title' is missing or empty");
+        if (rc == 0) rc = check_vector(vecs + (size_t)i * (size_t)st->params.dim, st->params.dim, err);
+        if (rc < 0) return sx_err_prefix(err, "paper %d (%s)", i, docs[i].id ? docs[i].id : "no id");
+    }
+    return 0;
+}
+
+/* ---- writes -------------------------------------------------------------- */
+
+static void wake_checkpointer(sx_store *st);
+
+/* Appends a record and applies it with the write mutex held, then waits for
+ * durability outside it (group commit). apply(ctx) makes the in-memory
+ * change. The checkpoint lock, held shared, keeps the log from being swapped
+ * by a checkpoint between append and sync. */
+static int durable_write(sx_store *st, const sx_buf *rec, int (*apply)(sx_store *, void *, sx_err *),
+                         void *ctx, sx_err *err) {
+    if (rec->oom) return sx_err_set(err, SX_ENOMEM, "out of memory encoding the log record");
+    pthread_rwlock_rdlock(&st->ckpt);
+    pthread_mutex_lock(&st->wmu);
+    if (st->failed) {
+        pthread_mutex_unlock(&st->wmu);
+        pthread_rwlock_unlock(&st->ckpt);
+        return sx_err_set(err, SX_EIO, "the store refuses writes after an earlier I/O error");
+    }
+    uint64_t lsn;
+    int rc = sx_wal_append(st->wal, rec->data, rec->len, &lsn, err);
+    if (rc == 0 && (rc = apply(st, ctx, err)) < 0) {
+        /* Logged but not applied: memory no longer matches the log. */
+        st->failed = 1;
+        sx_log(SX_LOG_ERROR, "store: a logged write could not be applied (%s); refusing writes "
+               "until restart", err ? err->msg : "");
+    }
+    pthread_mutex_unlock(&st->wmu);
+    if (rc == 0) {
+        rc = sx_wal_sync(st->wal, lsn, err);
+        if (rc < 0) {
+            pthread_mutex_lock(&st->wmu);
+            st->failed = 1;
+            pthread_mutex_unlock(&st->wmu);
+        }
+    }
+    int big = rc == 0 && sx_wal_size(st->wal) > st->checkpoint_bytes;
+    pthread_rwlock_unlock(&st->ckpt);
+    if (big) wake_checkpointer(st);
+    return rc;
+}
+
+typedef struct {
+    int n;
+    const sx_doc *docs;
+    const float *vecs;
+} upsert_args;
+
+static int apply_upsert_batch(sx_store *st, void *ctx, sx_err *err) {
+    upsert_args *a = ctx;
+    for (int i = 0; i < a->n; i++) {
+        int rc = apply_upsert(st, &a->docs[i], a->vecs + (size_t)i * (size_t)st->params.dim, err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+int sx_store_upsert(sx_store *st, int n, const sx_doc *docs, const float *vecs, sx_err *err) {
+    if (n <= 0) return 0;
+    int rc = check_batch(st, n, docs, vecs, err);
+    if (rc < 0) return rc;
+    sx_buf rec = {0};
+    unsigned char op = OP_UPSERT;
+    sx_buf_append(&rec, &op, 1);
+    put_u32(&rec, (uint32_t)n);
+    put_u32(&rec, (uint32_t)st->params.dim);
+    for (int i = 0; i < n; i++) {
+        const char *f[6] = {docs[i].id, docs[i].title, docs[i].abstract, docs[i].authors,
+                            docs[i].categories, docs[i].update_date};
+        for (int k = 0; k < 6; k++) put_str(&rec, f[k]);
+        put_floats(&rec, vecs + (size_t)i * (size_t)st->params.dim, st->params.dim);
+    }
+    if (rec.len > SX_WAL_MAX_RECORD) {
+        sx_buf_free(&rec);
+        return sx_err_set(err, SX_EINVAL, "batch of %d papers is too large for one write; split it", n);
+    }
+    upsert_args a = {n, docs, vecs};
+    rc = durable_write(st, &rec, apply_upsert_batch, &a, err);
+    sx_buf_free(&rec);
+    return rc;
+}
+
+static int apply_delete_one(sx_store *st, void *ctx, sx_err *err) {
+    /* A concurrent delete of the same paper won the race: the paper is gone
+     * either way, and replay ignores deletes of absent papers too. */
+    int rc = apply_delete(st, ctx, err);
+    return rc == SX_ENOTFOUND ? 0 : rc;
+}
+
+int sx_store_delete(sx_store *st, const char *id, sx_err *err) {
+    /* Only log deletes of papers that exist, so an unknown id changes nothing. */
+    sx_doc *d = NULL;
+    int rc = sx_store_get(st, id, &d, err);
+    if (rc < 0) return rc;
+    free(d);
+    sx_buf rec = {0};
+    unsigned char op = OP_DELETE;
+    sx_buf_append(&rec, &op, 1);
+    put_str(&rec, id);
+    rc = durable_write(st, &rec, apply_delete_one, (void *)id, err);
+    sx_buf_free(&rec);
+    return rc;
+}
+
+/* ---- reads --------------------------------------------------------------- */
+
+int sx_store_get(sx_store *st, const char *id, sx_doc **out, sx_err *err) {
+    if (sx_record_check_id(id, NULL) < 0) return sx_err_set(err, SX_ENOTFOUND, "no paper with id '%.80s'", id);
+    return sx_shard_get(st->shards[shard_of(st, id)], id, out, err);
+}
+
+int sx_store_get_vector(sx_store *st, const char *id, float *out, sx_err *err) {
+    if (sx_record_check_id(id, NULL) < 0) return sx_err_set(err, SX_ENOTFOUND, "no paper with id '%.80s'", id);
+    return sx_shard_get_vector(st->shards[shard_of(st, id)], id, out, err);
+}
+
+typedef struct {
+    sx_store *st;
+    const float *q;
+    const sx_search_opts *o;
+    sx_hit *hits;        /* n_shards * k */
+    int *n_hits;
+    sx_search_stats *stats;
+    int *rc;
+    sx_err *errs;
+} search_job;
+
+static void search_one(void *ctx, int i) {
+    search_job *j = ctx;
+    j->rc[i] = sx_shard_search(j->st->shards[i], j->q, j->o, j->hits + (size_t)i * (size_t)j->o->k,
+                               &j->n_hits[i], &j->stats[i], &j->errs[i]);
+}
+
+static int hit_cmp(const void *a, const void *b) {
+    const sx_hit *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+int sx_store_search(sx_store *st, const float *q, const sx_search_opts *o, sx_hit *hits, int *n_hits,
+                    sx_search_stats *stats, sx_err *err) {
+    *n_hits = 0;
+    if (o->k <= 0) return 0;
+    int S = st->n_shards;
+    if (S == 1) return sx_shard_search(st->shards[0], q, o, hits, n_hits, stats, err);
+    sx_hit *all = malloc((size_t)S * (size_t)o->k * sizeof *all);
+    int *counts = calloc((size_t)S, sizeof *counts);
+    int *rcs = calloc((size_t)S, sizeof *rcs);
+    sx_search_stats *sts = calloc((size_t)S, sizeof *sts);
+    sx_err *errs = calloc((size_t)S, sizeof *errs);
+    int rc = 0;
+    if (!all || !counts || !rcs || !sts || !errs) {
+        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+        goto done;
+    }
+    search_job j = {st, q, o, all, counts, sts, rcs, errs};
+    sx_pool_run(st->pool, S, search_one, &j);
+    int total = 0;
+    for (int i = 0; i < S; i++) {
+        if (rcs[i] < 0) {
+            rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
+            goto done;
+        }
+        memmove(all + total, all + (size_t)i * (size_t)o->k, (size_t)counts[i] * sizeof *all);
+        total += counts[i];
+    }
+    qsort(all, (size_t)total, sizeof *all, hit_cmp);
+    *n_hits = total < o->k ? total : o->k;
+    memcpy(hits, all, (size_t)*n_hits * sizeof *hits);
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        for (int i = 0; i < S; i++) {
+            stats->visited += sts[i].visited;
+            stats->distance_evals += sts[i].distance_evals;
+            if (sts[i].strategy > stats->strategy) stats->strategy = sts[i].strategy;
+            stats->selectivity += sts[i].selectivity / S;
+        }
+    }
+done:
+    free(all);
+    free(counts);
+    free(rcs);
+    free(sts);
+    free(errs);
+    return rc;
+}
+
+/* ---- snapshots and checkpoints ------------------------------------------ */
+
+typedef struct {
+    sx_shard *shard;
+} save_ctx;
+
+static int save_body(void *ctx, FILE *f, sx_err *err) {
+    save_ctx *s = ctx;
+    file_io io = {f};
+    return sx_shard_save(s->shard, write_cb, &io, err);
+}
+
+/* Removes files of generations other than keep (leftovers of a crash). */
+static void remove_other_generations(sx_store *st, uint64_t keep) {
+    DIR *d = opendir(st->dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long g;
+        int i;
+        int is_snap = sscanf(e->d_name, "shard-%llu-%d.snap", &g, &i) == 2;
+        int is_wal = !is_snap && sscanf(e->d_name, "wal-%llu.log", &g) == 1;
+        if ((is_snap || is_wal) && g != keep) {
+            char path[4096];
+            path_of(path, sizeof path, st, e->d_name);
+            if (unlink(path) == 0) sx_log(SX_LOG_DEBUG, "store: removed %s", path);
+        }
+    }
+    closedir(d);
+}
+
+/* Writes generation gen's snapshots and empty log. Called with wmu held (or
+ * before the store is shared). */
+static int write_generation(sx_store *st, uint64_t gen, sx_wal **wal_out, sx_err *err) {
+    for (int i = 0; i < st->n_shards; i++) {
+        char name[64];
+        snap_name(name, sizeof name, gen, i);
+        save_ctx s = {st->shards[i]};
+        int rc = write_file_atomic(st, name, save_body, &s, err);
+        if (rc < 0) return rc;
+    }
+    char name[64], path[4096];
+    wal_name(name, sizeof name, gen);
+    path_of(path, sizeof path, st, name);
+    unlink(path); /* a leftover of an interrupted checkpoint */
+    return sx_wal_open(path, NULL, NULL, NULL, wal_out, err);
+}
+
+static int checkpoint_locked(sx_store *st, sx_err *err) {
+    double t0 = sx_now();
+    uint64_t gen = st->generation + 1;
+    sx_wal *wal = NULL;
+    int rc = write_generation(st, gen, &wal, err);
+    if (rc == 0) {
+        uint64_t old = st->generation;
+        st->generation = gen;
+        rc = write_manifest(st, err);
+        if (rc < 0) {
+            st->generation = old;
+            sx_wal_close(wal);
+        } else {
+            sx_wal_close(st->wal);
+            st->wal = wal;
+            remove_other_generations(st, gen);
+            sx_log(SX_LOG_INFO, "store: checkpoint generation=%llu seconds=%.2f",
+                   (unsigned long long)gen, sx_now() - t0);
+        }
+    }
+    if (rc < 0) remove_other_generations(st, st->generation);
+    return rc;
+}
+
+/* Checkpoints when the log holds more than min_bytes. */
+static int checkpoint_if_larger(sx_store *st, uint64_t min_bytes, sx_err *err) {
+    pthread_rwlock_wrlock(&st->ckpt);
+    pthread_mutex_lock(&st->wmu);
+    int rc = 0;
+    if (st->failed)
+        rc = sx_err_set(err, SX_EIO, "the store refuses writes after an earlier I/O error");
+    else if (sx_wal_size(st->wal) > min_bytes)
+        rc = checkpoint_locked(st, err);
+    pthread_mutex_unlock(&st->wmu);
+    pthread_rwlock_unlock(&st->ckpt);
+    return rc;
+}
+
+int sx_store_checkpoint(sx_store *st, sx_err *err) {
+    /* A log holding just its header means the snapshots are current. */
+    return checkpoint_if_larger(st, 16, err);
+}
+
+static void *checkpointer(void *arg) {
+    sx_store *st = arg;
+    pthread_mutex_lock(&st->bg_mu);
+    for (;;) {
+        while (!st->bg_wanted && !st->bg_stop) pthread_cond_wait(&st->bg_cv, &st->bg_mu);
+        if (st->bg_stop) break;
+        st->bg_wanted = 0;
+        pthread_mutex_unlock(&st->bg_mu);
+        sx_err err = {0};
+        if (checkpoint_if_larger(st, st->checkpoint_bytes, &err) < 0)
+            sx_log(SX_LOG_ERROR, "store: background checkpoint failed: %s", err.msg);
+        pthread_mutex_lock(&st->bg_mu);
+    }
+    pthread_mutex_unlock(&st->bg_mu);
+    return NULL;
+}
+
+static void wake_checkpointer(sx_store *st) {
+    pthread_mutex_lock(&st->bg_mu);
+    st->bg_wanted = 1;
+    pthread_cond_signal(&st->bg_cv);
+    pthread_mutex_unlock(&st->bg_mu);
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+static int lock_dir(sx_store *st, sx_err *err) {
+    char path[4096];
+    path_of(path, sizeof path, st, "LOCK");
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (st->lock_fd < 0) return sx_err_set(err, SX_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return sx_err_set(err, SX_EBUSY, "%s is in use by another semdex process", st->dir);
+    return 0;
+}
+
+typedef struct {
+    sx_store *st;
+    int *rc;
+    sx_err *errs;
+} load_job;
+
+/* Maps shard i's snapshot and uses it in place (fp32 vectors and documents
+ * are paged in on demand), verifying every section's checksum. */
+static void load_one(void *ctx, int i) {
+    load_job *j = ctx;
+    char name[64], path[4096];
+    snap_name(name, sizeof name, j->st->generation, i);
+    path_of(path, sizeof path, j->st, name);
+    j->rc[i] = sx_shard_map_file(path, 0, &j->st->shards[i], &j->errs[i]);
+    if (j->rc[i] == SX_ENOTFOUND || j->rc[i] == SX_EIO)
+        j->rc[i] = sx_err_set(&j->errs[i], SX_ECORRUPT, "%s: missing or unreadable snapshot: %s", path,
+                              j->errs[i].msg);
+    else if (j->rc[i] < 0 && !strstr(j->errs[i].msg, name))
+        sx_err_prefix(&j->errs[i], "%s", path);
+}
+
+static int load_snapshots(sx_store *st, sx_err *err) {
+    int *rcs = calloc((size_t)st->n_shards, sizeof *rcs);
+    sx_err *errs = calloc((size_t)st->n_shards, sizeof *errs);
+    if (!rcs || !errs) {
+        free(rcs);
+        free(errs);
+        return sx_err_set(err, SX_ENOMEM, "out of memory");
+    }
+    load_job j = {st, rcs, errs};
+    sx_pool_run(st->pool, st->n_shards, load_one, &j);
+    int rc = 0;
+    for (int i = 0; i < st->n_shards && rc == 0; i++)
+        if (rcs[i] < 0) rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
+    free(rcs);
+    free(errs);
+    return rc;
+}
+
+static int create_shards(sx_store *st, sx_err *err) {
+    for (int i = 0; i < st->n_shards; i++) {
+        int rc = sx_shard_create(&st->params, &st->shards[i], err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* Creates or recovers the store's contents; called from sx_store_open. */
+static int open_contents(sx_store *st, const sx_store_opts *o, sx_err *err) {
+    int rc = read_manifest(st, err);
+    int fresh = rc == SX_ENOTFOUND;
+    if (rc < 0 && !fresh) return rc;
+    if (fresh) {
+        st->n_shards = o->n_shards;
+        st->params = o->params;
+        st->generation = 0;
+    }
+    st->shards = calloc((size_t)st->n_shards, sizeof *st->shards);
+    if (!st->shards) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    if (fresh) {
+        sx_wal *wal = NULL;
+        if ((rc = create_shards(st, err)) < 0) return rc;
+        st->generation = 1;
+        if ((rc = write_generation(st, 1, &wal, err)) < 0) return rc;
+        st->wal = wal;
+        if ((rc = write_manifest(st, err)) < 0) return rc;
+        remove_other_generations(st, 1);
+        return 0;
+    }
+    remove_other_generations(st, st->generation);
+    if ((rc = load_snapshots(st, err)) < 0) return rc;
+    char name[64], path[4096];
+    wal_name(name, sizeof name, st->generation);
+    path_of(path, sizeof path, st, name);
+    sx_wal_replay_stats rs = {0};
+    rc = sx_wal_open(path, replay_record, st, &rs, &st->wal, err);
+    if (rc == 0 && rs.records)
+        sx_log(SX_LOG_INFO, "store: replayed %llu log records from %s", (unsigned long long)rs.records, path);
+    return rc;
+}
+
+/* Writer-preferring where the C library allows it, so that a checkpoint is
+ * not starved by a steady stream of writes. */
+static void init_ckpt_lock(pthread_rwlock_t *l) {
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+#if defined(__GLIBC__)
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    pthread_rwlock_init(l, &a);
+    pthread_rwlockattr_destroy(&a);
+}
+
+int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx_err *err) {
+    double t0 = sx_now();
+    *out = NULL;
+    if (opts->n_shards < 1 || opts->n_shards > 256)
+        return sx_err_set(err, SX_EINVAL, "shards must be in [1, 256], got %d", opts->n_shards);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return sx_err_set(err, SX_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    sx_store *st = calloc(1, sizeof *st);
+    if (!st || !(st->dir = strdup(dir))) {
+        free(st);
+        return sx_err_set(err, SX_ENOMEM, "out of memory");
+    }
+    st->lock_fd = -1;
+    st->checkpoint_bytes = opts->checkpoint_bytes ? opts->checkpoint_bytes : 512ull << 20;
+    pthread_mutex_init(&st->wmu, NULL);
+    init_ckpt_lock(&st->ckpt);
+    pthread_mutex_init(&st->bg_mu, NULL);
+    pthread_cond_init(&st->bg_cv, NULL);
+    int threads = opts->n_threads > 0 ? opts->n_threads : sx_cpu_count();
+    int rc = lock_dir(st, err);
+    if (rc == 0) rc = sx_pool_create(threads - 1, &st->pool, err);
+    if (rc == 0) rc = open_contents(st, opts, err);
+    if (rc == 0) {
+        if (pthread_create(&st->bg, NULL, checkpointer, st) != 0)
+            rc = sx_err_set(err, SX_EIO, "cannot start the checkpoint thread");
+        else
+            st->bg_started = 1;
+    }
+    if (rc < 0) {
+        sx_store_close(st);
+        return rc;
+    }
+    st->open_seconds = sx_now() - t0;
+    *out = st;
+    return 0;
+}
+
+void sx_store_get_info(sx_store *st, sx_store_info *out) {
+    memset(out, 0, sizeof *out);
+    out->n_shards = st->n_shards;
+    out->params = st->params;
+    out->replayed = st->replayed;
+    out->open_seconds = st->open_seconds;
+    pthread_mutex_lock(&st->wmu);
+    out->generation = st->generation;
+    out->wal_bytes = sx_wal_size(st->wal);
+    pthread_mutex_unlock(&st->wmu);
+    for (int i = 0; i < st->n_shards; i++) {
+        struct sx_shard_stats s;
+        if (sx_shard_stats(st->shards[i], &s) < 0) continue;
+        out->count += s.count;
+        out->deleted += s.deleted;
+        out->bytes_vectors += s.bytes_vectors + s.bytes_fp32;
+        out->bytes_mapped += s.bytes_fp32_mapped + s.bytes_documents_mapped;
+        out->bytes_graph += s.bytes_graph;
+        out->bytes_documents += s.bytes_documents;
+        out->bytes_other += s.bytes_bitmaps + s.bytes_idmap;
+        if (s.levels - 1 > out->max_level) out->max_level = s.levels - 1;
+    }
+}
+
+void sx_store_close(sx_store *st) {
+    if (!st) return;
+    if (st->bg_started) {
+        pthread_mutex_lock(&st->bg_mu);
+        st->bg_stop = 1;
+        pthread_cond_signal(&st->bg_cv);
+        pthread_mutex_unlock(&st->bg_mu);
+        pthread_join(st->bg, NULL);
+    }
+    sx_wal_close(st->wal);
+    if (st->shards)
+        for (int i = 0; i < st->n_shards; i++) sx_shard_free(st->shards[i]);
+    free(st->shards);
+    sx_pool_free(st->pool);
+    if (st->lock_fd >= 0) close(st->lock_fd);
+    pthread_mutex_destroy(&st->wmu);
+    pthread_rwlock_destroy(&st->ckpt);
+    pthread_mutex_destroy(&st->bg_mu);
+    pthread_cond_destroy(&st->bg_cv);
+    free(st->dir);
+    free(st);
+}
