@@ -213,6 +213,17 @@ $(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer: $(BUILD)/fuzz/%: tests/fuzz/%
 
 fuzz: $(BUILD)/fuzz/shard_load $(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer
 
+# Benchmarks (bench/ann drives them; see bench/README.md).
+$(BUILD)/bench/ann_bench: bench/ann_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+$(BUILD)/bench/shard_bench: bench/shard_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+bench: $(BUILD)/bench/ann_bench $(BUILD)/bench/shard_bench
+
 # The two commands of the README. Both are idempotent.
 run:
 	scripts/setup

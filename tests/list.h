@@ -39,11 +39,13 @@ TEST(index_save_load)
 TEST(index_load_corrupt)
 TEST(shard_crud)
 TEST(shard_bad_input)
+TEST(shard_refill_small)
 TEST(shard_filtered_recall)
 TEST(shard_save_load)
 TEST(shard_load_corrupt)
 TEST(shard_concurrent)
 TEST(shard_fixture_loads)
+TEST(shard_allocator)
 
 /* corpus */
 TEST(corpus_lines_plain_gzip_zstd)

@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "../src/index/index.h"
+#include "testmem.h"
 #include "testvec.h"
 
 #define DIM 384
@@ -20,17 +21,22 @@ void test_index_kernels_match_scalar(void) {
     CHECK(sx_kernels_best() == ks[nk - 1] || getenv("SEMDEX_KERNELS"));
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512bw")) CHECK_STR(ks[nk - 1]->name, "avx512");
+    if (__builtin_cpu_supports("avx512vnni")) CHECK_STR(ks[nk - 1]->name, "avx512vnni");
+    else if (__builtin_cpu_supports("avx512bw")) CHECK_STR(ks[nk - 1]->name, "avx512");
 #endif
     tv_rng r = {1};
     enum { MAXN = 1100 };
     static float a[MAXN + 16], b[MAXN + 16];
     static uint8_t c[MAXN + 16];
+    static int8_t q8[MAXN + 16];
     for (int i = 0; i < MAXN + 16; i++) {
         a[i] = tv_gauss(&r);
         b[i] = tv_gauss(&r);
         c[i] = (uint8_t)(tv_next(&r) & 255);
+        q8[i] = (int8_t)(tv_next(&r) & 255); /* -128..127, extremes included */
     }
+    c[0] = 255;
+    q8[0] = -128;
     const sx_kernels *s = sx_kernels_scalar();
     for (int k = 1; k < nk; k++) {
         for (size_t n = 0; n <= MAXN; n += (n < 80 ? 1 : 37)) {
@@ -45,6 +51,7 @@ void test_index_kernels_match_scalar(void) {
                 CHECK_NEAR(ks[k]->dot_f32(a + o, b + o, n), s->dot_f32(a + o, b + o, n), tol);
                 CHECK_NEAR(ks[k]->l2sq_f32(a + o, b + o, n), s->l2sq_f32(a + o, b + o, n), 4 * tol + 1e-5 * n);
                 CHECK_NEAR(ks[k]->dot_f32_u8(a + o, c + o, n), s->dot_f32_u8(a + o, c + o, n), tolu);
+                CHECK_EQ(ks[k]->dot_s8_u8(q8 + o, c + o, n), s->dot_s8_u8(q8 + o, c + o, n));
             }
         }
     }
@@ -71,6 +78,12 @@ void test_index_sq8_roundtrip(void) {
         const float *w = x + (size_t)(i + 100) * DIM;
         sx_sq8_prepare(&q, w, qs, &bias);
         CHECK_NEAR(bias + k->dot_f32_u8(qs, codes, DIM), k->dot_f32(w, back, DIM), 1e-4);
+        /* and the quantised query stays close: error well under the gap
+         * between neighbours' scores */
+        int8_t q8[DIM];
+        float alpha;
+        sx_sq8_quantize_query(qs, DIM, q8, &alpha);
+        CHECK_NEAR(bias + alpha * (float)k->dot_s8_u8(q8, codes, DIM), k->dot_f32(w, back, DIM), 3e-3);
     }
     /* out-of-range values clamp */
     float big[DIM];
@@ -345,34 +358,6 @@ void test_index_filters(void) {
 }
 
 /* ---- persistence ---- */
-
-typedef struct membuf {
-    uint8_t *p;
-    size_t len, cap, pos;
-    size_t fail_at; /* write error once len would pass it (0 = never) */
-} membuf;
-
-static int mem_write(void *ctx, const void *buf, size_t len) {
-    membuf *m = ctx;
-    if (m->fail_at && m->len + len > m->fail_at) return SX_EIO;
-    if (m->len + len > m->cap) {
-        size_t nc = m->cap ? m->cap : 4096;
-        while (nc < m->len + len) nc *= 2;
-        m->p = realloc(m->p, nc);
-        m->cap = nc;
-    }
-    memcpy(m->p + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
-static int mem_read(void *ctx, void *buf, size_t len) {
-    membuf *m = ctx;
-    if (len > m->len - m->pos) return SX_EIO;
-    memcpy(buf, m->p + m->pos, len);
-    m->pos += len;
-    return 0;
-}
 
 static void same_results(sx_index *a, sx_index *b, const float *qv, int nq) {
     sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};

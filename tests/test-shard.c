@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../src/shard/shard.h"
+#include "testmem.h"
 #include "testvec.h"
 
 #define DIM 384
@@ -123,6 +124,39 @@ void test_shard_crud(void) {
     CHECK(ss.bytes_fp32 >= 1999 * DIM * 4);
     CHECK(ss.levels >= 2);
     CHECK(ss.nodes_per_level[0] >= 1999);
+    sx_shard_free(s);
+    free(x);
+}
+
+/* A small shard emptied and refilled: new papers are found (the graph is
+ * not left pointing at deleted nodes only). */
+void test_shard_refill_small(void) {
+    sx_shard *s = new_shard(SX_STORAGE_FP32);
+    float *x = tv_clustered(40, DIM, 26, 0);
+    fill(s, x, 0, 20);
+    sx_err err = {0};
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < 20; i++) {
+            char id[64];
+            snprintf(id, sizeof id, "2101.%05zu", i);
+            CHECK_EQ(sx_shard_delete(s, id, &err), 0);
+        }
+        CHECK_EQ(sx_shard_count(s), 0);
+        fill(s, x, 0, 20);
+        for (size_t i = 0; i < 20; i++) {
+            sx_search_opts o = {.k = 1};
+            sx_hit h[1];
+            int n;
+            CHECK_EQ(sx_shard_search(s, x + i * DIM, &o, h, &n, NULL, &err), 0);
+            char want[64];
+            snprintf(want, sizeof want, "2101.%05zu", i);
+            CHECK_EQ(n, 1);
+            CHECK_STR(h[0].id, want);
+        }
+    }
+    struct sx_shard_stats st;
+    sx_shard_stats(s, &st);
+    CHECK(st.deleted < 20);
     sx_shard_free(s);
     free(x);
 }
@@ -254,32 +288,6 @@ void test_shard_filtered_recall(void) {
 }
 
 /* ---- persistence ---- */
-
-typedef struct membuf {
-    uint8_t *p;
-    size_t len, cap, pos;
-} membuf;
-
-static int mem_write(void *ctx, const void *buf, size_t len) {
-    membuf *m = ctx;
-    if (m->len + len > m->cap) {
-        size_t nc = m->cap ? m->cap : 4096;
-        while (nc < m->len + len) nc *= 2;
-        m->p = realloc(m->p, nc);
-        m->cap = nc;
-    }
-    memcpy(m->p + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
-static int mem_read(void *ctx, void *buf, size_t len) {
-    membuf *m = ctx;
-    if (len > m->len - m->pos) return SX_EIO;
-    memcpy(buf, m->p + m->pos, len);
-    m->pos += len;
-    return 0;
-}
 
 /* Same hits (ids and scores) for nq queries, unfiltered and filtered. */
 static void same_results(sx_shard *a, sx_shard *b, const float *qv, int nq) {
@@ -417,7 +425,7 @@ void test_shard_load_corrupt(void) {
     sx_shard_free(s);
     /* truncation anywhere: a clear error from a stream and from memory */
     for (size_t cut = 0; cut < m.len; cut += 1 + cut / 32) {
-        membuf t = {m.p, cut, cut, 0};
+        membuf t = {m.p, cut, cut, 0, 0};
         sx_shard *b = NULL;
         int rc = sx_shard_load(mem_read, &t, &b, &err);
         CHECK_MSG(rc == SX_ECORRUPT, "cut %zu: %d", cut, rc);
@@ -622,4 +630,62 @@ void test_shard_fixture_loads(void) {
         CHECK_EQ(n, 9); /* papers 1, 5, 9, ..., 37 (i % 4 == 1) less the deleted 5 */
         sx_shard_free(s);
     }
+}
+
+/* ---- pluggable allocator ---- */
+
+static _Atomic long g_live_blocks, g_calls;
+
+static void *count_malloc(size_t n) {
+    void *p = malloc(n);
+    if (p) atomic_fetch_add(&g_live_blocks, 1), atomic_fetch_add(&g_calls, 1);
+    return p;
+}
+static void *count_calloc(size_t n, size_t m) {
+    void *p = calloc(n, m);
+    if (p) atomic_fetch_add(&g_live_blocks, 1), atomic_fetch_add(&g_calls, 1);
+    return p;
+}
+static void *count_realloc(void *p, size_t n) {
+    void *q = realloc(p, n);
+    if (q && !p) atomic_fetch_add(&g_live_blocks, 1);
+    atomic_fetch_add(&g_calls, 1);
+    return q;
+}
+static void count_free(void *p) {
+    if (p) atomic_fetch_sub(&g_live_blocks, 1);
+    free(p);
+}
+
+/* Every allocation of a shard's life (build, search, vacuum, save, load)
+ * goes through the installed allocator and is given back to it. */
+void test_shard_allocator(void) {
+    sx_allocator a = {count_malloc, count_calloc, count_realloc, count_free};
+    sx_index_set_allocator(&a);
+    float *x = tv_clustered(1500, DIM, 27, 0);
+    sx_shard *s = new_shard(SX_STORAGE_SQ8);
+    fill(s, x, 0, 1500);
+    for (size_t i = 0; i < 1500; i += 3) {
+        char id[64];
+        snprintf(id, sizeof id, "2101.%05zu", i);
+        CHECK_EQ(sx_shard_delete(s, id, NULL), 0);
+    }
+    const char *cats[] = {"sel.50"};
+    sx_search_opts o = {.k = 10, .categories = cats, .n_categories = 1};
+    sx_hit h[10];
+    int n;
+    CHECK_EQ(sx_shard_search(s, x, &o, h, &n, NULL, NULL), 0);
+    membuf m = {0};
+    CHECK_EQ(sx_shard_save(s, mem_write, &m, NULL), 0);
+    sx_shard *b = NULL;
+    CHECK_EQ(sx_shard_load(mem_read, &m, &b, NULL), 0);
+    CHECK_EQ(sx_shard_count(b), 1000);
+    CHECK(atomic_load(&g_calls) > 3000);
+    CHECK(atomic_load(&g_live_blocks) > 0);
+    sx_shard_free(s);
+    sx_shard_free(b);
+    CHECK_EQ(atomic_load(&g_live_blocks), 0);
+    sx_index_set_allocator(NULL);
+    free(m.p);
+    free(x);
 }

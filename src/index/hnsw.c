@@ -85,6 +85,9 @@
 #define NONE UINT32_MAX
 #define MAX_LEVEL 15
 #define FORMAT_VERSION 1
+#ifndef PREFETCH
+#define PREFETCH 4 /* codes prefetched ahead in a walk (measured: bench/ann) */
+#endif
 
 enum { F_PUBLISHED = 1, F_DELETED = 2, F_FREE = 4 };
 
@@ -111,6 +114,7 @@ typedef struct sctx {
     pair *cand, *res;
     size_t cand_cap, res_cap, n_cand, n_res;
     float *q1, *q2, *tmp; /* dim floats each */
+    int8_t *b1, *b2;      /* dim bytes each: q1 and q2 quantised */
     pair *work;           /* selection scratch */
     size_t work_cap;
     uint32_t *ids;
@@ -244,25 +248,28 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
 /* ---- query preparation and distances (smaller is closer) ---- */
 
 typedef struct qv {
-    const float *v; /* fp32 query */
-    const float *qs;
-    float bias;
+    const float *v;   /* fp32 query */
+    const int8_t *q8; /* SQ8: the prepared query, quantised */
+    float alpha, bias;
 } qv;
 
-static void qv_prepare(const sx_index *ix, qv *q, const float *v, float *buf) {
+/* Prepares v for distances to stored nodes; SQ8 uses buf (dim floats) and
+ * b8 (dim bytes) as scratch. */
+static void qv_prepare(const sx_index *ix, qv *q, const float *v, float *buf, int8_t *b8) {
     q->v = v;
-    q->qs = NULL;
-    q->bias = 0;
+    q->q8 = NULL;
+    q->alpha = q->bias = 0;
     if (ix->sq8) {
         sx_sq8_prepare(&ix->q, v, buf, &q->bias);
-        q->qs = buf;
+        sx_sq8_quantize_query(buf, ix->p.dim, b8, &q->alpha);
+        q->q8 = b8;
     }
 }
 
 static inline float qdist(const sx_index *ix, const qv *q, uint32_t id) {
     const uint8_t *c = code_of(ix, id);
     size_t d = (size_t)ix->p.dim;
-    if (ix->sq8) return -(q->bias + ix->k->dot_f32_u8(q->qs, c, d));
+    if (ix->sq8) return -(q->bias + q->alpha * (float)ix->k->dot_s8_u8(q->q8, c, d));
     if (ix->p.metric == SX_METRIC_L2) return ix->k->l2sq_f32(q->v, (const float *)(const void *)c, d);
     return -ix->k->dot_f32(q->v, (const float *)(const void *)c, d);
 }
@@ -272,9 +279,9 @@ static inline float qdist(const sx_index *ix, const qv *q, uint32_t id) {
 static void qv_node(const sx_index *ix, sctx *c, qv *q, uint32_t id) {
     if (ix->sq8) {
         sx_sq8_decode(&ix->q, code_of(ix, id), c->tmp);
-        qv_prepare(ix, q, c->tmp, c->q2);
+        qv_prepare(ix, q, c->tmp, c->q2, c->b2);
     } else {
-        qv_prepare(ix, q, (const float *)(const void *)code_of(ix, id), NULL);
+        qv_prepare(ix, q, (const float *)(const void *)code_of(ix, id), NULL, NULL);
     }
 }
 
@@ -293,6 +300,8 @@ static void sctx_free(sctx *c) {
     sx_index_free_mem(c->q1);
     sx_index_free_mem(c->q2);
     sx_index_free_mem(c->tmp);
+    sx_index_free_mem(c->b1);
+    sx_index_free_mem(c->b2);
     sx_index_free_mem(c->work);
     sx_index_free_mem(c->ids);
     sx_index_free_mem(c);
@@ -310,7 +319,9 @@ static sctx *sctx_get(sx_index *ix) {
         c->q1 = sx_index_malloc(d * sizeof(float));
         c->q2 = sx_index_malloc(d * sizeof(float));
         c->tmp = sx_index_malloc(d * sizeof(float));
-        if (!c->q1 || !c->q2 || !c->tmp) {
+        c->b1 = sx_index_malloc(d);
+        c->b2 = sx_index_malloc(d);
+        if (!c->q1 || !c->q2 || !c->tmp || !c->b1 || !c->b2) {
             sctx_free(c);
             return NULL;
         }
@@ -433,10 +444,13 @@ static int search_level(const sx_index *ix, sctx *c, const qv *q, uint32_t ep, f
         int m = 0;
         for (int j = 0; j < n; j++)
             if (!visit(c, c->ids[j])) c->ids[m++] = c->ids[j];
-        if (m) prefetch_code(ix, c->ids[0]);
+        /* A code is several cache lines from DRAM; computing one distance
+         * takes a fraction of that latency, so keep PREFETCH codes in
+         * flight ahead of the one being scored. */
+        for (int j = 0; j < m && j < PREFETCH; j++) prefetch_code(ix, c->ids[j]);
         for (int j = 0; j < m; j++) {
             uint32_t id = c->ids[j];
-            if (j + 1 < m) prefetch_code(ix, c->ids[j + 1]);
+            if (j + PREFETCH < m) prefetch_code(ix, c->ids[j + PREFETCH]);
             float d = qdist(ix, q, id);
             (*evals)++;
             (*visited)++;
@@ -537,7 +551,7 @@ static int add_backlink(sx_index *ix, sctx *c, uint32_t e, uint32_t node, int le
 /* Links node (already initialised, at `level`) into the graph. */
 static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const float *vec) {
     qv q;
-    qv_prepare(ix, &q, vec, c->q1);
+    qv_prepare(ix, &q, vec, c->q1, c->b1);
     uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
     int held = 0;
     if ((uint32_t)e == NONE || level > (int)(e >> 32)) {
@@ -1052,7 +1066,11 @@ int sx_index_maintain(sx_index *ix, sx_err *err) {
     long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
     if (ix->sq8 && !ix->trained && live >= ix->p.train_size) rc = train_now(ix, err);
     long del = atomic_load(&ix->n_deleted);
-    if (rc == 0 && del >= 64 && del * 20 >= live + del) rc = sx_index_vacuum(ix, err);
+    /* 5% deleted (at least 64), or half of a small index: a small index
+     * whose nodes are mostly deleted would otherwise link new nodes to
+     * almost nothing */
+    if (rc == 0 && del > 0 && ((del >= 64 && del * 20 >= live + del) || del >= live))
+        rc = sx_index_vacuum(ix, err);
     atomic_store(&ix->maintaining, 0);
     return rc;
 }
@@ -1141,7 +1159,7 @@ static int search_impl(sx_index *ix, const float *vec, const sx_index_query *q, 
         return sx_err_set(err, SX_ENOMEM, "search: out of memory");
     }
     qv qq;
-    qv_prepare(ix, &qq, vec, c->q1);
+    qv_prepare(ix, &qq, vec, c->q1, c->b1);
     uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
     double graph_cost = 24.0 * ef / (st.selectivity > 1e-9 ? st.selectivity : 1e-9);
     int brute = exact || q->force_brute || (q->allow && (double)q->allow_count <= graph_cost);

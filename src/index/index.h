@@ -55,17 +55,21 @@ void sx_index_free_mem(void *p);
 /* One set of distance kernels. Every implementation computes the same sums
  * (up to float rounding) as the scalar reference. */
 typedef struct sx_kernels {
-    const char *name; /* "scalar", "avx2", "avx512", "neon" */
+    const char *name; /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
     /* sum a[i]*b[i] */
     float (*dot_f32)(const float *a, const float *b, size_t n);
     /* sum (a[i]-b[i])^2 */
     float (*l2sq_f32)(const float *a, const float *b, size_t n);
-    /* sum a[i]*b[i] with b bytes 0..255 (the SQ8 inner loop) */
+    /* sum a[i]*b[i] with b bytes 0..255 */
     float (*dot_f32_u8)(const float *a, const uint8_t *b, size_t n);
+    /* sum a[i]*b[i], a signed bytes, b unsigned bytes, exact in int32 for
+     * n < 2^16 (the SQ8 inner loop: quantised query x codes) */
+    int32_t (*dot_s8_u8)(const int8_t *a, const uint8_t *b, size_t n);
 } sx_kernels;
 
 /* The fastest kernels this CPU supports, chosen once (thread-safe). The
- * environment variable SEMDEX_KERNELS=scalar|avx2|avx512|neon forces one. */
+ * environment variable SEMDEX_KERNELS=scalar|avx2|avx512|avx512vnni|neon
+ * forces one. */
 const sx_kernels *sx_kernels_best(void);
 
 /* The portable reference kernels. */
@@ -104,6 +108,10 @@ void sx_sq8_decode(const sx_sq8 *q, const uint8_t *codes, float *x);
 /* Prepares query v for dot products with codes: writes qs (dim floats) and
  * *bias so that dot(v, decode(c)) == *bias + kernels->dot_f32_u8(qs, c, dim). */
 void sx_sq8_prepare(const sx_sq8 *q, const float *v, float *qs, float *bias);
+
+/* Quantises a prepared query qs (dim floats) to q8 (dim signed bytes) with
+ * one scale, so that dot_f32_u8(qs, c) ~ *alpha * dot_s8_u8(q8, c). */
+void sx_sq8_quantize_query(const float *qs, int dim, int8_t *q8, float *alpha);
 
 /* ---- HNSW index ------------------------------------------------------------ */
 
@@ -165,7 +173,7 @@ int sx_index_vacuum(sx_index *ix, sx_err *err);
 
 /* Housekeeping after inserts and deletes: learns the SQ8 ranges once
  * train_size vectors exist, and vacuums when deleted nodes reach 64 and 5%
- * of the nodes. Cheap when there is nothing to do; one thread at a time
+ * of the nodes, or outnumber the live ones. Cheap when there is nothing to do; one thread at a time
  * (others return at once). Call it holding no lock of your own. */
 int sx_index_maintain(sx_index *ix, sx_err *err);
 

@@ -72,7 +72,29 @@ static float dot_f32_u8_avx2(const float *a, const uint8_t *b, size_t n) {
     return s;
 }
 
-static const sx_kernels g_avx2 = {"avx2", dot_f32_avx2, l2sq_f32_avx2, dot_f32_u8_avx2};
+/* Widened to 16 bits (maddubs would saturate 255 * 127 * 2). */
+static int32_t dot_s8_u8_avx2(const int8_t *a, const uint8_t *b, size_t n) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256i a1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
+        __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(a0, b0));
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(a1, b1));
+    }
+    __m256i s = _mm256_add_epi32(s0, s1);
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    int32_t r = _mm_cvtsi128_si32(h);
+    for (; i < n; i++) r += (int32_t)a[i] * (int32_t)b[i];
+    return r;
+}
+
+static const sx_kernels g_avx2 = {"avx2", dot_f32_avx2, l2sq_f32_avx2, dot_f32_u8_avx2,
+                                  dot_s8_u8_avx2};
 
 const sx_kernels *sx_kernels_avx2_table(void) { return &g_avx2; }
 

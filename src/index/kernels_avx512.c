@@ -1,11 +1,12 @@
 /*
- * kernels_avx512.c - AVX-512 (F + BW + VL) distance kernels (x86-64).
+ * kernels_avx512.c - AVX-512 (F + BW + VL, and VNNI for the byte dot
+ * product) distance kernels (x86-64).
  * Compiled with -mavx512f...; called only when the CPU has them (kernels.c).
  * Tails use masked loads, so there is no scalar remainder loop.
  */
 #include "kernels_int.h"
 
-#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__)
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
 static inline __mmask16 tail_mask(size_t r) { return (__mmask16)((1u << r) - 1u); }
@@ -73,13 +74,53 @@ static float dot_f32_u8_avx512(const float *a, const uint8_t *b, size_t n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
+/* AVX-512BW without VNNI: widened to 16 bits and multiply-added. */
+static int32_t dot_s8_u8_avx512(const int8_t *a, const uint8_t *b, size_t n) {
+    __m512i s = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i a0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i)));
+        __m512i b0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)));
+        s = _mm512_add_epi32(s, _mm512_madd_epi16(a0, b0));
+    }
+    if (i < n) {
+        __mmask32 m = (__mmask32)((1ull << (n - i)) - 1);
+        __m512i a0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, a + i));
+        __m512i b0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, b + i));
+        s = _mm512_add_epi32(s, _mm512_madd_epi16(a0, b0));
+    }
+    return _mm512_reduce_add_epi32(s);
+}
+
+/* VNNI: vpdpbusd multiplies unsigned by signed bytes and adds groups of four
+ * into 32-bit lanes: 64 dimensions per instruction. */
+static int32_t dot_s8_u8_vnni(const int8_t *a, const uint8_t *b, size_t n) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+    size_t i = 0;
+    for (; i + 128 <= n; i += 128) {
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(b + i), _mm512_loadu_si512(a + i));
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(b + i + 64), _mm512_loadu_si512(a + i + 64));
+    }
+    for (; i + 64 <= n; i += 64)
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(b + i), _mm512_loadu_si512(a + i));
+    if (i < n) {
+        __mmask64 m = n - i >= 64 ? ~0ull : (1ull << (n - i)) - 1;
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_maskz_loadu_epi8(m, b + i), _mm512_maskz_loadu_epi8(m, a + i));
+    }
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
+}
+
 static const sx_kernels g_avx512 = {"avx512", dot_f32_avx512, l2sq_f32_avx512,
-                                    dot_f32_u8_avx512};
+                                    dot_f32_u8_avx512, dot_s8_u8_avx512};
+static const sx_kernels g_avx512vnni = {"avx512vnni", dot_f32_avx512, l2sq_f32_avx512,
+                                        dot_f32_u8_avx512, dot_s8_u8_vnni};
 
 const sx_kernels *sx_kernels_avx512_table(void) { return &g_avx512; }
+const sx_kernels *sx_kernels_avx512vnni_table(void) { return &g_avx512vnni; }
 
 #else
 
 const sx_kernels *sx_kernels_avx512_table(void) { return NULL; }
+const sx_kernels *sx_kernels_avx512vnni_table(void) { return NULL; }
 
 #endif

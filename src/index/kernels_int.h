@@ -11,6 +11,7 @@
 /* Each returns its table, or NULL when the file was built without it. */
 const sx_kernels *sx_kernels_avx2_table(void);
 const sx_kernels *sx_kernels_avx512_table(void);
+const sx_kernels *sx_kernels_avx512vnni_table(void);
 const sx_kernels *sx_kernels_neon_table(void);
 
 #endif

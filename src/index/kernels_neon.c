@@ -59,7 +59,26 @@ static float dot_f32_u8_neon(const float *a, const uint8_t *b, size_t n) {
     return s;
 }
 
-static const sx_kernels g_neon = {"neon", dot_f32_neon, l2sq_f32_neon, dot_f32_u8_neon};
+static int32_t dot_s8_u8_neon(const int8_t *a, const uint8_t *b, size_t n) {
+    int32x4_t s0 = vdupq_n_s32(0), s1 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        int8x16_t x = vld1q_s8(a + i);
+        int16x8_t b0 = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(b + i)));
+        int16x8_t b1 = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(b + i + 8)));
+        int16x8_t a0 = vmovl_s8(vget_low_s8(x)), a1 = vmovl_s8(vget_high_s8(x));
+        s0 = vmlal_s16(s0, vget_low_s16(a0), vget_low_s16(b0));
+        s1 = vmlal_s16(s1, vget_high_s16(a0), vget_high_s16(b0));
+        s0 = vmlal_s16(s0, vget_low_s16(a1), vget_low_s16(b1));
+        s1 = vmlal_s16(s1, vget_high_s16(a1), vget_high_s16(b1));
+    }
+    int32_t r = vaddvq_s32(vaddq_s32(s0, s1));
+    for (; i < n; i++) r += (int32_t)a[i] * (int32_t)b[i];
+    return r;
+}
+
+static const sx_kernels g_neon = {"neon", dot_f32_neon, l2sq_f32_neon, dot_f32_u8_neon,
+                                  dot_s8_u8_neon};
 
 const sx_kernels *sx_kernels_neon_table(void) { return &g_neon; }
 

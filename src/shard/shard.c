@@ -943,5 +943,9 @@ int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) 
      * in its resident memory. The mapping is read-only: nothing is lost. */
     madvise(m, len, MADV_DONTNEED);
 #endif
+#ifdef MADV_RANDOM
+    /* and no read-ahead around the pages searches fault in */
+    madvise(m, len, MADV_RANDOM);
+#endif
     return 0;
 }

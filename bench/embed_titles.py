@@ -10,14 +10,19 @@ deployment's vectors), and writes float32 .npy files into the cache directory:
   arxiv-titles-<N>-queries.npy  Q x 384, titles of the Q records after the corpus
                                 (held out: realistic queries not in the index)
   queries-txt.npy               the shared realistic queries (queries.txt)
+  parts/titles-<a>-<b>.npy      the corpus in parts of 25,600 rows, written as they
+                                are done: an interrupted run resumes, and
+                                bench/ann --quick can start once the first parts exist
 
-Usage: .venv/bin/python bench/ann/embed_titles.py [--n 510203] [--queries 2000]
+Usage: .venv/bin/python bench/embed_titles.py [--n 510203] [--queries 2000]
                                                   [--threads 1] [--cache DIR]
 """
 import argparse, glob, io, json, os, sys, time
 
 import numpy as np
 import zstandard
+
+PART = 25600  # rows per resumable part file
 
 
 def records(root):
@@ -30,7 +35,7 @@ def records(root):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(here))
+    repo = os.path.dirname(here)
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=510203)
     ap.add_argument("--queries", type=int, default=2000)
@@ -52,24 +57,37 @@ def main():
             break
     if len(titles) < a.n + a.queries:
         sys.exit("not enough records: %d" % len(titles))
+    parts = os.path.join(a.cache, "parts")
+    os.makedirs(parts, exist_ok=True)
+
+    def embed(texts):
+        return model.encode(texts, batch_size=128, normalize_embeddings=True).astype(np.float32)
+
+    def save(path, arr):
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, path)
+
     qtxt = [l.strip() for l in open(os.path.join(a.data, "..", "queries", "queries.txt")) if l.strip()]
-    np.save(os.path.join(a.cache, "queries-txt.npy"),
-            model.encode(qtxt, normalize_embeddings=True).astype(np.float32))
-    out = np.empty((len(titles), 384), dtype=np.float32)
-    t0 = time.time()
-    step = 4096
-    for i in range(0, len(titles), step):
-        out[i:i + step] = model.encode(titles[i:i + step], batch_size=128,
-                                       normalize_embeddings=True)
-        done = min(i + step, len(titles))
-        rate = done / (time.time() - t0)
-        print("%d/%d %.0f/s eta %.0fs" % (done, len(titles), rate, (len(titles) - done) / rate),
+    save(os.path.join(a.cache, "queries-txt.npy"), embed(qtxt))
+    # held-out queries first, then the corpus in resumable parts
+    qpath = os.path.join(a.cache, "arxiv-titles-%d-queries.npy" % a.n)
+    if not os.path.exists(qpath):
+        save(qpath, embed(titles[a.n:]))
+    t0, done = time.time(), 0
+    for start in range(0, a.n, PART):
+        end = min(start + PART, a.n)
+        path = os.path.join(parts, "titles-%07d-%07d.npy" % (start, end))
+        if not os.path.exists(path):
+            save(path, embed(titles[start:end]))
+            done += end - start
+        rate = done / max(time.time() - t0, 1e-9)
+        print("%d/%d %.0f/s eta %.0fs" % (end, a.n, rate, (a.n - end) / rate if rate else 0),
               file=sys.stderr, flush=True)
-    np.save(os.path.join(a.cache, "arxiv-titles-%d-queries.npy" % a.n), out[a.n:])
-    tmp = os.path.join(a.cache, "arxiv-titles-%d.npy.tmp" % a.n)
-    with open(tmp, "wb") as f:
-        np.save(f, out[:a.n])
-    os.replace(tmp, os.path.join(a.cache, "arxiv-titles-%d.npy" % a.n))
+    full = np.concatenate([np.load(os.path.join(parts, "titles-%07d-%07d.npy" % (s, min(s + PART, a.n))))
+                           for s in range(0, a.n, PART)])
+    save(os.path.join(a.cache, "arxiv-titles-%d.npy" % a.n), full)
     print("wrote %s in %.0fs" % (a.cache, time.time() - t0), file=sys.stderr)
 
 
