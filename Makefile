@@ -88,6 +88,7 @@ $(BUILD)/config.mk: scripts/configure
 	@mkdir -p $(BUILD)
 	@scripts/configure > $@.tmp && mv $@.tmp $@
 
+.PHONY: testdata
 .PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests fuzz bench clean distclean help
 
 all: $(BUILD)/semdex
@@ -236,7 +237,11 @@ test:
 	scripts/setup --test
 	scripts/get-model
 	$(MAKE) -j$(JOBS) all unit-tests asan-tests tsan-tests
+	scripts/test-data
 	tests/run-all
+
+testdata: all
+	scripts/test-data
 
 setup:
 	scripts/setup

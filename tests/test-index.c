@@ -167,7 +167,7 @@ static size_t n_base(void) { return TV_ASAN ? 12000 : 50000; }
 
 void test_index_recall_fp32(void) {
     size_t n = n_base();
-    float *x = tv_clustered(n, DIM, 11, 0), *qv = tv_clustered(200, DIM, 11, 1);
+    float *x = tv_real_corpus(n), *qv = tv_real_queries(200);
     sx_index_params p = sx_index_params_default(DIM);
     sx_index *ix = build(&p, x, n, 2, NULL);
     sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};
@@ -193,7 +193,7 @@ void test_index_recall_fp32(void) {
 
 void test_index_recall_sq8(void) {
     size_t n = n_base();
-    float *x = tv_clustered(n, DIM, 12, 0), *qv = tv_clustered(200, DIM, 12, 1);
+    float *x = tv_real_corpus(n), *qv = tv_real_queries(200);
     sx_index_params p = sx_index_params_default(DIM);
     p.storage = SX_STORAGE_SQ8;
     sx_index *ix = build(&p, x, n, 2, NULL);
@@ -223,7 +223,7 @@ void test_index_recall_sq8(void) {
 
 void test_index_delete_and_reuse(void) {
     size_t n = TV_ASAN ? 8000 : 30000;
-    float *x = tv_clustered(n + n / 5, DIM, 13, 0), *qv = tv_clustered(200, DIM, 13, 1);
+    float *x = tv_real_corpus(n + n / 5), *qv = tv_real_queries(200);
     uint32_t *nodes = malloc((n + n / 5) * sizeof *nodes);
     sx_index_params p = sx_index_params_default(DIM);
     p.storage = SX_STORAGE_SQ8;
@@ -309,7 +309,7 @@ static uint64_t *make_filter(uint32_t n, double frac, uint64_t seed, size_t *cou
 
 void test_index_filters(void) {
     size_t n = n_base();
-    float *x = tv_clustered(n, DIM, 14, 0), *qv = tv_clustered(100, DIM, 14, 1);
+    float *x = tv_real_corpus(n), *qv = tv_real_queries(100);
     sx_index_params p = sx_index_params_default(DIM);
     p.storage = SX_STORAGE_SQ8;
     p.rerank = 32;

@@ -228,7 +228,7 @@ void test_shard_bad_input(void) {
  * papers, and every hit passes the filter. */
 void test_shard_filtered_recall(void) {
     size_t n = TV_ASAN ? 6000 : 20000;
-    float *x = tv_clustered(n, DIM, 22, 0), *qv = tv_clustered(100, DIM, 22, 1);
+    float *x = tv_real_corpus(n), *qv = tv_real_queries(100);
     sx_shard *s = new_shard(SX_STORAGE_SQ8);
     fill(s, x, 0, n);
     const char *codes[] = {"sel.01", "sel.1", "sel.10", "sel.50"};

@@ -85,6 +85,31 @@ static inline float *tv_clustered(size_t n, int dim, uint64_t seed, uint64_t str
     return x;
 }
 
+/* Real all-MiniLM-L6-v2 embeddings made by scripts/test-data (`make
+ * testdata`, run by `make test`): tv_real_corpus(n) gives the titles of the
+ * first n (<= 50,000) arXiv records, tv_real_queries(n) n (<= 200) held-out
+ * queries (hand-written ones first, then later titles). malloc'd, n x 384. */
+#define TV_REAL_DIM 384
+#include "../src/corpus/corpus.h"
+
+static inline float *tv_real_load(const char *path, size_t n) {
+    sx_npy *f = NULL;
+    sx_err err = {0};
+    if (sx_npy_open(path, &f, &err) < 0)
+        test_fail(__FILE__, __LINE__, "%s (make it with `make testdata`)", err.msg);
+    if (sx_npy_rows(f) < n || sx_npy_cols(f) != TV_REAL_DIM)
+        test_fail(__FILE__, __LINE__, "%s has %llu x %d vectors, need %zu x %d", path,
+                  (unsigned long long)sx_npy_rows(f), sx_npy_cols(f), n, TV_REAL_DIM);
+    float *x = malloc(n * TV_REAL_DIM * sizeof(float));
+    for (size_t i = 0; i < n; i++) sx_npy_row(f, i, x + i * TV_REAL_DIM);
+    sx_npy_close(f);
+    return x;
+}
+
+static inline float *tv_real_corpus(size_t n) { return tv_real_load("build/testdata/titles-50000.npy", n); }
+
+static inline float *tv_real_queries(size_t n) { return tv_real_load("build/testdata/queries-200.npy", n); }
+
 /* 1 under AddressSanitizer (tests shrink their sizes there). */
 #if defined(__SANITIZE_ADDRESS__)
 #define TV_ASAN 1
