@@ -75,6 +75,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CHUNK_SHIFT 12
 #define CHUNK (1u << CHUNK_SHIFT)
@@ -147,6 +148,9 @@ struct sx_index {
     int n_pool, cap_pool;
     const uint8_t *f32_lo, *f32_hi; /* fp32 block not owned per node */
     void *f32_owned;                /* that block when loaded from a stream */
+    int f32_in_place;               /* the block is used in place from a mapping */
+    int cold_fd;                    /* >= 0: read the in-place block with pread() */
+    const uint8_t *cold_base;       /* address of file offset 0 in the mapping */
     _Atomic size_t upper_bytes, f32_heap_bytes;
 };
 
@@ -171,6 +175,21 @@ static inline uint8_t flags_of(const sx_index *ix, uint32_t id) {
 
 static inline const float *f32_of(const sx_index *ix, uint32_t id) {
     return ix->sq8 ? ch(ix, id)->f32[off(id)] : (const float *)(const void *)code_of(ix, id);
+}
+
+/* The fp32 vector of id, read with pread() into buf (dim floats) when it
+ * lies in a mapped snapshot whose file the owner handed over
+ * (sx_index_set_cold_file), else used in place. Reading cold vectors through
+ * the file keeps them in the page cache only: touched through the mapping,
+ * every re-ranked vector would stay in this process's resident memory. */
+static const float *f32_get(const sx_index *ix, uint32_t id, float *buf) {
+    const float *v = f32_of(ix, id);
+    const uint8_t *b = (const uint8_t *)v;
+    if (ix->cold_fd >= 0 && v && b >= ix->f32_lo && b < ix->f32_hi) {
+        size_t len = (size_t)ix->p.dim * sizeof(float);
+        if (pread(ix->cold_fd, buf, len, (off_t)(b - ix->cold_base)) == (ssize_t)len) return buf;
+    }
+    return v;
 }
 
 static inline int level_cap(const sx_index *ix, int level) { return level ? ix->p.M : ix->M0; }
@@ -624,7 +643,8 @@ sx_index_params sx_index_params_default(int dim) {
 }
 
 static int check_params(const sx_index_params *p, sx_err *err) {
-    if (p->dim < 1 || p->dim > 4096) return sx_err_set(err, SX_EINVAL, "index: dim %d not in 1..4096", p->dim);
+    if (p->dim < 1 || p->dim > SX_INDEX_MAX_DIM)
+        return sx_err_set(err, SX_EINVAL, "index: dim %d not in 1..%d", p->dim, SX_INDEX_MAX_DIM);
     if (p->M < 2 || p->M > 128) return sx_err_set(err, SX_EINVAL, "index: M %d not in 2..128", p->M);
     if (p->ef_construction < 1 || p->ef_construction > 100000)
         return sx_err_set(err, SX_EINVAL, "index: ef_construction %d not in 1..100000", p->ef_construction);
@@ -666,6 +686,7 @@ int sx_index_create(const sx_index_params *p, sx_index **out, sx_err *err) {
     ix->code_size = ix->sq8 ? p->dim : p->dim * (int)sizeof(float);
     ix->mult = 1.0 / log((double)p->M);
     ix->k = sx_kernels_best();
+    ix->cold_fd = -1;
     ix->dir = sx_index_calloc(DIR_SIZE, sizeof(chunk *));
     atomic_init(&ix->ep, ep_pack(NONE, 0));
     pthread_mutex_init(&ix->alloc_lock, NULL);
@@ -1086,8 +1107,9 @@ static int finish_hits(sx_index *ix, sctx *c, const float *vec, int m, int k, in
     if (ix->sq8 && rerank > 0) {
         int r = rerank > k ? rerank : k;
         if (r > m) r = m;
+        float buf[SX_INDEX_MAX_DIM];
         for (int i = 0; i < r; i++) {
-            const float *v = f32_of(ix, c->work[i].id);
+            const float *v = f32_get(ix, c->work[i].id, buf);
             c->work[i].d = -ix->k->dot_f32(vec, v, (size_t)ix->p.dim);
             (*evals)++;
         }
@@ -1112,6 +1134,7 @@ static int scan(sx_index *ix, sctx *c, const qv *q, const filt *f, int keep, int
     uint32_t n = atomic_load_explicit(&ix->n_slots, memory_order_acquire);
     c->n_res = 0;
     if (grow((void **)&c->res, &c->res_cap, (size_t)keep + 2, sizeof(pair)) < 0) return SX_ENOMEM;
+    float buf[SX_INDEX_MAX_DIM];
     for (uint32_t base = 0; base < n; base += 64) {
         uint64_t word = ~0ull;
         if (f->allow) word = base < f->allow_bits ? f->allow[base >> 6] : 0;
@@ -1123,7 +1146,7 @@ static int scan(sx_index *ix, sctx *c, const qv *q, const filt *f, int keep, int
             if ((flags_of(ix, id) & (F_PUBLISHED | F_DELETED)) != F_PUBLISHED) continue;
             float d;
             if (exact) {
-                const float *v = f32_of(ix, id);
+                const float *v = f32_get(ix, id, buf);
                 d = ix->p.metric == SX_METRIC_L2 ? ix->k->l2sq_f32(q->v, v, (size_t)ix->p.dim)
                                                  : -ix->k->dot_f32(q->v, v, (size_t)ix->p.dim);
             } else {
@@ -1166,6 +1189,16 @@ static int search_impl(sx_index *ix, const float *vec, const sx_index_query *q, 
     int m = 0;
     if ((uint32_t)e == NONE) {
         m = 0;
+    } else if (brute && !exact && ix->sq8 && ix->cold_fd >= 0) {
+        /* The fp32 vectors are read from the file: scan the codes, then
+         * re-rank a generous top from fp32 (a pread each, not thousands). */
+        st.strategy = SX_STRATEGY_BRUTE;
+        int keep = 4 * q->k > 64 ? 4 * q->k : 64;
+        if (rerank > keep) keep = rerank;
+        rc = scan(ix, c, &qq, &f, keep, 0, &st.distance_evals);
+        st.visited = st.distance_evals;
+        if (rc == 0) m = take_sorted(c);
+        rerank = keep;
     } else if (brute) {
         /* A scan is exact (fp32): it runs on few nodes, and the quantised
          * scores of a small set are too close to rank it reliably. */
@@ -1214,10 +1247,17 @@ int sx_index_search_exact(sx_index *ix, const float *vec, const sx_index_query *
 
 /* ---- accessors ---- */
 
+void sx_index_set_cold_file(sx_index *ix, int fd, const void *base) {
+    if (!ix->f32_in_place) return;
+    ix->cold_base = base;
+    ix->cold_fd = fd;
+}
+
 int sx_index_get_vector(sx_index *ix, uint32_t node, float *out, sx_err *err) {
     if (node >= atomic_load(&ix->n_slots) || (flags_of(ix, node) & F_FREE) || !f32_of(ix, node))
         return sx_err_set(err, SX_ENOTFOUND, "index: no node %u", node);
-    memcpy(out, f32_of(ix, node), (size_t)ix->p.dim * sizeof(float));
+    const float *v = f32_get(ix, node, out);
+    if (v != out) memcpy(out, v, (size_t)ix->p.dim * sizeof(float));
     return 0;
 }
 
@@ -1329,8 +1369,9 @@ int sx_index_save(sx_index *ix, sx_sink *out, sx_err *err) {
         float *zero = sx_index_calloc(d, sizeof(float));
         if (!zero) out->error = SX_ENOMEM;
         sx_sink_begin(out, TAG_VF32, (uint64_t)n * d * 4);
+        float buf[SX_INDEX_MAX_DIM];
         for (uint32_t i = 0; i < n && !out->error; i++) {
-            const float *v = f32_of(ix, i);
+            const float *v = f32_get(ix, i, buf);
             sx_sink_u32_array(out, v ? v : zero, d);
         }
         sx_sink_end(out);
@@ -1454,6 +1495,7 @@ static int load_body(sx_source *src, sx_index *ix, uint32_t n, uint64_t e, sx_er
             f32base = ix->f32_owned;
         } else if (sx_host_little_endian() && ((uintptr_t)vf.data & 3) == 0) {
             f32base = (const float *)(const void *)vf.data;
+            ix->f32_in_place = 1;
         } else if ((ix->f32_owned = sx_index_malloc(vf.len ? vf.len : 1)) != NULL) {
             copy_le32(ix->f32_owned, vf.data, vf.len / 4);
             f32base = ix->f32_owned;

@@ -116,6 +116,9 @@ void sx_sq8_quantize_query(const float *qs, int dim, int8_t *q8, float *alpha);
 /* ---- HNSW index ------------------------------------------------------------ */
 
 enum { SX_STORAGE_FP32 = 0, SX_STORAGE_SQ8 = 1 };
+
+/* Longest vector an index holds. */
+#define SX_INDEX_MAX_DIM 4096
 enum { SX_METRIC_IP = 0, SX_METRIC_L2 = 1 };
 /* How a search ran (sx_search_stats.strategy). */
 enum { SX_STRATEGY_GRAPH = 0, SX_STRATEGY_WIDENED = 1, SX_STRATEGY_BRUTE = 2 };
@@ -123,7 +126,7 @@ enum { SX_STRATEGY_GRAPH = 0, SX_STRATEGY_WIDENED = 1, SX_STRATEGY_BRUTE = 2 };
 typedef struct sx_index sx_index;
 
 typedef struct sx_index_params {
-    int dim;             /* vector length, 1..4096 */
+    int dim;             /* vector length, 1..SX_INDEX_MAX_DIM */
     int M;               /* links per node on upper levels; level 0 has 2*M */
     int ef_construction; /* candidate list length while inserting */
     int ef_search;       /* default candidate list length of a search */
@@ -157,6 +160,14 @@ void sx_index_free(sx_index *ix);
  * vector. Call sx_index_maintain afterwards (holding no lock of your own). */
 int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *node_out,
                  sx_err *err);
+
+/* For an index loaded in place from a mapped snapshot (sx_index_load with
+ * a mapped source): read its fp32 vectors with pread(fd) instead of through
+ * the mapping, base being the mapping's address of file offset 0, so that
+ * re-ranking keeps them in the page cache rather than in this process's
+ * resident memory. The caller keeps fd open until sx_index_free. No effect
+ * when the vectors were copied to the heap. */
+void sx_index_set_cold_file(sx_index *ix, int fd, const void *base);
 
 /* Makes an added node visible to searches. */
 void sx_index_publish(sx_index *ix, uint32_t node);

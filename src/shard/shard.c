@@ -85,6 +85,7 @@ struct sx_shard {
     uint32_t n_doc_offsets;
     void *docs_owned;                 /* that block, when loaded from a stream */
     void *mapping;                    /* a snapshot mmap'd by sx_shard_map_file */
+    int map_fd;                       /* its file, kept open for pread() (-1: none) */
     size_t mapping_len;
     _Atomic size_t doc_bytes;
 };
@@ -358,6 +359,7 @@ static int shard_new(const sx_shard_params *p, sx_index *ix, sx_shard **out, sx_
         return sx_err_set(err, SX_ENOMEM, "shard: out of memory");
     }
     s->p = *p;
+    s->map_fd = -1;
     s->ix = ix;
     pthread_rwlock_init(&s->map_lock, NULL);
     pthread_rwlock_init(&s->save_lock, NULL);
@@ -404,6 +406,7 @@ void sx_shard_free(sx_shard *s) {
     sx_index_free_mem(s->cats);
     sx_index_free_mem(s->docs_owned);
     if (s->mapping) munmap(s->mapping, s->mapping_len);
+    if (s->map_fd >= 0) close(s->map_fd);
     pthread_rwlock_destroy(&s->map_lock);
     pthread_rwlock_destroy(&s->save_lock);
     sx_index_free_mem(s);
@@ -917,7 +920,7 @@ int sx_shard_save_file(sx_shard *s, const char *path, sx_err *err) {
 
 int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return sx_err_set(err, errno == ENOENT ? SX_ENOTFOUND : SX_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -927,25 +930,31 @@ int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) 
     }
     size_t len = (size_t)st.st_size;
     void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return sx_err_set(err, SX_EIO, "%s: mmap failed: %s", path, strerror(errno));
+    if (m == MAP_FAILED) {
+        close(fd);
+        return sx_err_set(err, SX_EIO, "%s: mmap failed: %s", path, strerror(errno));
+    }
     int rc = sx_shard_load_mapped(m, len, flags, out, err);
     if (rc < 0) {
         munmap(m, len);
+        close(fd);
         return sx_err_prefix(err, "%s", path);
     }
     (*out)->mapping = m;
     (*out)->mapping_len = len;
+    /* Re-ranking reads fp32 vectors through the file rather than the
+     * mapping, so they stay in the page cache, out of resident memory. */
+    (*out)->map_fd = fd;
+    sx_index_set_cold_file((*out)->ix, fd, m);
 #ifdef MADV_DONTNEED
     /* Verifying the checksums read every page; let them go from this process
      * (they stay in the page cache) so that only what searches touch later
-     * -- fp32 vectors of re-ranked candidates, documents of results -- counts
-     * in its resident memory. The mapping is read-only: nothing is lost. */
+     * -- the documents of results -- counts in its resident memory. The
+     * mapping is read-only: nothing is lost. */
     madvise(m, len, MADV_DONTNEED);
 #endif
 #ifdef MADV_RANDOM
-    /* and no read-ahead around the pages searches fault in */
-    madvise(m, len, MADV_RANDOM);
+    madvise(m, len, MADV_RANDOM); /* no read-ahead around a document */
 #endif
     return 0;
 }
