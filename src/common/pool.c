@@ -1,5 +1,6 @@
 /*
- * pool.c - a fixed set of worker threads running parallel loops.
+ * pool.c - a fixed set of worker threads running parallel loops (and the
+ * project's writer-preferring reader-writer lock initialiser).
  *
  * sx_pool_run(pool, n, fn, ctx) runs fn(ctx, 0..n-1) and returns when all
  * calls are done. The calling thread works on its own loop too, so a pool of
@@ -141,4 +142,16 @@ void sx_pool_free(sx_pool *p) {
     pthread_cond_destroy(&p->work);
     free(p->threads);
     free(p);
+}
+
+void sx_rwlock_init(pthread_rwlock_t *lock) {
+#if defined(__GLIBC__)
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(lock, &a);
+    pthread_rwlockattr_destroy(&a);
+#else
+    pthread_rwlock_init(lock, NULL);
+#endif
 }

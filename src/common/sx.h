@@ -21,6 +21,7 @@
 #ifndef SX_H
 #define SX_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -125,6 +126,11 @@ void sx_buf_printf(sx_buf *b, const char *fmt, ...) __attribute__((format(printf
 
 /* Frees the buffer's memory and zeroes it. */
 void sx_buf_free(sx_buf *b);
+
+/* Initialises a reader-writer lock that prefers writers where the C library
+ * allows it (glibc), so that a steady stream of readers cannot starve a
+ * writer; elsewhere the platform default. */
+void sx_rwlock_init(pthread_rwlock_t *lock);
 
 /* A pool of worker threads for parallel loops (see pool.c). */
 typedef struct sx_pool sx_pool;

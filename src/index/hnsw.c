@@ -662,18 +662,6 @@ static int check_params(const sx_index_params *p, sx_err *err) {
     return 0;
 }
 
-static void rwlock_init(pthread_rwlock_t *l) {
-#if defined(__GLIBC__)
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(l, &a);
-    pthread_rwlockattr_destroy(&a);
-#else
-    pthread_rwlock_init(l, NULL);
-#endif
-}
-
 int sx_index_create(const sx_index_params *p, sx_index **out, sx_err *err) {
     *out = NULL;
     int rc = check_params(p, err);
@@ -693,8 +681,8 @@ int sx_index_create(const sx_index_params *p, sx_index **out, sx_err *err) {
     pthread_mutex_init(&ix->ep_lock, NULL);
     pthread_mutex_init(&ix->pool_lock, NULL);
     for (int i = 0; i < NSTRIPES; i++) pthread_mutex_init(&ix->stripes[i], NULL);
-    rwlock_init(&ix->rw);
-    rwlock_init(&ix->wlock);
+    sx_rwlock_init(&ix->rw);
+    sx_rwlock_init(&ix->wlock);
     if (!ix->dir || (ix->sq8 && sx_sq8_init(&ix->q, p->dim, -1.0f, 1.0f, err) < 0)) {
         sx_index_free(ix);
         return sx_err_set(err, SX_ENOMEM, "index: out of memory");

@@ -732,18 +732,6 @@ static int open_contents(sx_store *st, const sx_store_opts *o, sx_err *err) {
     return rc;
 }
 
-/* Writer-preferring where the C library allows it, so that a checkpoint is
- * not starved by a steady stream of writes. */
-static void init_ckpt_lock(pthread_rwlock_t *l) {
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-#if defined(__GLIBC__)
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-#endif
-    pthread_rwlock_init(l, &a);
-    pthread_rwlockattr_destroy(&a);
-}
-
 int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx_err *err) {
     double t0 = sx_now();
     *out = NULL;
@@ -759,7 +747,7 @@ int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx
     st->lock_fd = -1;
     st->checkpoint_bytes = opts->checkpoint_bytes ? opts->checkpoint_bytes : 512ull << 20;
     pthread_mutex_init(&st->wmu, NULL);
-    init_ckpt_lock(&st->ckpt);
+    sx_rwlock_init(&st->ckpt); /* writer-preferring: checkpoints are not starved */
     pthread_mutex_init(&st->bg_mu, NULL);
     pthread_cond_init(&st->bg_cv, NULL);
     int threads = opts->n_threads > 0 ? opts->n_threads : sx_cpu_count();
