@@ -71,6 +71,7 @@ TEST(store_corruption_refused)
 TEST(store_torn_log_tail)
 TEST(store_locked_directory)
 TEST(store_concurrent_writes_checkpoints)
+TEST(store_parallel_batches)
 
 /* server */
 TEST(lru_get_put_evict)

@@ -273,43 +273,52 @@ static int apply_delete(sx_store *st, const char *id, sx_err *err) {
     return sx_shard_delete(st->shards[shard_of(st, id)], id, err);
 }
 
-/* Applies one log record (at open, replaying the log). */
+typedef struct {
+    int n;
+    const sx_doc *docs;
+    const float *vecs;
+} upsert_args;
+
+static int apply_upsert_batch(sx_store *st, void *ctx, sx_err *err);
+
+/* Applies one log record (at open, replaying the log): a delete, or a batch
+ * parsed whole and applied like the write that logged it. */
 static int replay_record(void *ctx, const void *payload, size_t len, sx_err *err) {
     sx_store *st = ctx;
     cursor c = {payload, (const unsigned char *)payload + len};
     if (len < 1) return sx_err_set(err, SX_ECORRUPT, "empty log record");
     int op = *c.p++;
+    st->replayed++;
     if (op == OP_DELETE) {
         char *id = NULL;
         if (get_str(&c, &id) < 0) return sx_err_set(err, SX_ECORRUPT, "malformed delete record");
         int rc = apply_delete(st, id, err);
         free(id);
-        st->replayed++;
         return rc == SX_ENOTFOUND ? 0 : rc;
     }
     uint32_t count, dim;
     if (op != OP_UPSERT || get_u32(&c, &count) < 0 || get_u32(&c, &dim) < 0 ||
-        dim != (uint32_t)st->params.dim)
+        dim != (uint32_t)st->params.dim || count > len / 24)
         return sx_err_set(err, SX_ECORRUPT, "malformed log record (op %d)", op);
-    float *vec = malloc((size_t)dim * sizeof(float));
-    if (!vec) return sx_err_set(err, SX_ENOMEM, "out of memory");
-    int rc = 0;
+    sx_doc *docs = calloc(count ? count : 1, sizeof *docs);
+    char **fields = calloc((size_t)count * 6 + 1, sizeof *fields);
+    float *vecs = malloc(((size_t)count * dim + 1) * sizeof *vecs);
+    int rc = docs && fields && vecs ? 0 : sx_err_set(err, SX_ENOMEM, "out of memory");
     for (uint32_t i = 0; i < count && rc == 0; i++) {
-        char *f[6] = {0};
+        char **f = fields + (size_t)i * 6;
         int bad = 0;
         for (int k = 0; k < 6; k++) bad |= get_str(&c, &f[k]);
-        bad |= get_floats(&c, vec, dim);
-        if (bad) {
-            rc = sx_err_set(err, SX_ECORRUPT, "malformed upsert record (paper %u)", i);
-        } else {
-            sx_doc d = {.id = f[0], .title = f[1], .abstract = f[2], .authors = f[3],
-                        .categories = f[4], .update_date = f[5]};
-            rc = apply_upsert(st, &d, vec, err);
-        }
-        for (int k = 0; k < 6; k++) free(f[k]);
+        bad |= get_floats(&c, vecs + (size_t)i * dim, dim);
+        if (bad) rc = sx_err_set(err, SX_ECORRUPT, "malformed upsert record (paper %u)", i);
+        docs[i] = (sx_doc){.id = f[0], .title = f[1], .abstract = f[2], .authors = f[3],
+                           .categories = f[4], .update_date = f[5]};
     }
-    free(vec);
-    st->replayed++;
+    upsert_args a = {(int)count, docs, vecs};
+    if (rc == 0) rc = apply_upsert_batch(st, &a, err);
+    for (size_t k = 0; fields && k < (size_t)count * 6; k++) free(fields[k]);
+    free(fields);
+    free(docs);
+    free(vecs);
     return rc;
 }
 
@@ -380,18 +389,62 @@ static int durable_write(sx_store *st, const sx_buf *rec, int (*apply)(sx_store 
 }
 
 typedef struct {
-    int n;
-    const sx_doc *docs;
-    const float *vecs;
-} upsert_args;
+    sx_store *st;
+    const upsert_args *a;
+    int *rc;
+    sx_err *errs;
+} apply_job;
 
+static void apply_one(void *ctx, int i) {
+    apply_job *j = ctx;
+    j->rc[i] = apply_upsert(j->st, &j->a->docs[i], j->a->vecs + (size_t)i * (size_t)j->st->params.dim,
+                            &j->errs[i]);
+}
+
+/* 1 when two papers of the batch have the same id (their order matters). */
+static int has_duplicate_ids(const upsert_args *a) {
+    size_t cap = 16;
+    while (cap < (size_t)a->n * 2) cap *= 2;
+    const char **slots = calloc(cap, sizeof *slots);
+    if (!slots) return 1; /* be safe: apply in order */
+    int dup = 0;
+    for (int i = 0; i < a->n && !dup; i++) {
+        const char *id = a->docs[i].id;
+        size_t h = sx_crc32c(0, id, strlen(id)) & (cap - 1);
+        while (slots[h] && !(dup = strcmp(slots[h], id) == 0)) h = (h + 1) & (cap - 1);
+        slots[h] = id;
+    }
+    free(slots);
+    return dup;
+}
+
+/* Applies a batch. Papers are independent unless an id repeats, so they are
+ * inserted in parallel (the shards take concurrent upserts; linking a node
+ * into the graph is what an ingest spends its time on). */
 static int apply_upsert_batch(sx_store *st, void *ctx, sx_err *err) {
     upsert_args *a = ctx;
-    for (int i = 0; i < a->n; i++) {
-        int rc = apply_upsert(st, &a->docs[i], a->vecs + (size_t)i * (size_t)st->params.dim, err);
-        if (rc < 0) return rc;
+    if (a->n == 1 || sx_pool_threads(st->pool) == 1 || has_duplicate_ids(a)) {
+        for (int i = 0; i < a->n; i++) {
+            int rc = apply_upsert(st, &a->docs[i], a->vecs + (size_t)i * (size_t)st->params.dim, err);
+            if (rc < 0) return rc;
+        }
+        return 0;
     }
-    return 0;
+    int *rcs = calloc((size_t)a->n, sizeof *rcs);
+    sx_err *errs = calloc((size_t)a->n, sizeof *errs);
+    if (!rcs || !errs) {
+        free(rcs);
+        free(errs);
+        return sx_err_set(err, SX_ENOMEM, "out of memory");
+    }
+    apply_job j = {st, a, rcs, errs};
+    sx_pool_run(st->pool, a->n, apply_one, &j);
+    int rc = 0;
+    for (int i = 0; i < a->n && rc == 0; i++)
+        if (rcs[i] < 0) rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
+    free(rcs);
+    free(errs);
+    return rc;
 }
 
 int sx_store_upsert(sx_store *st, int n, const sx_doc *docs, const float *vecs, sx_err *err) {
