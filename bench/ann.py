@@ -10,10 +10,10 @@ table, appends it to docs/performance.md (unless --no-append) and ends with
 
 taken at the smallest efSearch where each system reaches recall@10 >= 0.95.
 
-Data: all-MiniLM-L6-v2 embeddings of arXiv titles, cached by
-bench/embed_titles.py in ${XDG_CACHE_HOME:-~/.cache}/semdex (queries: titles
-of held-out records after the indexed ones); exact ground truth is computed
-once with FAISS IndexFlatIP and cached beside them.
+Data: all-MiniLM-L6-v2 embeddings of arXiv titles made by the semdex encoder
+(scripts/bench-embeddings, run once; cached in ${XDG_CACHE_HOME:-~/.cache}/semdex;
+queries: titles of held-out records after the indexed ones); exact ground
+truth is computed once with FAISS IndexFlatIP and cached beside them.
 
   bench/ann            510,203 vectors, 1,000 queries, builds with 1 and 2 threads
   bench/ann --quick    100,000 vectors, 1,000 queries, builds with 2 threads (< 5 min)
@@ -209,28 +209,6 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def first_rows_from_parts(cache, n):
-    """While bench/embed_titles.py is still running: the first n rows from
-    its finished parts (None when they do not cover n rows yet)."""
-    path = os.path.join(cache, "arxiv-titles-first-%d.npy" % n)
-    if os.path.exists(path):
-        return path
-    parts, have = [], 0
-    pdir = os.path.join(cache, "parts")
-    for name in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
-        if not name.endswith(".npy"):
-            continue
-        start = int(name.split("-")[1])
-        if start != have:
-            break
-        parts.append(np.load(os.path.join(pdir, name)))
-        have += len(parts[-1])
-        if have >= n:
-            np.save(path, np.concatenate(parts)[:n])
-            return path
-    return None
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -249,11 +227,10 @@ def main():
     cache = cache_dir()
     base_path = os.path.join(cache, "arxiv-titles-510203.npy")
     q_path = os.path.join(cache, "arxiv-titles-510203-queries.npy")
-    if not os.path.exists(base_path):
-        base_path = first_rows_from_parts(cache, n)
-    if not base_path or not os.path.exists(q_path):
-        sys.exit("bench/ann: no embeddings in %s; make them once (about an hour on 2 cores):\n"
-                 "  .venv/bin/python bench/embed_titles.py" % cache)
+    if not os.path.exists(base_path) or not os.path.exists(q_path):
+        subprocess.run([os.path.join(REPO, "scripts", "bench-embeddings")], check=True)
+    with open(os.path.join(cache, "arxiv-titles-510203.txt")) as f:
+        vectors_desc = f.read().strip()
     subprocess.run(["make", "-s", "-C", REPO, "bench"], check=True)
     base_all = np.load(base_path, mmap_mode="r")
     queries = np.ascontiguousarray(np.load(q_path)[:args.nq])
@@ -280,13 +257,13 @@ def main():
         systems.append(peer)
     tab = table(rows, systems, threads, efs)
     cmd = " ".join(["bench/ann"] + sys.argv[1:])
-    head = ("### bench/ann, %s (`%s`)\n\nData: %d all-MiniLM-L6-v2 embeddings (384-d, normalised; "
-            "sentence-transformers) of the titles of the first %d records of the shared arXiv sample; "
+    head = ("### bench/ann, %s (`%s`)\n\nData: %d vectors, %s (384-d, normalised), "
+            "of the first %d records of the shared arXiv sample; "
             "%d queries = titles of held-out records after them; exact top-10 by FAISS IndexFlatIP. "
             "M=16, efConstruction=200 everywhere; QPS = one thread, queries one after another, "
             "queries per CPU-second of the searching thread (so that time the scheduler gives other "
             "processes on this shared machine does not count), median of 3 passes. semdex-sq8 re-ranks the top %d candidates from fp32. CPU: %s; run took %.0f s.\n"
-            % (datetime.date.today().isoformat(), cmd, n, n, len(queries), args.rerank, cpu_name(),
+            % (datetime.date.today().isoformat(), cmd, n, vectors_desc, n, len(queries), args.rerank, cpu_name(),
                time.time() - t_start))
     print(head)
     print(tab)
