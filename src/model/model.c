@@ -601,12 +601,17 @@ static void gemm8_task(void *ctx, int begin, int end, int tid) {
         int w = (p1 - p0) * SX_NR;
         f->k->gemm_i8_rows(lin, p0, p1, m, f->qa + 4 * (size_t)r0, f->M, acc, w);
         int c0 = p0 * SX_NR, c1 = p1 * SX_NR < lin->n ? p1 * SX_NR : lin->n;
-        for (int i = 0; i < m; i++) {
-            float *c = f->C + (size_t)(r0 + i) * (size_t)lin->n;
+        float *C = f->C + (size_t)r0 * (size_t)lin->n + c0;
+        for (int i = 0; i < m; i++)
             f->k->dequant(acc + (size_t)i * w, c1 - c0, f->qzero[r0 + i], lin->colsum + c0,
-                          f->qscale[r0 + i], lin->scale + c0, lin->bias + c0, c + c0);
-            if (f->gelu) f->k->gelu(c + c0, c1 - c0);
-        }
+                          f->qscale[r0 + i], lin->scale + c0, lin->bias + c0,
+                          C + (size_t)i * (size_t)lin->n);
+        /* GELU after every row is stored, not row by row: a load right
+         * behind the (masked) stores of the same row cannot take its data
+         * from the store buffer and stalls until they retire (measured:
+         * GELU was 14% of the int8 path's time that way, 2% in fp32). */
+        if (f->gelu)
+            for (int i = 0; i < m; i++) f->k->gelu(C + (size_t)i * (size_t)lin->n, c1 - c0);
     }
 }
 
