@@ -235,6 +235,23 @@ void test_model_kernels_match_scalar(void) {
             k->axpy(y1, 0.37f, x, n);
             check_close(y0, y1, n, 1e-6, 1e-6, "axpy", k->name);
         }
+        /* Attention key packing (a scaled transpose): bit-exact. */
+        int pk_n[] = {1, 7, 16, 20, 32, 33, 64};
+        for (size_t a = 0; a < sizeof pk_n / sizeof pk_n[0]; a++)
+            for (int rows = 1; rows <= SX_NR; rows++) {
+                int n = pk_n[a];
+                size_t ld = (size_t)n + 5;
+                float *src = malloc(sizeof(float) * ld * SX_NR);
+                float *d0 = malloc(sizeof(float) * (size_t)n * SX_NR);
+                float *d1 = malloc(sizeof(float) * (size_t)n * SX_NR);
+                for (size_t i = 0; i < ld * SX_NR; i++) src[i] = frand();
+                for (int i = 0; i < n * SX_NR; i++) d0[i] = d1[i] = 12345.0f;
+                ref->pack_kt(src, ld, rows, n, 0.17677669f, d0);
+                k->pack_kt(src, ld, rows, n, 0.17677669f, d1);
+                CHECK_MSG(memcmp(d0, d1, sizeof(float) * (size_t)n * SX_NR) == 0,
+                          "pack_kt (%s) rows %d n %d differs from scalar", k->name, rows, n);
+                free(src), free(d0), free(d1);
+            }
         /* Edge values. */
         float e[] = {0, -0.0f, 1e-30f, -1e-30f, 5.9f, -5.9f, 10, -10, 30, -30, 1e4f, -1e4f,
                      3e38f, -3e38f, 0.5f, -0.5f, 2.5f};

@@ -257,6 +257,11 @@ static void softmax_scalar(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
+void sx_pack_kt_ref(const float *src, size_t ld, int rows, int n, float scale, float *dst) {
+    for (int j = 0; j < SX_NR; j++)
+        for (int d = 0; d < n; d++) dst[(size_t)d * SX_NR + j] = j < rows ? src[(size_t)j * ld + d] * scale : 0;
+}
+
 static void gemm_i8_rows_scalar(const sx_linear8 *lin, int p0, int p1, int m, const uint8_t *A,
                                 int lda, int32_t *C, int ldc) {
     int groups = lin->k4 / 4;
@@ -288,6 +293,7 @@ const sx_model_kernels sx_model_kernels_scalar = {
     .dot = dot_scalar,
     .axpy = axpy_scalar,
     .softmax = softmax_scalar,
+    .pack_kt = sx_pack_kt_ref,
 };
 
 /* ---- dispatch ----------------------------------------------------------- */

@@ -350,6 +350,7 @@ const sx_model_kernels sx_model_kernels_avx2 = {
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .softmax = softmax_avx2,
+    .pack_kt = sx_pack_kt_ref, /* attention packing: only the AVX-512 table has a transpose */
 };
 
 #else

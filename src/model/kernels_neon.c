@@ -307,6 +307,7 @@ const sx_model_kernels sx_model_kernels_neon = {
     .gemm_i8_rows = gemm_i8_rows_neon,
     .quantize_u8 = quantize_u8_neon,
     .dequant = dequant_neon,
+    .pack_kt = sx_pack_kt_ref, /* attention packing: only the AVX-512 table has a transpose */
 };
 
 #else

@@ -718,14 +718,10 @@ static void attention_task(void *ctx, int begin, int end, int tid) {
         const float *base = f->qkv + (size_t)f->seq_start[s] * 3 * (size_t)H;
         float scale = 1.0f / sqrtf((float)DH);
         /* K^T panels: panel p, row d holds K[16p + j][d] * scale. */
-        for (int p = 0; p < lp; p++) {
-            float *dst = kpack + (size_t)p * (size_t)DH * SX_NR;
-            for (int j = 0; j < SX_NR; j++) {
-                int row = p * SX_NR + j;
-                const float *kr = base + (size_t)row * 3 * H + H + (size_t)h * DH;
-                for (int d = 0; d < DH; d++) dst[(size_t)d * SX_NR + j] = row < L ? kr[d] * scale : 0;
-            }
-        }
+        for (int p = 0; p < lp; p++)
+            k->pack_kt(base + (size_t)p * SX_NR * 3 * H + H + (size_t)h * DH, 3 * (size_t)H,
+                       L - p * SX_NR < SX_NR ? L - p * SX_NR : SX_NR, DH, scale,
+                       kpack + (size_t)p * (size_t)DH * SX_NR);
         /* V panels: panel p, row j holds V[j][16p .. 16p + 15]. */
         for (int p = 0; p < dp; p++) {
             float *dst = vpack + (size_t)p * (size_t)L * SX_NR;

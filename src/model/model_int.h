@@ -156,6 +156,8 @@ typedef struct {
      * over n outputs: the int8 GEMM's epilogue. */
     void (*dequant)(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
                     float row_scale, const float *scale, const float *bias, float *out);
+    /* sx_pack_kt_ref's contract (see there), bit-exact with it. */
+    void (*pack_kt)(const float *src, size_t ld, int rows, int n, float scale, float *dst);
 } sx_model_kernels;
 
 /* The reference kernels, plain C. */
@@ -195,6 +197,14 @@ void sx_linear8_free(sx_linear8 *lin);
  * for the kernels' quantize_u8. */
 float sx_quantize_row(const float *x, const float *mul, int k, int k4, uint8_t *q,
                       size_t group_stride, int32_t *zero);
+
+/* Packs up to SX_NR rows of attention keys as one panel of the scores GEMM:
+ * dst[d * SX_NR + j] = src[j * ld + d] * scale for d < n and j < rows, and 0
+ * for rows <= j < SX_NR (a transpose of a rows x n block, scaled). The
+ * reference for the kernels' pack_kt (vector kernels transpose 16 x 16
+ * blocks in registers; the scalar loop is most of attention's non-GEMM time
+ * at 256 tokens). */
+void sx_pack_kt_ref(const float *src, size_t ld, int rows, int n, float scale, float *dst);
 
 /* Erf-based GELU of one value, the reference the vector kernels follow. */
 float sx_gelu_ref(float x);
