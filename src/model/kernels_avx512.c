@@ -410,48 +410,5 @@ const sx_model_kernels sx_model_kernels_avx512 = {
 };
 
 #else
-/* Transposes the 16 x 16 block r in registers (r[j] = row j in, column j
- * out): unpack pairs of rows, shuffle 4 x 4 within 128-bit lanes, then
- * transpose the 4 x 4 grid of lanes. */
-static inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4i + c], lane L: column 4L + c of rows 4i .. 4i + 3 */
-    __m512 u[16];
-    for (int i = 0; i < 4; i++) {
-        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
-        __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-        __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-        __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-    }
-}
-
-static void pack_kt_avx512(const float *src, size_t ld, int rows, int n, float scale, float *dst) {
-    __m512 vs = _mm512_set1_ps(scale);
-    for (int d0 = 0; d0 < n; d0 += 16) {
-        __mmask16 m = tail_mask(n - d0);
-        __m512 r[16];
-        for (int j = 0; j < 16; j++)
-            r[j] = j < rows ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + (size_t)j * ld + d0), vs)
-                            : _mm512_setzero_ps();
-        transpose16(r);
-        int nd = n - d0 < 16 ? n - d0 : 16;
-        for (int d = 0; d < nd; d++) _mm512_storeu_ps(dst + (size_t)(d0 + d) * SX_NR, r[d]);
-    }
-}
-
 const sx_model_kernels sx_model_kernels_avx512 = {0};
 #endif
