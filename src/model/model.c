@@ -838,18 +838,25 @@ static int run_begin(sx_encoder *e, run_ctx *r, int T, int lmax, sx_err *err) {
             e->arena_floats = e->arena ? need : 0;
         }
         r->arena = e->arena;
+        sx_model_pool_hold(r->pool, 1);
     } else {
         r->arena = malloc(need * sizeof(float));
     }
     if (!r->arena) {
-        if (r->owner) pthread_mutex_unlock(&e->run_mu);
+        if (r->owner) {
+            sx_model_pool_hold(r->pool, 0);
+            pthread_mutex_unlock(&e->run_mu);
+        }
         return sx_err_set(err, SX_ENOMEM, "out of memory for %d tokens", T);
     }
     return 0;
 }
 
 static void run_end(sx_encoder *e, run_ctx *r) {
-    if (r->owner) pthread_mutex_unlock(&e->run_mu);
+    if (r->owner) {
+        sx_model_pool_hold(r->pool, 0);
+        pthread_mutex_unlock(&e->run_mu);
+    }
     else free(r->arena);
 }
 

@@ -83,6 +83,10 @@ void sx_model_pool_free(sx_model_pool *p);
 /* Number of threads including the caller. */
 int sx_model_pool_threads(const sx_model_pool *p);
 
+/* Says whether a series of runs is under way (on) or over (off): idle
+ * workers spin longer between runs while it is, and sleep sooner when not. */
+void sx_model_pool_hold(sx_model_pool *p, int on);
+
 /* Runs fn over tasks [0, n) split across the threads and returns when all
  * are done. One caller at a time (the encoder holds a lock around it). A
  * NULL pool runs everything on the calling thread. */

@@ -17,10 +17,17 @@
  * the count of finished tasks reaches the total; jobs over 65,535 tasks run
  * in rounds.
  *
- * Idle workers spin (with a pause instruction) for a short while before they
- * sleep on a condition variable, so back-to-back loops of one forward pass
- * find them awake, and an idle server costs no CPU. Dynamic claiming keeps
- * the threads busy when the machine is shared and one core is slower.
+ * Idle workers spin (with a pause instruction) before they sleep on a
+ * condition variable, so back-to-back loops of one forward pass find them
+ * awake, and an idle server costs no CPU. How long they spin depends on
+ * whether the owner has said a pass is running (sx_model_pool_hold): inside
+ * a pass the next loop comes within microseconds, so a worker spins up to
+ * ~50 us; between passes it spins only a few microseconds and sleeps. In
+ * the server, the time between two embedding batches is when the request
+ * threads search the index and write their answers: a worker spinning
+ * through it took ~10% of the CPU (perf) and lowered throughput by 10-20% on
+ * 2 cores (bench/load). Dynamic claiming keeps the threads busy when the
+ * machine is shared and one core is slower.
  *
  * Rejected: OpenMP (a second runtime with its own spinning policy, and not in
  * every compiler we build with), one thread per sequence for the whole pass
@@ -33,7 +40,8 @@
 
 #include "model_int.h"
 
-#define SPIN_ROUNDS 20000
+#define SPIN_ROUNDS 2000 /* inside a pass: ~50 us of pause instructions */
+#define IDLE_SPIN_ROUNDS 200 /* between passes: a few microseconds */
 
 struct sx_model_pool {
     int n_threads;
@@ -44,6 +52,7 @@ struct sx_model_pool {
     _Atomic int done;        /* tasks finished in this generation */
     _Atomic int sleepers;
     _Atomic int stop;
+    _Atomic int held;        /* a pass is running: spin longer */
     /* The job, read only after a successful claim (atomic, relaxed: the
      * claim's compare-and-swap orders them). */
     _Atomic(sx_model_pool_fn) fn;
@@ -87,7 +96,9 @@ static void *worker_main(void *arg) {
     uint32_t seen = (uint32_t)(atomic_load(&p->ticket) >> 32);
     for (;;) {
         uint32_t gen = seen;
-        for (int i = 0; i < SPIN_ROUNDS; i++) {
+        for (int i = 0;; i++) {
+            int held = atomic_load_explicit(&p->held, memory_order_relaxed);
+            if (i >= (held ? SPIN_ROUNDS : IDLE_SPIN_ROUNDS)) break;
             gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
             if (gen != seen || atomic_load(&p->stop)) break;
             cpu_relax();
@@ -149,6 +160,10 @@ void sx_model_pool_free(sx_model_pool *p) {
 }
 
 int sx_model_pool_threads(const sx_model_pool *p) { return p ? p->n_threads : 1; }
+
+void sx_model_pool_hold(sx_model_pool *p, int on) {
+    if (p) atomic_store_explicit(&p->held, on, memory_order_relaxed);
+}
 
 /* Tasks [first, first + n) as one job; n <= MAX_TASKS. */
 typedef struct {
