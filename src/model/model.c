@@ -827,6 +827,7 @@ static void pool_out(const fwd *f, float *out) {
 typedef struct {
     sx_model_pool *pool;
     float *arena;
+    size_t arena_each; /* floats of a single-thread arena (for a chunk per thread) */
     int owner;
     int threads;
 } run_ctx;
@@ -836,6 +837,10 @@ static int run_begin(sx_encoder *e, run_ctx *r, int T, int lmax, sx_err *err) {
     r->pool = r->owner ? e->pool : NULL;
     r->threads = sx_model_pool_threads(r->pool);
     size_t need = arena_floats(e, T, lmax, r->threads);
+    /* room for one single-thread arena per thread too (embed_seqs) */
+    size_t each = arena_floats(e, T, lmax, 1);
+    if (r->owner && each * (size_t)r->threads > need) need = each * (size_t)r->threads;
+    r->arena_each = each;
     if (r->owner) {
         if (e->arena_floats < need) {
             free(e->arena);
@@ -865,44 +870,86 @@ static void run_end(sx_encoder *e, run_ctx *r) {
     else free(r->arena);
 }
 
-/* Embeds sequences [0, n) given as concatenated ids; the scratch is sized
- * for the largest chunk. */
+/* Runs sequences [s0, s1) (starts: offsets of every sequence in ids) as one
+ * forward pass with the arena and pool given, and pools them into out. */
+static void run_chunk(sx_encoder *e, sx_model_pool *pool, float *arena, int threads,
+                      const int32_t *ids, const int *lens, const int *starts, int s0, int s1,
+                      int lmax, float *out) {
+    int local_start[s1 - s0];
+    for (int i = s0; i < s1; i++) local_start[i - s0] = starts[i] - starts[s0];
+    int toks = starts[s1 - 1] + lens[s1 - 1] - starts[s0];
+    fwd f;
+    fwd_init(&f, e, arena, toks, lmax, threads);
+    f.n_seq = s1 - s0;
+    f.seq_start = local_start;
+    f.seq_len = lens + s0;
+    forward(&f, pool, ids + starts[s0]);
+    pool_out(&f, out + (size_t)s0 * e->H);
+}
+
+/* Many chunks: each thread runs whole chunks alone, in its own arena. */
+typedef struct {
+    sx_encoder *e;
+    const int32_t *ids;
+    const int *lens, *starts, *first; /* chunk c = sequences [first[c], first[c + 1]) */
+    int lmax;
+    float *arena, *out;
+    size_t arena_each;
+} chunks_job;
+
+static void chunk_task(void *ctx, int begin, int end, int tid) {
+    chunks_job *j = ctx;
+    for (int c = begin; c < end; c++)
+        run_chunk(j->e, NULL, j->arena + j->arena_each * (size_t)tid, 1, j->ids, j->lens,
+                  j->starts, j->first[c], j->first[c + 1], j->lmax, j->out);
+}
+
+/* Embeds sequences [0, n) given as concatenated ids, in chunks of at most
+ * CHUNK_TOKENS tokens (whole sequences). A few chunks run one after another
+ * with every thread on each GEMM; with at least two chunks per thread, each
+ * thread runs whole chunks alone: no hand-off between the ~70 parallel
+ * loops of a pass, which cost the int8 path (shorter loops) 15% of its
+ * two-thread throughput. */
 static int embed_seqs(sx_encoder *e, int n, const int32_t *ids, const int *lens, float *out,
                       sx_err *err) {
     if (n <= 0) return 0;
-    int *starts = malloc(sizeof(int) * (size_t)n);
-    if (!starts) return sx_err_set(err, SX_ENOMEM, "out of memory");
-    int T = 0, lmax = 1, chunk_max = 0, cur = 0;
+    int *starts = malloc(sizeof(int) * (size_t)n), *first = malloc(sizeof(int) * (size_t)(n + 1));
+    if (!starts || !first) {
+        free(starts);
+        free(first);
+        return sx_err_set(err, SX_ENOMEM, "out of memory");
+    }
+    int T = 0, lmax = 1, chunk_max = 0, cur = 0, n_chunks = 0;
     for (int i = 0; i < n; i++) {
         starts[i] = T;
         T += lens[i];
         if (lens[i] > lmax) lmax = lens[i];
-        if (cur + lens[i] > CHUNK_TOKENS && cur > 0) cur = 0;
+        if (i == 0 || cur + lens[i] > CHUNK_TOKENS) {
+            first[n_chunks++] = i;
+            cur = 0;
+        }
         cur += lens[i];
         if (cur > chunk_max) chunk_max = cur;
     }
+    first[n_chunks] = n;
     run_ctx r;
     int rc = run_begin(e, &r, chunk_max, lmax, err);
     if (rc < 0) {
         free(starts);
+        free(first);
         return rc;
     }
-    for (int s0 = 0; s0 < n;) {
-        int s1 = s0, toks = 0;
-        while (s1 < n && (s1 == s0 || toks + lens[s1] <= CHUNK_TOKENS)) toks += lens[s1++];
-        int local_start[s1 - s0];
-        for (int i = s0; i < s1; i++) local_start[i - s0] = starts[i] - starts[s0];
-        fwd f;
-        fwd_init(&f, e, r.arena, toks, lmax, r.threads);
-        f.n_seq = s1 - s0;
-        f.seq_start = local_start;
-        f.seq_len = lens + s0;
-        forward(&f, r.pool, ids + starts[s0]);
-        pool_out(&f, out + (size_t)s0 * e->H);
-        s0 = s1;
+    if (r.owner && r.threads > 1 && n_chunks >= 2 * r.threads) {
+        chunks_job j = {e, ids, lens, starts, first, lmax, r.arena, out, r.arena_each};
+        sx_model_pool_run(r.pool, n_chunks, chunk_task, &j);
+    } else {
+        for (int c = 0; c < n_chunks; c++)
+            run_chunk(e, r.pool, r.arena, r.threads, ids, lens, starts, first[c], first[c + 1],
+                      lmax, out);
     }
     run_end(e, &r);
     free(starts);
+    free(first);
     return 0;
 }
 
