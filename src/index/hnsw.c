@@ -13,7 +13,7 @@
  *
  * Storage. Nodes are dense 32-bit ids. Per-node data lives in chunks of 4096
  * nodes (links of level 0, the search codes, flags, level, upper links,
- * payload), found through a fixed directory of chunk pointers. The directory
+ * payload, rank and anchor count), found through a fixed directory of chunk pointers. The directory
  * never moves, so a growing index never copies or pauses anything, and a
  * search pays one extra, always cached load. The search representation is
  * either the fp32 vector or its SQ8 code (dim bytes, see kernels.c); with
@@ -25,25 +25,28 @@
  * Concurrency. Searches and inserts run in parallel with no lock on the
  * read path: link lists are arrays of _Atomic uint32_t (count first, then
  * ids), read with acquire loads and written with release stores under a
- * striped mutex of the node being changed (1024 stripes; a thread never holds
- * two). A node's vector and metadata are written before any link to it is
- * published, so whoever reads an id through an acquire load sees the node
- * complete. A concurrent reader may see a list half rewritten; every entry is
+ * striped mutex of the node being changed (1024 stripes; a thread holds two
+ * only to put a node between two others, see Reachability, and takes them
+ * in address order). A node's vector and metadata are written before any
+ * link to it is published, so whoever reads an id through an acquire load
+ * sees the node complete. A concurrent reader may see a list half rewritten; every entry is
  * still a valid node, which is all a search needs. The entry point is one
  * 64-bit atomic (level, node), changed under a mutex only by an insert that
- * raises the top level.
+ * raises the top level (held from before the node is visible, as the node's
+ * rank depends on it) and by a vacuum.
  *
  * Two reader-writer locks order the rare global events. `rw` is held shared
  * by every search and insert and exclusively, for a moment, by (a) the SQ8
- * training, which re-encodes every code once, and (b) the two grace periods
- * of a vacuum. `wlock` is held shared by inserts and deletes and exclusively
- * by save, so a snapshot is consistent while searches go on. glibc's
+ * training, which re-encodes every code once, (b) the two grace periods of
+ * a vacuum and (c) a fresh ranking (see Reachability). `wlock` is held
+ * shared by inserts, deletes and vacuums and exclusively by save, so a
+ * snapshot is consistent while searches go on. glibc's
  * writer-preferring rwlock kind is used so a stream of searches cannot
  * starve a vacuum.
  *
  * Deletes. Deleting only sets a flag: the node is never returned again but
  * stays in the graph for navigation (as in hnswlib's markDelete). A vacuum
- * reclaims deleted nodes in three steps: (1) exclusively, for a moment, take
+ * reclaims deleted nodes in four steps: (1) exclusively, for a moment, take
  * the set D of deleted nodes (inserts started later never link to a deleted
  * node) and move the entry point off D; (2) shared, concurrently with
  * searches and inserts, rewrite every list that points into D, replacing
@@ -51,9 +54,48 @@
  * the heuristic (the repair FAISS and hnswlib use for updates); (3)
  * exclusively again, which waits for every search that may still hold an id
  * of D, release the slots: payload callback, fp32 block, upper links, onto
- * the free list. Later inserts reuse those slots. Rejected: hnswlib's
+ * the free list; (4) shared again, anchor the nodes whose anchors were all
+ * in D (see Reachability). Later inserts reuse the slots. Rejected: hnswlib's
  * in-place replacement of a deleted node's vector, which races with readers
  * of that vector; and a per-node seqlock, which would tax every distance.
+ *
+ * Reachability. Pruning a full list with the heuristic, and the vacuum's
+ * repair, can take away the last link to a node, and a node no walk reaches
+ * is never found again, not even by its own vector: 9 to 16 of 50,000 real
+ * title embeddings after a build by two threads, before this section was
+ * written. Counting in-links is not enough: a few outliers that link only to
+ * each other keep their in-links but lose every path from the entry point
+ * (seen on the same data). So each node has a rank, and a level-0 link
+ * u -> x is an anchor of x when u ranks below x. The invariant: every node
+ * but the entry point has an anchor. Following anchors backwards lowers the
+ * rank at each step, so it must end, and only at the entry point: every node
+ * is reachable from it. A new node ranks above all others, so every link to
+ * it is an anchor; a new entry point ranks below all, and links to the old
+ * one, which so keeps an anchor.
+ *
+ * Each node counts its anchors (4 bytes, beside its 4-byte rank). An anchor
+ * is counted after its link is stored and uncounted before the link goes,
+ * under the stripe of the list's owner, so the count never exceeds the true
+ * number; a compare-exchange that refuses to go below 1 reserves the removal
+ * of one, so of two threads pruning the last two anchors of a node one keeps
+ * its link. A pruning that would drop a last anchor keeps that link instead:
+ * appended when the heuristic left room, else in place of the farthest
+ * entry that can go (no anchor, or an anchor whose target has another). A
+ * node left without an anchor (all the backlinks of a new node pruned again,
+ * all anchors of a node in deleted nodes a vacuum freed) is adopted: a
+ * search for its vector lists nearby nodes of lower rank, and the first with
+ * room, or with an entry that can go, links to it; failing that,
+ * u -> x -> y replaces u -> y for an anchor y of u that ranks above x. An
+ * old node whose older neighbours were all deleted may find no such node;
+ * then sx_index_maintain (or the vacuum itself) ranks the whole graph
+ * afresh, breadth first from the entry point, exclusively like the SQ8
+ * training (about 30 ms per 400K nodes): every reachable node then ranks
+ * below the rest, which are adopted. Loading a snapshot ranks the same way,
+ * so the snapshot format has no ranks (and an older snapshot's unreachable
+ * nodes are adopted). Rejected: a parent
+ * pointer per node (a spanning tree), whose repair after deletes must avoid
+ * cycles, which takes ranks anyway; and a periodic reachability scan, which
+ * leaves nodes lost until the next one.
  *
  * Filters. A search may carry a bitmap over slots. Filtered-out nodes are
  * still traversed but never enter the result list; as the result list then
@@ -86,6 +128,9 @@
 #define NONE UINT32_MAX
 #define MAX_LEVEL 15
 #define FORMAT_VERSION 1
+#define RANK_MID 0x80000000u /* entry points rank down from here, other nodes up */
+#define RANK_LOW_LIMIT 0x10000000u  /* sx_index_maintain ranks afresh past these */
+#define RANK_HIGH_LIMIT 0xf0000000u
 #ifndef PREFETCH
 #define PREFETCH 4 /* codes prefetched ahead in a walk (measured: bench/ann) */
 #endif
@@ -94,6 +139,8 @@ enum { F_PUBLISHED = 1, F_DELETED = 2, F_FREE = 4 };
 
 typedef struct chunk {
     _Atomic uint32_t *links0; /* CHUNK x (1 + M0): count, ids */
+    uint32_t *rank;           /* the node's place in the anchor order */
+    _Atomic uint32_t *anchors; /* its anchors: level-0 links from lower ranks */
     uint8_t *codes;           /* CHUNK x code_size */
     _Atomic uint8_t *flags;   /* F_* */
     uint8_t *level;
@@ -120,6 +167,8 @@ typedef struct sctx {
     size_t work_cap;
     uint32_t *ids;
     size_t ids_cap;
+    uint32_t orphans[8]; /* nodes a pruning had to leave without an anchor */
+    int n_orphans;
 } sctx;
 
 struct sx_index {
@@ -139,6 +188,8 @@ struct sx_index {
     sx_sq8 q;
     int trained;
     _Atomic uint64_t level_ctr;
+    _Atomic uint32_t rank_low, rank_high; /* next rank of an entry point, of other nodes */
+    _Atomic int adopt_failed;             /* nodes left without an anchor: rerank */
     _Atomic long n_live, n_deleted, n_pending;
     _Atomic int maintaining;
     sx_release_fn release;
@@ -193,6 +244,19 @@ static const float *f32_get(const sx_index *ix, uint32_t id, float *buf) {
 }
 
 static inline int level_cap(const sx_index *ix, int level) { return level ? ix->p.M : ix->M0; }
+
+static inline uint32_t rank_of(const sx_index *ix, uint32_t id) {
+    return ch(ix, id)->rank[off(id)];
+}
+
+static inline _Atomic uint32_t *anchors_of(const sx_index *ix, uint32_t id) {
+    return &ch(ix, id)->anchors[off(id)];
+}
+
+/* 1 when the level-0 link u -> x anchors x. */
+static inline int anchors(const sx_index *ix, uint32_t u, uint32_t x) {
+    return rank_of(ix, u) < rank_of(ix, x);
+}
 
 static inline pthread_mutex_t *stripe(sx_index *ix, uint32_t id) {
     return &ix->stripes[id % NSTRIPES];
@@ -528,6 +592,234 @@ static void write_links(sx_index *ix, uint32_t id, int level, const uint32_t *id
     atomic_store_explicit(&l[0], (uint32_t)n, memory_order_release);
 }
 
+/* Membership in the vacuum's set D, a bitmap over the first n slots (nodes
+ * inserted since are never in it). */
+typedef struct dset {
+    uint64_t *bits;
+    uint32_t n;
+} dset;
+
+static inline int in_set(const dset *D, uint32_t id) {
+    return id < D->n && (D->bits[id >> 6] >> (id & 63) & 1);
+}
+
+/* ---- anchors: every node stays reachable (see the essay) ---- */
+
+/* Reserves the removal of one anchor of x: 1 when x keeps another (its
+ * count is decremented), 0 when this is its last one and must stay. */
+static int release_anchor(sx_index *ix, uint32_t x) {
+    _Atomic uint32_t *a = anchors_of(ix, x);
+    uint32_t v = atomic_load_explicit(a, memory_order_relaxed);
+    do {
+        if (v <= 1) return 0;
+    } while (!atomic_compare_exchange_weak_explicit(a, &v, v - 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return 1;
+}
+
+static inline void add_anchor(sx_index *ix, uint32_t x, int delta) {
+    atomic_fetch_add_explicit(anchors_of(ix, x), (uint32_t)delta, memory_order_relaxed);
+}
+
+static int in_ids(const uint32_t *a, int n, uint32_t id) {
+    for (int i = 0; i < n; i++)
+        if (a[i] == id) return 1;
+    return 0;
+}
+
+enum { E_NEW, E_OLD, E_PINNED }; /* an entry of a list being rewritten */
+
+/* Replaces u's level-0 list with sel[0..k) (nearest first) keeping the
+ * anchor counts exact and every anchored node anchored. An old entry the
+ * selection drops gives up its anchor (one to a member of the vacuum's set
+ * D, when given, always), unless that is the target's last one: then the
+ * link stays, appended when the list has room, else in place of the
+ * farthest entry that can go (a new one, one that is no anchor, or an
+ * anchor whose target keeps another). When none can, it goes anyway and the
+ * target is noted in c->orphans (or, when that is full, left for a fresh
+ * ranking: ix->adopt_failed). Caller holds u's stripe. */
+static void write_links0(sx_index *ix, sctx *c, uint32_t u, const uint32_t *sel, int k,
+                         const dset *D) {
+    _Atomic uint32_t *l = links_at(ix, u, 0);
+    int cap = ix->M0, no = (int)atomic_load_explicit(&l[0], memory_order_relaxed), n = 0;
+    if (no > cap) no = cap;
+    uint32_t old[256], out[256];
+    uint8_t st[256];
+    out[0] = NONE; /* (n may stay 0; quiets gcc's maybe-uninitialized) */
+    for (int j = 0; j < no; j++) old[j] = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+    for (int j = 0; j < k && n < cap; j++, n++) {
+        out[n] = sel[j];
+        st[n] = in_ids(old, no, sel[j]) ? E_OLD : E_NEW;
+    }
+    for (int i = 0; i < no; i++) {
+        uint32_t x = old[i];
+        if (in_ids(sel, k, x) || !anchors(ix, u, x)) continue;
+        if (D && in_set(D, x)) {
+            add_anchor(ix, x, -1);
+            continue;
+        }
+        if (release_anchor(ix, x)) continue;
+        if (n < cap) {
+            out[n] = x;
+            st[n++] = E_PINNED;
+            continue;
+        }
+        int j = n;
+        while (j-- > 0) {
+            if (st[j] == E_NEW || (st[j] == E_OLD && !anchors(ix, u, out[j]))) break;
+            if (st[j] == E_OLD) {
+                if (release_anchor(ix, out[j])) break;
+                st[j] = E_PINNED;
+            }
+        }
+        if (j >= 0) {
+            out[j] = x;
+            st[j] = E_PINNED;
+        } else {
+            add_anchor(ix, x, -1);
+            if (c->n_orphans < (int)(sizeof c->orphans / sizeof c->orphans[0]))
+                c->orphans[c->n_orphans++] = x;
+            else
+                atomic_fetch_add(&ix->adopt_failed, 1);
+        }
+    }
+    write_links(ix, u, 0, out, n);
+    for (int j = 0; j < n; j++)
+        if (st[j] == E_NEW && anchors(ix, u, out[j])) add_anchor(ix, out[j], 1);
+}
+
+/* The entry of u's full level-0 list that can give way to a new link: the
+ * farthest from u that is no anchor, or whose target keeps another anchor
+ * (that anchor is then released). Returns its index, or -1 when every
+ * entry is its target's last anchor. Caller holds u's stripe; c->work has
+ * room for M0 pairs. */
+static int give_way(sx_index *ix, sctx *c, uint32_t u) {
+    _Atomic uint32_t *l = links_at(ix, u, 0);
+    int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed);
+    qv qu;
+    qv_node(ix, c, &qu, u);
+    for (int j = 0; j < m; j++) {
+        uint32_t y = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+        c->work[j] = (pair){qdist(ix, &qu, y), (uint32_t)j};
+    }
+    qsort(c->work, (size_t)m, sizeof(pair), pair_cmp);
+    for (int j = m - 1; j >= 0; j--) {
+        uint32_t y = atomic_load_explicit(&l[1 + c->work[j].id], memory_order_relaxed);
+        if (!anchors(ix, u, y) || release_anchor(ix, y)) return (int)c->work[j].id;
+    }
+    return -1;
+}
+
+/* Adds the link u -> x to u's level-0 list, appended when there is room,
+ * else in place of the entry that gives way (give_way). Returns 1 when u
+ * links to x, 0 when nothing gives way. Caller holds u's stripe. */
+static int link_into(sx_index *ix, sctx *c, uint32_t u, uint32_t x) {
+    _Atomic uint32_t *l = links_at(ix, u, 0);
+    int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed);
+    for (int j = 0; j < m; j++)
+        if (atomic_load_explicit(&l[1 + j], memory_order_relaxed) == x) return 1;
+    if (m < ix->M0) {
+        atomic_store_explicit(&l[1 + m], x, memory_order_release);
+        atomic_store_explicit(&l[0], (uint32_t)m + 1, memory_order_release);
+    } else {
+        int j = give_way(ix, c, u);
+        if (j < 0) return 0;
+        atomic_store_explicit(&l[1 + j], x, memory_order_release);
+    }
+    if (anchors(ix, u, x)) add_anchor(ix, x, 1);
+    return 1;
+}
+
+/* When every entry of u's list is its target's last anchor: puts x between
+ * u and one of them, y, that ranks above x (u -> x -> y replaces u -> y),
+ * so both stay anchored. Returns 1 when done, else 0. Caller holds the
+ * stripes of u and x. */
+static int put_between(sx_index *ix, sctx *c, uint32_t u, uint32_t x) {
+    _Atomic uint32_t *l = links_at(ix, u, 0);
+    int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed);
+    for (int j = 0; j < m; j++) {
+        uint32_t y = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+        if (y == x) return 1;
+        if (!anchors(ix, x, y) || !link_into(ix, c, x, y)) continue;
+        /* y now has two anchors, u's and x's: u's can go */
+        if (!release_anchor(ix, y)) return 0;
+        atomic_store_explicit(&l[1 + j], x, memory_order_release);
+        add_anchor(ix, x, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Anchors x from u, a node of lower rank: link_into, else (between = 1)
+ * put_between, holding the two stripes in address order. Returns 1 when
+ * done, else 0. */
+static int anchor_from(sx_index *ix, sctx *c, uint32_t u, uint32_t x, int between) {
+    pthread_mutex_t *a = stripe(ix, u), *b = stripe(ix, x);
+    pthread_mutex_lock(a);
+    int ok = link_into(ix, c, u, x);
+    if (!ok && between) {
+        if (a != b) {
+            if (b < a) {
+                pthread_mutex_unlock(a);
+                pthread_mutex_lock(b);
+                pthread_mutex_lock(a);
+            } else {
+                pthread_mutex_lock(b);
+            }
+        }
+        ok = link_into(ix, c, u, x) || put_between(ix, c, u, x);
+        if (a != b) pthread_mutex_unlock(b);
+    }
+    pthread_mutex_unlock(a);
+    return ok;
+}
+
+/* Anchors node x, which has no anchor, from a nearby node of lower rank:
+ * a search for x's vector (its code: no fp32 page is touched) lists
+ * candidates nearest first, live ones before deleted ones, then the entry
+ * point, which ranks lowest; the first that can take x (anchor_from) does,
+ * trying them all once without and once with put_between. Returns 1 when x
+ * is anchored (or needs no anchor), 0 when nothing could take it, or
+ * SX_ENOMEM. Called holding rw shared and no stripe. */
+static int adopt(sx_index *ix, sctx *c, uint32_t x) {
+    uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
+    /* nothing to reach x from (every other node deleted), or x is the entry
+     * point, or about to be */
+    if ((uint32_t)e == NONE || !anchors(ix, (uint32_t)e, x)) return 1;
+    if (grow((void **)&c->ids, &c->ids_cap, (size_t)ix->M0 + 1, sizeof(uint32_t)) < 0)
+        return SX_ENOMEM;
+    for (int pass = 0; pass < 2; pass++) {
+        /* First the usual descent; then, should the upper levels lead into
+         * a part of level 0 that the entry point does not reach (after a
+         * vacuum, before adoptions), a walk from the entry point itself. */
+        qv q;
+        qv_node(ix, c, &q, x);
+        uint32_t cur = (uint32_t)e, cand[64];
+        float cur_d = qdist(ix, &q, cur);
+        long evals = 0, visited = 0;
+        for (int l = pass ? 0 : (int)(e >> 32); l > 0; l--)
+            greedy(ix, c, &q, &cur, &cur_d, l, &evals);
+        filt none = {0, NULL, 0};
+        int rc = search_level(ix, c, &q, cur, cur_d, ix->p.ef_construction, 0, &none, &evals,
+                              &visited);
+        if (rc < 0) return rc;
+        int n = take_sorted(c);
+        if (n < 0 || grow((void **)&c->work, &c->work_cap, (size_t)ix->M0, sizeof(pair)) < 0)
+            return SX_ENOMEM;
+        int nc = 0;
+        for (int dead = 0; dead < 2; dead++)
+            for (int i = 0; i < n && nc < 63; i++) {
+                uint32_t u = c->work[i].id;
+                if (anchors(ix, u, x) && !!(flags_of(ix, u) & F_DELETED) == dead) cand[nc++] = u;
+            }
+        cand[nc++] = (uint32_t)e;
+        for (int between = 0; between < 2; between++)
+            for (int i = 0; i < nc; i++)
+                if (anchor_from(ix, c, cand[i], x, between)) return 1;
+    }
+    return 0;
+}
+
 /* Adds a link e -> node at level, pruning e's list with the heuristic when
  * it is full. */
 static int add_backlink(sx_index *ix, sctx *c, uint32_t e, uint32_t node, int level) {
@@ -544,6 +836,7 @@ static int add_backlink(sx_index *ix, sctx *c, uint32_t e, uint32_t node, int le
     if ((int)n < cap) {
         atomic_store_explicit(&l[1 + n], node, memory_order_release);
         atomic_store_explicit(&l[0], n + 1, memory_order_release);
+        if (level == 0 && anchors(ix, e, node)) add_anchor(ix, node, 1);
         pthread_mutex_unlock(mu);
         return 0;
     }
@@ -562,31 +855,42 @@ static int add_backlink(sx_index *ix, sctx *c, uint32_t e, uint32_t node, int le
     qsort(c->work, n + 1, sizeof(pair), pair_cmp);
     uint32_t sel[2 * 256 + 1];
     int k = select_heuristic(ix, c, c->work, (int)n + 1, cap, sel);
-    write_links(ix, e, level, sel, k);
+    if (level == 0) write_links0(ix, c, e, sel, k, NULL);
+    else write_links(ix, e, level, sel, k);
     pthread_mutex_unlock(mu);
     return 0;
 }
 
-/* Links node (already initialised, at `level`) into the graph. */
-static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const float *vec) {
+/* The rank of a node about to be inserted at `level`: the lowest yet when
+ * it will be the entry point (the graph is empty, or it reaches above the
+ * top level; then ep_lock is taken, *held = 1, until connect_node is
+ * done), else the highest. *e (OUT) is the entry point to start from. */
+static uint32_t new_rank(sx_index *ix, int level, uint64_t *e, int *held) {
+    *e = atomic_load_explicit(&ix->ep, memory_order_acquire);
+    *held = 0;
+    if ((uint32_t)*e == NONE || level > (int)(*e >> 32)) {
+        pthread_mutex_lock(&ix->ep_lock);
+        *e = atomic_load_explicit(&ix->ep, memory_order_acquire);
+        if ((uint32_t)*e == NONE || level > (int)(*e >> 32)) {
+            *held = 1;
+            return atomic_fetch_sub(&ix->rank_low, 1);
+        }
+        pthread_mutex_unlock(&ix->ep_lock);
+    }
+    return atomic_fetch_add(&ix->rank_high, 1);
+}
+
+/* Links node (already initialised, at `level`, ranked by new_rank, which
+ * gave e and held) into the graph. */
+static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const float *vec,
+                        uint64_t e, int held) {
+    if ((uint32_t)e == NONE) {
+        atomic_store_explicit(&ix->ep, ep_pack(node, level), memory_order_release);
+        pthread_mutex_unlock(&ix->ep_lock);
+        return 0;
+    }
     qv q;
     qv_prepare(ix, &q, vec, c->q1, c->b1);
-    uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
-    int held = 0;
-    if ((uint32_t)e == NONE || level > (int)(e >> 32)) {
-        pthread_mutex_lock(&ix->ep_lock);
-        held = 1;
-        e = atomic_load_explicit(&ix->ep, memory_order_acquire);
-        if ((uint32_t)e == NONE) {
-            atomic_store_explicit(&ix->ep, ep_pack(node, level), memory_order_release);
-            pthread_mutex_unlock(&ix->ep_lock);
-            return 0;
-        }
-        if (level <= (int)(e >> 32)) {
-            pthread_mutex_unlock(&ix->ep_lock);
-            held = 0;
-        }
-    }
     uint32_t cur = (uint32_t)e;
     int top = (int)(e >> 32);
     float cur_d = qdist(ix, &q, cur);
@@ -614,7 +918,14 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
         uint32_t sel[256];
         int k = select_heuristic(ix, c, c->work, m, ix->p.M, sel);
         pthread_mutex_lock(stripe(ix, node));
-        write_links(ix, node, l, sel, k);
+        if (l == 0) {
+            /* A new entry point ranks lowest: it anchors the old one. */
+            int k0 = k;
+            if (held && !in_ids(sel, k, (uint32_t)e)) sel[k0++] = (uint32_t)e;
+            write_links0(ix, c, node, sel, k0, NULL);
+        } else {
+            write_links(ix, node, l, sel, k);
+        }
         pthread_mutex_unlock(stripe(ix, node));
         for (int i = 0; i < k && rc == 0; i++) rc = add_backlink(ix, c, sel[i], node, l);
     }
@@ -623,7 +934,21 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
             atomic_store_explicit(&ix->ep, ep_pack(node, level), memory_order_release);
         pthread_mutex_unlock(&ix->ep_lock);
     }
-    return rc;
+    /* Every anchor of the node may have been pruned away again (each list
+     * preferred closer or more diverse neighbours), and a pruning may have
+     * had to drop another node's last anchor: anchor them now. Should that
+     * fail, the next sx_index_maintain ranks the graph afresh. */
+    int failed = 0;
+    if (rc == 0 && atomic_load_explicit(anchors_of(ix, node), memory_order_relaxed) == 0)
+        failed += (rc = adopt(ix, c, node)) == 0;
+    while (rc >= 0 && c->n_orphans > 0) {
+        uint32_t x = c->orphans[--c->n_orphans];
+        if (atomic_load_explicit(anchors_of(ix, x), memory_order_relaxed) == 0)
+            failed += (rc = adopt(ix, c, x)) == 0;
+    }
+    if (failed || c->n_orphans) atomic_fetch_add(&ix->adopt_failed, 1);
+    c->n_orphans = 0;
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- creation ---- */
@@ -677,6 +1002,8 @@ int sx_index_create(const sx_index_params *p, sx_index **out, sx_err *err) {
     ix->cold_fd = -1;
     ix->dir = sx_index_calloc(DIR_SIZE, sizeof(chunk *));
     atomic_init(&ix->ep, ep_pack(NONE, 0));
+    atomic_init(&ix->rank_low, RANK_MID - 1);
+    atomic_init(&ix->rank_high, RANK_MID);
     pthread_mutex_init(&ix->alloc_lock, NULL);
     pthread_mutex_init(&ix->ep_lock, NULL);
     pthread_mutex_init(&ix->pool_lock, NULL);
@@ -708,6 +1035,8 @@ static void chunk_free(sx_index *ix, chunk *c) {
         if (c->f32 && owns_f32(ix, c->f32[i])) sx_index_free_mem((void *)c->f32[i]);
     }
     sx_index_free_mem(c->links0);
+    sx_index_free_mem(c->rank);
+    sx_index_free_mem(c->anchors);
     sx_index_free_mem(c->codes);
     sx_index_free_mem(c->flags);
     sx_index_free_mem(c->level);
@@ -740,15 +1069,19 @@ static chunk *chunk_new(const sx_index *ix) {
     chunk *c = sx_index_calloc(1, sizeof *c);
     if (!c) return NULL;
     c->links0 = sx_index_calloc((size_t)CHUNK * (size_t)(1 + ix->M0), sizeof(uint32_t));
+    c->rank = sx_index_calloc(CHUNK, sizeof *c->rank);
+    c->anchors = sx_index_calloc(CHUNK, sizeof *c->anchors);
     c->codes = sx_index_calloc(CHUNK, (size_t)ix->code_size);
     c->flags = sx_index_calloc(CHUNK, 1);
     c->level = sx_index_calloc(CHUNK, 1);
     c->upper = sx_index_calloc(CHUNK, sizeof *c->upper);
     c->payload = sx_index_calloc(CHUNK, sizeof *c->payload);
     if (ix->sq8) c->f32 = sx_index_calloc(CHUNK, sizeof *c->f32);
-    if (!c->links0 || !c->codes || !c->flags || !c->level || !c->upper || !c->payload ||
-        (ix->sq8 && !c->f32)) {
+    if (!c->links0 || !c->rank || !c->anchors || !c->codes || !c->flags || !c->level ||
+        !c->upper || !c->payload || (ix->sq8 && !c->f32)) {
         sx_index_free_mem(c->links0);
+        sx_index_free_mem(c->rank);
+        sx_index_free_mem(c->anchors);
         sx_index_free_mem(c->codes);
         sx_index_free_mem(c->flags);
         sx_index_free_mem(c->level);
@@ -833,7 +1166,11 @@ int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *nod
     }
     chunk *c = ch(ix, node);
     uint32_t o = off(node);
+    uint64_t e;
+    int held;
+    uint32_t rank = new_rank(ix, level, &e, &held);
     pthread_mutex_lock(stripe(ix, node));
+    c->rank[o] = rank;
     c->level[o] = (uint8_t)level;
     c->upper[o] = up;
     c->payload[o] = payload;
@@ -851,8 +1188,9 @@ int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *nod
     pthread_mutex_unlock(stripe(ix, node));
     atomic_fetch_add(&ix->n_pending, 1);
     sctx *sc = sctx_get(ix);
-    rc = sc ? connect_node(ix, sc, node, level, vec) : SX_ENOMEM;
+    rc = sc ? connect_node(ix, sc, node, level, vec, e, held) : SX_ENOMEM;
     if (sc) sctx_put(ix, sc);
+    else if (held) pthread_mutex_unlock(&ix->ep_lock);
     pthread_rwlock_unlock(&ix->rw);
     pthread_rwlock_unlock(&ix->wlock);
     if (rc < 0) {
@@ -926,18 +1264,90 @@ static int train_now(sx_index *ix, sx_err *err) {
     return rc;
 }
 
-/* ---- vacuum ---- */
+/* ---- ranks ---- */
 
-/* Membership in the vacuum's set D, a bitmap over the first n slots (nodes
- * inserted since are never in it). */
-typedef struct dset {
-    uint64_t *bits;
-    uint32_t n;
-} dset;
-
-static inline int in_set(const dset *D, uint32_t id) {
-    return id < D->n && (D->bits[id >> 6] >> (id & 63) & 1);
+/* Anchors every node in [0, n) that has no anchor (adopt). Returns how
+ * many could not be, or SX_ENOMEM. Called holding rw shared. */
+static int adopt_orphans(sx_index *ix, sctx *c, uint32_t n) {
+    int failed = 0, rc = 0;
+    for (uint32_t x = 0; x < n && rc >= 0; x++)
+        if (!(flags_of(ix, x) & F_FREE) &&
+            atomic_load_explicit(anchors_of(ix, x), memory_order_relaxed) == 0 &&
+            (rc = adopt(ix, c, x)) == 0)
+            failed++;
+    c->n_orphans = 0;
+    return rc < 0 ? rc : failed;
 }
+
+/* Ranks every node afresh, breadth first from the entry point over level 0
+ * (a node is anchored by the node it was reached from), then the nodes no
+ * walk reaches (these are left without an anchor), and counts the anchors,
+ * in one pass over the links. Caller holds rw exclusively, or is loading.
+ * Returns 0 or SX_ENOMEM. */
+static int rank_all(sx_index *ix) {
+    uint32_t n = atomic_load(&ix->n_slots), head = 0, tail = 0, next = 0, r = RANK_MID;
+    uint32_t *queue = sx_index_malloc((size_t)n * sizeof *queue + 1);
+    if (!queue) return SX_ENOMEM;
+    for (uint32_t i = 0; i < n; i += CHUNK) {
+        size_t cnt = n - i < CHUNK ? n - i : CHUNK;
+        memset(ch(ix, i)->rank, 0xff, cnt * sizeof(uint32_t)); /* NONE */
+        memset((void *)ch(ix, i)->anchors, 0, cnt * sizeof(uint32_t));
+    }
+    uint32_t e = (uint32_t)atomic_load(&ix->ep);
+    if (e != NONE) {
+        ch(ix, e)->rank[off(e)] = r++;
+        queue[tail++] = e;
+    }
+    for (;;) {
+        while (head < tail) {
+            uint32_t u = queue[head++], ru = rank_of(ix, u);
+            const _Atomic uint32_t *l = links_at(ix, u, 0);
+            uint32_t m = atomic_load_explicit(&l[0], memory_order_relaxed);
+            for (uint32_t j = 0; j < m; j++) {
+                uint32_t y = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+                uint32_t ry = rank_of(ix, y);
+                if (ry == NONE) {
+                    ch(ix, y)->rank[off(y)] = ry = r++;
+                    queue[tail++] = y;
+                }
+                if (ru < ry) {
+                    _Atomic uint32_t *a = anchors_of(ix, y);
+                    atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + 1,
+                                          memory_order_relaxed);
+                }
+            }
+        }
+        while (next < n && (rank_of(ix, next) != NONE || (flags_of(ix, next) & F_FREE))) next++;
+        if (next == n) break;
+        ch(ix, next)->rank[off(next)] = r++;
+        queue[tail++] = next;
+    }
+    sx_index_free_mem(queue);
+    atomic_store(&ix->rank_low, RANK_MID - 1);
+    atomic_store(&ix->rank_high, r);
+    return 0;
+}
+
+/* Ranks the graph afresh (rank_all, while searches wait) and anchors the
+ * nodes that no walk reached (adopt_orphans, concurrently with searches and
+ * inserts): after an adoption failed, when the rank counters run low, and
+ * after loading (old snapshots may hold unreachable nodes). Every node
+ * reachable then ranks below them, so they find anchors nearby. Caller
+ * holds wlock shared. Returns 0 or SX_ENOMEM. */
+static int rerank(sx_index *ix, sctx *c) {
+    pthread_rwlock_wrlock(&ix->rw);
+    atomic_store(&ix->adopt_failed, 0);
+    int rc = rank_all(ix);
+    pthread_rwlock_unlock(&ix->rw);
+    if (rc == 0) {
+        pthread_rwlock_rdlock(&ix->rw);
+        rc = adopt_orphans(ix, c, atomic_load(&ix->n_slots));
+        pthread_rwlock_unlock(&ix->rw);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- vacuum ---- */
 
 /* Rewrites u's list at level without the members of D (caller holds u's
  * stripe). */
@@ -980,8 +1390,20 @@ static int repair(sx_index *ix, sctx *c, uint32_t u, int level, const dset *D) {
     }
     uint32_t sel[2 * 256 + 1];
     int k = select_heuristic(ix, c, c->work, (int)w, (int)cap, sel);
-    write_links(ix, u, level, sel, k);
+    if (level == 0) write_links0(ix, c, u, sel, k, D);
+    else write_links(ix, u, level, sel, k);
     return 0;
+}
+
+/* Gives x, the new entry point, the lowest rank: it needs no anchor, and
+ * each of its links becomes an anchor. Called holding rw exclusively. */
+static void make_root(sx_index *ix, uint32_t x) {
+    uint32_t old = rank_of(ix, x);
+    ch(ix, x)->rank[off(x)] = atomic_fetch_sub(&ix->rank_low, 1);
+    atomic_store(anchors_of(ix, x), 0);
+    _Atomic uint32_t *l = links_at(ix, x, 0);
+    for (uint32_t j = 0; j < atomic_load(&l[0]); j++)
+        if (rank_of(ix, atomic_load(&l[1 + j])) < old) add_anchor(ix, atomic_load(&l[1 + j]), 1);
 }
 
 int sx_index_vacuum(sx_index *ix, sx_err *err) {
@@ -1012,6 +1434,7 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
                 best = i;
                 bl = ch(ix, i)->level[off(i)];
             }
+        if (best != NONE) make_root(ix, best);
         atomic_store(&ix->ep, ep_pack(best, bl < 0 ? 0 : bl));
     }
     pthread_rwlock_unlock(&ix->rw);
@@ -1029,6 +1452,7 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
             pthread_mutex_unlock(stripe(ix, u));
         }
         pthread_rwlock_unlock(&ix->rw);
+        if (rc < 0) atomic_fetch_add(&ix->adopt_failed, 1); /* an anchor may be gone */
     }
     if (nd && rc == 0) {
         /* (3) Grace period, then release the slots. */
@@ -1046,7 +1470,13 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
             sx_index_free_mem((void *)ck->upper[o]);
             ck->upper[o] = NULL;
             ck->level[o] = 0;
-            atomic_store(&ck->links0[(size_t)o * (size_t)(1 + ix->M0)], 0);
+            _Atomic uint32_t *l = links_at(ix, i, 0);
+            for (uint32_t j = 0; j < atomic_load(&l[0]); j++) {
+                uint32_t x = atomic_load(&l[1 + j]);
+                if (!in_set(D, x) && anchors(ix, i, x)) add_anchor(ix, x, -1);
+            }
+            atomic_store(&l[0], 0);
+            atomic_store(anchors_of(ix, i), 0);
             if (ix->sq8) {
                 if (owns_f32(ix, ck->f32[o])) {
                     sx_index_free_mem((void *)ck->f32[o]);
@@ -1058,6 +1488,14 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
             atomic_fetch_sub(&ix->n_deleted, 1);
         }
         pthread_rwlock_unlock(&ix->rw);
+        /* (4) Nodes whose anchors were all in D, or whose last anchor a
+         * repair could not keep, are anchored again. */
+        if (rc == 0) {
+            pthread_rwlock_rdlock(&ix->rw);
+            rc = adopt_orphans(ix, c, atomic_load(&ix->n_slots));
+            pthread_rwlock_unlock(&ix->rw);
+        }
+        if (rc > 0 || (rc == 0 && atomic_load(&ix->adopt_failed))) rc = rerank(ix, c);
         if (rc < 0) rc = sx_err_set(err, rc, "index: out of memory in vacuum");
     } else if (rc < 0) {
         rc = sx_err_set(err, rc, "index: out of memory in vacuum");
@@ -1068,19 +1506,36 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
     return rc;
 }
 
+static int needs_rerank(sx_index *ix) {
+    return atomic_load(&ix->adopt_failed) || atomic_load(&ix->rank_high) > RANK_HIGH_LIMIT ||
+           atomic_load(&ix->rank_low) < RANK_LOW_LIMIT;
+}
+
 int sx_index_maintain(sx_index *ix, sx_err *err) {
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&ix->maintaining, &expected, 1)) return 0;
-    int rc = 0;
-    long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
-    if (ix->sq8 && !ix->trained && live >= ix->p.train_size) rc = train_now(ix, err);
-    long del = atomic_load(&ix->n_deleted);
-    /* 5% deleted (at least 64), or half of a small index: a small index
-     * whose nodes are mostly deleted would otherwise link new nodes to
-     * almost nothing */
-    if (rc == 0 && del > 0 && ((del >= 64 && del * 20 >= live + del) || del >= live))
-        rc = sx_index_vacuum(ix, err);
-    atomic_store(&ix->maintaining, 0);
+    int rc = 0, expected = 0;
+    while (rc == 0 && atomic_compare_exchange_strong(&ix->maintaining, &expected, 1)) {
+        long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
+        if (ix->sq8 && !ix->trained && live >= ix->p.train_size) rc = train_now(ix, err);
+        long del = atomic_load(&ix->n_deleted);
+        /* 5% deleted (at least 64), or half of a small index: a small index
+         * whose nodes are mostly deleted would otherwise link new nodes to
+         * almost nothing */
+        if (rc == 0 && del > 0 && ((del >= 64 && del * 20 >= live + del) || del >= live))
+            rc = sx_index_vacuum(ix, err);
+        if (rc == 0 && needs_rerank(ix)) {
+            pthread_rwlock_rdlock(&ix->wlock);
+            sctx *c = sctx_get(ix);
+            rc = c ? rerank(ix, c) : SX_ENOMEM;
+            if (c) sctx_put(ix, c);
+            pthread_rwlock_unlock(&ix->wlock);
+            if (rc < 0) rc = sx_err_set(err, rc, "index: out of memory ranking");
+        }
+        atomic_store(&ix->maintaining, 0);
+        /* An adoption may have failed meanwhile in a thread whose own call
+         * found this one busy: then this one goes round again. */
+        if (!needs_rerank(ix)) break;
+        expected = 0;
+    }
     return rc;
 }
 
@@ -1282,7 +1737,7 @@ void sx_index_get_stats(sx_index *ix, sx_index_stats *out) {
     for (int l = MAX_LEVEL - 1; l >= 0; l--) out->nodes_per_level[l] += out->nodes_per_level[l + 1];
     size_t chunks = ((size_t)n + CHUNK - 1) / CHUNK;
     out->bytes_vectors = chunks * CHUNK * (size_t)ix->code_size;
-    size_t meta = 2 + sizeof(void *) + sizeof(uint64_t) + (ix->sq8 ? sizeof(void *) : 0);
+    size_t meta = 2 + 8 + sizeof(void *) + sizeof(uint64_t) + (ix->sq8 ? sizeof(void *) : 0);
     out->bytes_graph = chunks * CHUNK * ((size_t)(1 + ix->M0) * 4 + meta) +
                        atomic_load(&ix->upper_bytes) + chunks * sizeof(chunk *);
     out->bytes_fp32 = atomic_load(&ix->f32_heap_bytes);
@@ -1576,6 +2031,10 @@ int sx_index_load(sx_source *src, sx_index **out, sx_err *err) {
     int rc = load_head(src, &ix, &n, &e, err);
     if (rc < 0) return rc;
     rc = load_body(src, ix, n, e, err);
+    sctx *c = rc == 0 ? sctx_get(ix) : NULL;
+    if (rc == 0 && (!c || rank_all(ix) < 0 || adopt_orphans(ix, c, n) < 0))
+        rc = sx_err_set(err, SX_ENOMEM, "index: out of memory loading");
+    if (c) sctx_put(ix, c);
     if (rc < 0) {
         sx_index_free(ix);
         return rc;

@@ -183,9 +183,12 @@ int sx_index_delete(sx_index *ix, uint32_t node, sx_err *err);
 int sx_index_vacuum(sx_index *ix, sx_err *err);
 
 /* Housekeeping after inserts and deletes: learns the SQ8 ranges once
- * train_size vectors exist, and vacuums when deleted nodes reach 64 and 5%
- * of the nodes, or outnumber the live ones. Cheap when there is nothing to do; one thread at a time
- * (others return at once). Call it holding no lock of your own. */
+ * train_size vectors exist, vacuums when deleted nodes reach 64 and 5% of
+ * the nodes, or outnumber the live ones, and ranks the graph afresh when an
+ * insert could not keep every node reachable (rare; see hnsw.c). Cheap when
+ * there is nothing to do; one thread at a time (others return at once, and
+ * the running one catches up with what they left). Call it holding no lock
+ * of your own. */
 int sx_index_maintain(sx_index *ix, sx_err *err);
 
 /* One search. allow (optional) is a bitmap over node slots: bit i set means
@@ -334,7 +337,9 @@ int sx_index_save(sx_index *ix, sx_sink *out, sx_err *err);
 
 /* Reads an index written by sx_index_save. From a memory source the fp32
  * vectors are used in place (the caller keeps the memory alive until
- * sx_index_free); everything else is copied. */
+ * sx_index_free); everything else is copied. The graph is then ranked (one
+ * pass over the level-0 links, about 30 ms per 400K nodes), and any node
+ * an older build left unreachable is linked again. */
 int sx_index_load(sx_source *src, sx_index **out, sx_err *err);
 
 #endif /* SX_INDEX_H */
