@@ -1,9 +1,12 @@
 /* Tests for src/index: kernels against the scalar reference, SQ8, HNSW
- * recall against exact search, deletes with slot reuse, filters, save/load
- * and corrupt input. */
+ * recall against exact search, every node reachable (sx_index_check),
+ * deletes with slot reuse, filters, save/load, corrupt input and
+ * concurrent writers. */
 #include "test.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include "../src/index/index.h"
 #include "testmem.h"
@@ -140,6 +143,18 @@ static sx_index *build(const sx_index_params *p, const float *x, size_t n, int t
     return ix;
 }
 
+/* The graph is sound (sx_index_check): every live node is reachable from
+ * the entry point at level 0, every node but the entry point is anchored,
+ * the anchor counts are exact and no link points at a free slot. */
+static void check_sound(sx_index *ix, const char *when) {
+    sx_index_check_result r;
+    sx_err err = {0};
+    CHECK_MSG(sx_index_check(ix, &r, &err) == 0, "%s", err.msg);
+    CHECK_MSG(r.unreachable == 0 && r.unanchored == 0 && r.bad_counts == 0 && r.bad_links == 0,
+              "%s: of %zu nodes %zu unreachable, %zu unanchored, %zu bad anchor counts, %zu bad"
+              " links", when, r.nodes, r.unreachable, r.unanchored, r.bad_counts, r.bad_links);
+}
+
 /* Mean recall@k of approximate search against exact search over nq queries. */
 static double recall_at(sx_index *ix, const float *qv, int nq, const sx_index_query *q,
                         sx_search_stats *last) {
@@ -170,6 +185,7 @@ void test_index_recall_fp32(void) {
     float *x = tv_real_corpus(n), *qv = tv_real_queries(200);
     sx_index_params p = sx_index_params_default(DIM);
     sx_index *ix = build(&p, x, n, 2, NULL);
+    check_sound(ix, "fp32, built by 2 threads");
     sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};
     double r = recall_at(ix, qv, 200, &q, NULL);
     fprintf(stderr, "    fp32 recall@10 ef=64 n=%zu: %.4f\n", n, r);
@@ -197,6 +213,7 @@ void test_index_recall_sq8(void) {
     sx_index_params p = sx_index_params_default(DIM);
     p.storage = SX_STORAGE_SQ8;
     sx_index *ix = build(&p, x, n, 2, NULL);
+    check_sound(ix, "SQ8, built by 2 threads");
     sx_index_query q = {.k = 10, .ef = 64, .rerank = 0};
     double r0 = recall_at(ix, qv, 200, &q, NULL);
     q.rerank = 32;
@@ -236,6 +253,7 @@ void test_index_delete_and_reuse(void) {
         if (i % 1000 == 0) sx_index_maintain(ix, NULL);
     }
     CHECK_EQ(sx_index_delete(ix, nodes[0], &err), SX_ENOTFOUND);
+    check_sound(ix, "20% deleted, partly vacuumed");
     sx_index_query q = {.k = 10, .ef = 64, .rerank = -1};
     sx_index_hit h[10];
     int nh;
@@ -253,6 +271,7 @@ void test_index_delete_and_reuse(void) {
     CHECK_EQ(st.deleted, 0);
     CHECK_EQ(st.free_slots, n / 5);
     CHECK_EQ(st.live, n - n / 5);
+    check_sound(ix, "20% deleted and vacuumed");
     r = recall_at(ix, qv, 200, &q, NULL);
     fprintf(stderr, "    recall@10 after vacuum: %.4f\n", r);
     CHECK(r >= 0.95);
@@ -265,6 +284,7 @@ void test_index_delete_and_reuse(void) {
         CHECK(node < slots);
     }
     CHECK_EQ(sx_index_slots(ix), slots);
+    check_sound(ix, "released slots refilled");
     r = recall_at(ix, qv, 200, &q, NULL);
     fprintf(stderr, "    recall@10 after refilling the slots: %.4f\n", r);
     CHECK(r >= 0.95);
@@ -288,6 +308,7 @@ void test_index_delete_and_reuse(void) {
     CHECK_EQ(sx_index_search(ix, x, &q, h, &nh, NULL, NULL), 0);
     CHECK_EQ(nh, 1);
     CHECK_EQ(h[0].node, node);
+    check_sound(ix, "emptied and one node added");
     sx_index_free(ix);
     free(nodes);
     free(x);
@@ -357,6 +378,144 @@ void test_index_filters(void) {
     free(qv);
 }
 
+/* ---- every node reachable ---- */
+
+/* Tiny lists (M = 2 and 3: 4 and 6 links on level 0) make prunings drop
+ * links all the time, and every vector is stored twice: a pair of equal
+ * vectors links to each other, and a pruning that only counted in-links
+ * would let the last link from outside go. Through inserts by two threads,
+ * deletes, vacuums, slot reuse and a reload, every node stays reachable. */
+void test_index_small_lists(void) {
+    size_t n = TV_ASAN ? 1600 : 4000, half = n / 2;
+    float *x = tv_clustered(n, DIM, 3, 0);
+    memcpy(x + half * DIM, x, half * DIM * sizeof(float));
+    uint32_t *nodes = malloc(n * sizeof *nodes);
+    for (int M = 2; M <= 3; M++) {
+        sx_index_params p = sx_index_params_default(DIM);
+        p.M = M;
+        p.ef_construction = 40;
+        p.storage = M == 3 ? SX_STORAGE_SQ8 : SX_STORAGE_FP32;
+        p.train_size = 500;
+        sx_index *ix = build(&p, x, n, 2, nodes);
+        check_sound(ix, "built");
+        sx_err err = {0};
+        for (size_t i = 0; i < n; i += 3) CHECK_EQ(sx_index_delete(ix, nodes[i], &err), 0);
+        check_sound(ix, "a third deleted");
+        CHECK_EQ(sx_index_vacuum(ix, &err), 0);
+        check_sound(ix, "a third deleted and vacuumed");
+        for (size_t i = 0; i < n; i += 3) {
+            CHECK_EQ(sx_index_add(ix, x + i * DIM, i + 1, &nodes[i], &err), 0);
+            sx_index_publish(ix, nodes[i]);
+        }
+        check_sound(ix, "refilled");
+        for (size_t i = 0; i < n; i++)
+            if (i % 10) CHECK_EQ(sx_index_delete(ix, nodes[i], &err), 0);
+        CHECK_EQ(sx_index_vacuum(ix, &err), 0);
+        check_sound(ix, "90% deleted and vacuumed");
+        membuf m = {0};
+        sx_sink sink = {mem_write, &m, 0, 0, 0};
+        CHECK_EQ(sx_index_save(ix, &sink, &err), 0);
+        sx_source src = {mem_read, &m, NULL, 0, 0, 1};
+        sx_index *b = NULL;
+        CHECK_MSG(sx_index_load(&src, &b, &err) == 0, "%s", err.msg);
+        check_sound(b, "loaded");
+        for (size_t i = 0; i < half; i++) {
+            uint32_t node;
+            CHECK_EQ(sx_index_add(b, x + i * DIM, 0, &node, &err), 0);
+        }
+        check_sound(b, "loaded and added to");
+        sx_index_free(b);
+        sx_index_free(ix);
+        free(m.p);
+    }
+    free(nodes);
+    free(x);
+}
+
+typedef struct churn {
+    sx_index *ix;
+    const float *x;
+    size_t n;
+    uint32_t *nodes;
+    _Atomic int next_writer, stop;
+    _Atomic long checks, searches;
+} churn;
+
+/* Writer w adds vectors w, w + 2, ... and deletes some of its own earlier
+ * ones; the housekeeping vacuums as deletes accumulate. */
+static void *churn_writer(void *arg) {
+    churn *t = arg;
+    size_t w = (size_t)atomic_fetch_add(&t->next_writer, 1);
+    sx_err err = {0};
+    for (size_t i = w; i < t->n; i += 2) {
+        if (sx_index_add(t->ix, t->x + i * DIM, i + 1, &t->nodes[i], &err) < 0) abort();
+        sx_index_publish(t->ix, t->nodes[i]);
+        if (i >= 8 && (i / 2) % 3 == 0 && sx_index_delete(t->ix, t->nodes[i - 8], &err) < 0)
+            abort();
+        if (sx_index_maintain(t->ix, &err) < 0) abort();
+    }
+    return NULL;
+}
+
+/* Whenever no write is in progress the graph is sound. */
+static void *churn_checker(void *arg) {
+    churn *t = arg;
+    while (!atomic_load(&t->stop)) {
+        check_sound(t->ix, "between concurrent writes");
+        atomic_fetch_add(&t->checks, 1);
+        usleep(1000);
+    }
+    return NULL;
+}
+
+static void *churn_searcher(void *arg) {
+    churn *t = arg;
+    sx_index_query q = {.k = 10, .rerank = -1};
+    sx_index_hit h[10];
+    int nh;
+    for (size_t i = 0; !atomic_load(&t->stop); i++) {
+        if (sx_index_search(t->ix, t->x + (i % t->n) * DIM, &q, h, &nh, NULL, NULL) < 0) abort();
+        atomic_fetch_add(&t->searches, 1);
+    }
+    return NULL;
+}
+
+/* Two writers adding and deleting, vacuums, a searcher and a checker, on
+ * small lists (M = 4); run under ThreadSanitizer by `make tsan`. */
+void test_index_concurrent_writes(void) {
+    churn t = {0};
+    t.n = TV_TSAN ? 1500 : TV_ASAN ? 3000 : 8000;
+    t.x = tv_clustered(t.n, DIM, 7, 0);
+    t.nodes = malloc(t.n * sizeof *t.nodes);
+    sx_index_params p = sx_index_params_default(DIM);
+    p.M = 4;
+    p.ef_construction = 64;
+    p.storage = SX_STORAGE_SQ8;
+    p.train_size = 500;
+    sx_err err = {0};
+    CHECK_EQ(sx_index_create(&p, &t.ix, &err), 0);
+    pthread_t w[2], ck, se;
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&w[i], NULL, churn_writer, &t) == 0);
+    CHECK(pthread_create(&ck, NULL, churn_checker, &t) == 0);
+    CHECK(pthread_create(&se, NULL, churn_searcher, &t) == 0);
+    for (int i = 0; i < 2; i++) pthread_join(w[i], NULL);
+    atomic_store(&t.stop, 1);
+    pthread_join(ck, NULL);
+    pthread_join(se, NULL);
+    fprintf(stderr, "    %ld checks and %ld searches during the writes\n",
+            (long)atomic_load(&t.checks), (long)atomic_load(&t.searches));
+    CHECK(atomic_load(&t.checks) > 0);
+    check_sound(t.ix, "after the writes");
+    sx_index_stats st;
+    sx_index_get_stats(t.ix, &st);
+    CHECK(st.free_slots + st.deleted > 0);
+    CHECK_EQ(sx_index_vacuum(t.ix, &err), 0);
+    check_sound(t.ix, "vacuumed");
+    sx_index_free(t.ix);
+    free(t.nodes);
+    free((void *)t.x);
+}
+
 /* ---- persistence ---- */
 
 static void same_results(sx_index *a, sx_index *b, const float *qv, int nq) {
@@ -396,6 +555,8 @@ void test_index_save_load(void) {
         CHECK_MSG(sx_index_load(&src, &b, &err) == 0, "%s", err.msg);
         CHECK_EQ(src.offset, m.len);
         same_results(ix, b, qv, 50);
+        check_sound(ix, "saved");
+        check_sound(b, "loaded");
         /* memory (mapped) load: fp32 vectors used in place */
         uint8_t *copy = aligned_alloc(64, (m.len + 63) / 64 * 64);
         memcpy(copy, m.p, m.len);
@@ -418,6 +579,7 @@ void test_index_save_load(void) {
             sx_index_publish(c, node);
         }
         CHECK_EQ(sx_index_vacuum(c, &err), 0);
+        check_sound(c, "loaded in place, added to, vacuumed");
         sx_index_query q = {.k = 5, .rerank = -1};
         sx_index_hit h[5];
         int nh;

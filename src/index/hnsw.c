@@ -39,8 +39,8 @@
  * by every search and insert and exclusively, for a moment, by (a) the SQ8
  * training, which re-encodes every code once, (b) the two grace periods of
  * a vacuum and (c) a fresh ranking (see Reachability). `wlock` is held
- * shared by inserts, deletes and vacuums and exclusively by save, so a
- * snapshot is consistent while searches go on. glibc's
+ * shared by inserts, deletes and vacuums and exclusively by save and
+ * sx_index_check, so a snapshot is consistent while searches go on. glibc's
  * writer-preferring rwlock kind is used so a stream of searches cannot
  * starve a vacuum.
  *
@@ -92,7 +92,7 @@
  * training (about 30 ms per 400K nodes): every reachable node then ranks
  * below the rest, which are adopted. Loading a snapshot ranks the same way,
  * so the snapshot format has no ranks (and an older snapshot's unreachable
- * nodes are adopted). Rejected: a parent
+ * nodes are adopted). sx_index_check verifies all of it. Rejected: a parent
  * pointer per node (a spanning tree), whose repair after deletes must avoid
  * cycles, which takes ranks anyway; and a periodic reachability scan, which
  * leaves nodes lost until the next one.
@@ -1747,6 +1747,57 @@ void sx_index_get_stats(sx_index *ix, sx_index_stats *out) {
         out->bytes_fp32_mapped = (size_t)(ix->f32_hi - ix->f32_lo) - owned;
     }
     pthread_rwlock_unlock(&ix->rw);
+}
+
+int sx_index_check(sx_index *ix, sx_index_check_result *out, sx_err *err) {
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_wrlock(&ix->wlock);
+    pthread_rwlock_rdlock(&ix->rw);
+    uint32_t n = atomic_load(&ix->n_slots), head = 0, tail = 0;
+    uint32_t *cnt = sx_index_calloc((size_t)n + 1, sizeof *cnt);
+    uint32_t *queue = sx_index_malloc((size_t)n * sizeof *queue + 1);
+    uint8_t *seen = sx_index_calloc((size_t)n + 1, 1);
+    int rc = cnt && queue && seen ? 0 : sx_err_set(err, SX_ENOMEM, "index: out of memory checking");
+    for (uint32_t u = 0; u < n && rc == 0; u++) {
+        if (flags_of(ix, u) & F_FREE) continue;
+        out->nodes++;
+        const _Atomic uint32_t *l = links_at(ix, u, 0);
+        uint32_t m = atomic_load(&l[0]);
+        for (uint32_t j = 0; j < m && j < (uint32_t)ix->M0; j++) {
+            uint32_t y = atomic_load(&l[1 + j]);
+            if (y >= n || (flags_of(ix, y) & F_FREE)) out->bad_links++;
+            else if (anchors(ix, u, y)) cnt[y]++;
+        }
+    }
+    uint32_t e = (uint32_t)atomic_load(&ix->ep);
+    for (uint32_t x = 0; x < n && rc == 0; x++) {
+        if (flags_of(ix, x) & F_FREE) continue;
+        if (cnt[x] != atomic_load(anchors_of(ix, x))) out->bad_counts++;
+        if (cnt[x] == 0 && x != e) out->unanchored++;
+    }
+    if (rc == 0 && e != NONE) {
+        seen[e] = 1;
+        queue[tail++] = e;
+    }
+    while (rc == 0 && head < tail) {
+        const _Atomic uint32_t *l = links_at(ix, queue[head++], 0);
+        uint32_t m = atomic_load(&l[0]);
+        for (uint32_t j = 0; j < m && j < (uint32_t)ix->M0; j++) {
+            uint32_t y = atomic_load(&l[1 + j]);
+            if (y < n && !seen[y] && !(flags_of(ix, y) & F_FREE)) {
+                seen[y] = 1;
+                queue[tail++] = y;
+            }
+        }
+    }
+    for (uint32_t x = 0; x < n && rc == 0; x++)
+        if (!(flags_of(ix, x) & (F_FREE | F_DELETED)) && !seen[x]) out->unreachable++;
+    pthread_rwlock_unlock(&ix->rw);
+    pthread_rwlock_unlock(&ix->wlock);
+    sx_index_free_mem(cnt);
+    sx_index_free_mem(queue);
+    sx_index_free_mem(seen);
+    return rc;
 }
 
 /* ---- persistence ---- */
