@@ -61,7 +61,7 @@
  *
  * Reachability. Pruning a full list with the heuristic, and the vacuum's
  * repair, can take away the last link to a node, and a node no walk reaches
- * is never found again, not even by its own vector: 9 to 16 of 50,000 real
+ * is never found again, not even by its own vector: 8 to 16 of 50,000 real
  * title embeddings after a build by two threads, before this section was
  * written. Counting in-links is not enough: a few outliers that link only to
  * each other keep their in-links but lose every path from the entry point
