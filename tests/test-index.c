@@ -144,15 +144,15 @@ static sx_index *build(const sx_index_params *p, const float *x, size_t n, int t
 }
 
 /* The graph is sound (sx_index_check): every live node is reachable from
- * the entry point at level 0, every node but the entry point is anchored,
- * the anchor counts are exact and no link points at a free slot. */
+ * the entry point at level 0, every node but the entry point is anchored by
+ * a lower-ranked node that links to it, and no link points at a free slot. */
 static void check_sound(sx_index *ix, const char *when) {
     sx_index_check_result r;
     sx_err err = {0};
     CHECK_MSG(sx_index_check(ix, &r, &err) == 0, "%s", err.msg);
-    CHECK_MSG(r.unreachable == 0 && r.unanchored == 0 && r.bad_counts == 0 && r.bad_links == 0,
-              "%s: of %zu nodes %zu unreachable, %zu unanchored, %zu bad anchor counts, %zu bad"
-              " links", when, r.nodes, r.unreachable, r.unanchored, r.bad_counts, r.bad_links);
+    CHECK_MSG(r.unreachable == 0 && r.unanchored == 0 && r.bad_anchors == 0 && r.bad_links == 0,
+              "%s: of %zu nodes %zu unreachable, %zu unanchored, %zu bad anchors, %zu bad links",
+              when, r.nodes, r.unreachable, r.unanchored, r.bad_anchors, r.bad_links);
 }
 
 /* Mean recall@k of approximate search against exact search over nq queries. */

@@ -13,7 +13,7 @@
  *
  * Storage. Nodes are dense 32-bit ids. Per-node data lives in chunks of 4096
  * nodes (links of level 0, the search codes, flags, level, upper links,
- * payload, rank and anchor count), found through a fixed directory of chunk pointers. The directory
+ * payload, rank and anchor), found through a fixed directory of chunk pointers. The directory
  * never moves, so a growing index never copies or pauses anything, and a
  * search pays one extra, always cached load. The search representation is
  * either the fp32 vector or its SQ8 code (dim bytes, see kernels.c); with
@@ -47,55 +47,71 @@
  * Deletes. Deleting only sets a flag: the node is never returned again but
  * stays in the graph for navigation (as in hnswlib's markDelete). A vacuum
  * reclaims deleted nodes in four steps: (1) exclusively, for a moment, take
- * the set D of deleted nodes (inserts started later never link to a deleted
- * node) and move the entry point off D; (2) shared, concurrently with
+ * the set D of deleted nodes (inserts started later never add a link to a
+ * deleted node, only, when deleted nodes are nearer to the new one than any
+ * live node, links from them to it, which the repair hands on to live
+ * nodes) and move the entry point off D; (2) shared, concurrently with
  * searches and inserts, rewrite every list that points into D, replacing
  * each deleted neighbour by its own live neighbours and re-selecting with
  * the heuristic (the repair FAISS and hnswlib use for updates); (3)
  * exclusively again, which waits for every search that may still hold an id
  * of D, release the slots: payload callback, fp32 block, upper links, onto
- * the free list; (4) shared again, anchor the nodes whose anchors were all
- * in D (see Reachability). Later inserts reuse the slots. Rejected: hnswlib's
+ * the free list; (4) shared again, anchor the nodes whose anchor was in D
+ * (see Reachability). Later inserts reuse the slots. Rejected: hnswlib's
  * in-place replacement of a deleted node's vector, which races with readers
  * of that vector; and a per-node seqlock, which would tax every distance.
  *
- * Reachability. Pruning a full list with the heuristic, and the vacuum's
- * repair, can take away the last link to a node, and a node no walk reaches
- * is never found again, not even by its own vector: 8 to 16 of 50,000 real
- * title embeddings after a build by two threads, before this section was
- * written. Counting in-links is not enough: a few outliers that link only to
- * each other keep their in-links but lose every path from the entry point
- * (seen on the same data). So each node has a rank, and a level-0 link
- * u -> x is an anchor of x when u ranks below x. The invariant: every node
- * but the entry point has an anchor. Following anchors backwards lowers the
- * rank at each step, so it must end, and only at the entry point: every node
- * is reachable from it. A new node ranks above all others, so every link to
- * it is an anchor; a new entry point ranks below all, and links to the old
- * one, which so keeps an anchor.
+ * Reachability. Pruning a full list with the heuristic, a new node's write
+ * of its own list (which dropped backlinks concurrent inserts had just
+ * added to it) and the vacuum's repair can take away the last link to a
+ * node, and a node no walk reaches is never found again, not even by its
+ * own vector: 6 to 16 of 50,000 real title embeddings after a build by two
+ * threads, before this section was written. Counting in-links is not
+ * enough: a few outliers that link only to each other keep their in-links
+ * but lose every path from the entry point (seen on the same data).
  *
- * Each node counts its anchors (4 bytes, beside its 4-byte rank). An anchor
- * is counted after its link is stored and uncounted before the link goes,
- * under the stripe of the list's owner, so the count never exceeds the true
- * number; a compare-exchange that refuses to go below 1 reserves the removal
- * of one, so of two threads pruning the last two anchors of a node one keeps
- * its link. A pruning that would drop a last anchor keeps that link instead:
- * appended when the heuristic left room, else in place of the farthest
- * entry that can go (no anchor, or an anchor whose target has another). A
- * node left without an anchor (all the backlinks of a new node pruned again,
- * all anchors of a node in deleted nodes a vacuum freed) is adopted: a
- * search for its vector lists nearby nodes of lower rank, and the first with
- * room, or with an entry that can go, links to it; failing that,
- * u -> x -> y replaces u -> y for an anchor y of u that ranks above x. An
- * old node whose older neighbours were all deleted may find no such node;
- * then sx_index_maintain (or the vacuum itself) ranks the whole graph
- * afresh, breadth first from the entry point, exclusively like the SQ8
- * training (about 30 ms per 400K nodes): every reachable node then ranks
- * below the rest, which are adopted. Loading a snapshot ranks the same way,
- * so the snapshot format has no ranks (and an older snapshot's unreachable
- * nodes are adopted). sx_index_check verifies all of it. Rejected: a parent
- * pointer per node (a spanning tree), whose repair after deletes must avoid
- * cycles, which takes ranks anyway; and a periodic reachability scan, which
- * leaves nodes lost until the next one.
+ * So each node has a rank and an anchor: one node of lower rank whose
+ * level-0 list links to it, and which keeps that link (4 + 4 bytes per
+ * node). Following anchors from any node lowers the rank at each step, so
+ * it ends, and only at the entry point, the one node without an anchor:
+ * every node is reachable from it. A new node ranks above all others; its
+ * anchor is the nearest of its neighbours that kept the backlink to it. A
+ * new entry point ranks below all, and anchors the old one.
+ *
+ * The anchor must also be near, not merely exist, or a search for the
+ * node's own vector, which never expands nodes far from it, misses the
+ * node. A first version counted each node's links from lower ranks and
+ * let a pruning drop any but the last, which was sometimes a long link
+ * (2 runs in 100 of the shard stress test missed a paper so). So a node's
+ * anchor is preferably one of its own neighbours (a node in its own list):
+ * a link from such a node takes the anchor over from one that is not. And
+ * a new node whose nearest nodes are all deleted (a region being replaced)
+ * gets links from them too, never to them (see Deletes), or its only links
+ * would come from far away (1 run in 100 missed a paper so).
+ *
+ * Rules, all under the stripe of the list's owner u: the anchor of x is
+ * set to u only while u's list links to x, and a rewrite of u's list keeps
+ * every entry that u anchors (appended when the heuristic left room, else
+ * in place of the farthest entry that anchors nothing), so x's anchor
+ * always links to it. When every entry of a full list is an anchor, the
+ * pruned one loses its anchor and is adopted: a search for its vector lists
+ * nearby nodes of lower rank, and the first with room, or with an entry
+ * that anchors nothing, links to it and anchors it; failing that,
+ * u -> x -> y replaces u -> y for a y that u anchors and that ranks above x
+ * (x anchors y then). The same adoption serves a new node whose backlinks
+ * were all pruned again and, after a vacuum, every node anchored by a
+ * deleted one (unless a repair linked to it from one of its neighbours,
+ * which takes the anchor over). An old node whose older neighbours were
+ * all deleted may find no candidate; then sx_index_maintain (or the vacuum
+ * itself) ranks the whole graph afresh, breadth first from the entry
+ * point, exclusively like the SQ8 training (about 40 ms per 400K nodes),
+ * so every reachable node ranks below the rest, which are adopted. Loading
+ * a snapshot ranks the same way (the format has no ranks; an older
+ * snapshot's unreachable nodes are adopted); there a node's anchor is the
+ * first node of its own list, which is nearest first, that ranks below it
+ * and links back, rather than the one the walk reached it from, often over
+ * a long link. sx_index_check verifies all of it. Rejected: a periodic
+ * reachability scan, which leaves nodes lost until the next one.
  *
  * Filters. A search may carry a bitmap over slots. Filtered-out nodes are
  * still traversed but never enter the result list; as the result list then
@@ -140,7 +156,7 @@ enum { F_PUBLISHED = 1, F_DELETED = 2, F_FREE = 4 };
 typedef struct chunk {
     _Atomic uint32_t *links0; /* CHUNK x (1 + M0): count, ids */
     uint32_t *rank;           /* the node's place in the anchor order */
-    _Atomic uint32_t *anchors; /* its anchors: level-0 links from lower ranks */
+    _Atomic uint32_t *anchor; /* the node whose level-0 link anchors it, or NONE */
     uint8_t *codes;           /* CHUNK x code_size */
     _Atomic uint8_t *flags;   /* F_* */
     uint8_t *level;
@@ -249,12 +265,12 @@ static inline uint32_t rank_of(const sx_index *ix, uint32_t id) {
     return ch(ix, id)->rank[off(id)];
 }
 
-static inline _Atomic uint32_t *anchors_of(const sx_index *ix, uint32_t id) {
-    return &ch(ix, id)->anchors[off(id)];
+static inline _Atomic uint32_t *anchor_of(const sx_index *ix, uint32_t id) {
+    return &ch(ix, id)->anchor[off(id)];
 }
 
-/* 1 when the level-0 link u -> x anchors x. */
-static inline int anchors(const sx_index *ix, uint32_t u, uint32_t x) {
+/* 1 when u ranks below x (a link u -> x may anchor x). */
+static inline int ranks_below(const sx_index *ix, uint32_t u, uint32_t x) {
     return rank_of(ix, u) < rank_of(ix, x);
 }
 
@@ -605,20 +621,32 @@ static inline int in_set(const dset *D, uint32_t id) {
 
 /* ---- anchors: every node stays reachable (see the essay) ---- */
 
-/* Reserves the removal of one anchor of x: 1 when x keeps another (its
- * count is decremented), 0 when this is its last one and must stay. */
-static int release_anchor(sx_index *ix, uint32_t x) {
-    _Atomic uint32_t *a = anchors_of(ix, x);
-    uint32_t v = atomic_load_explicit(a, memory_order_relaxed);
-    do {
-        if (v <= 1) return 0;
-    } while (!atomic_compare_exchange_weak_explicit(a, &v, v - 1, memory_order_relaxed,
-                                                    memory_order_relaxed));
-    return 1;
+/* 1 when u's level-0 link to x is x's anchor, which no pruning drops. */
+static inline int is_anchor(const sx_index *ix, uint32_t u, uint32_t x) {
+    return atomic_load_explicit(anchor_of(ix, x), memory_order_relaxed) == u;
 }
 
-static inline void add_anchor(sx_index *ix, uint32_t x, int delta) {
-    atomic_fetch_add_explicit(anchors_of(ix, x), (uint32_t)delta, memory_order_relaxed);
+/* 1 when u's level-0 list links to x. */
+static int links_to(const sx_index *ix, uint32_t u, uint32_t x) {
+    const _Atomic uint32_t *l = links_at(ix, u, 0);
+    uint32_t m = atomic_load_explicit(&l[0], memory_order_relaxed);
+    for (uint32_t j = 0; j < m; j++)
+        if (atomic_load_explicit(&l[1 + j], memory_order_relaxed) == x) return 1;
+    return 0;
+}
+
+/* Makes u, which ranks below x and whose list links to x, x's anchor when
+ * x has none; or when x's list links to u (u is one of x's own neighbours,
+ * so a search for x's vector passes it) but not to x's anchor, or that
+ * anchor is in the vacuum's set D (given). Caller holds u's stripe. */
+static void take_anchor(sx_index *ix, uint32_t u, uint32_t x, const dset *D) {
+    _Atomic uint32_t *a = anchor_of(ix, x);
+    uint32_t cur = atomic_load_explicit(a, memory_order_relaxed);
+    if (cur == u || !ranks_below(ix, u, x)) return;
+    if (cur != NONE &&
+        (!links_to(ix, x, u) || (!(D && in_set(D, cur)) && links_to(ix, x, cur))))
+        return;
+    atomic_compare_exchange_strong_explicit(a, &cur, u, memory_order_relaxed, memory_order_relaxed);
 }
 
 static int in_ids(const uint32_t *a, int n, uint32_t id) {
@@ -629,15 +657,14 @@ static int in_ids(const uint32_t *a, int n, uint32_t id) {
 
 enum { E_NEW, E_OLD, E_PINNED }; /* an entry of a list being rewritten */
 
-/* Replaces u's level-0 list with sel[0..k) (nearest first) keeping the
- * anchor counts exact and every anchored node anchored. An old entry the
- * selection drops gives up its anchor (one to a member of the vacuum's set
- * D, when given, always), unless that is the target's last one: then the
- * link stays, appended when the list has room, else in place of the
- * farthest entry that can go (a new one, one that is no anchor, or an
- * anchor whose target keeps another). When none can, it goes anyway and the
- * target is noted in c->orphans (or, when that is full, left for a fresh
- * ranking: ix->adopt_failed). Caller holds u's stripe. */
+/* Replaces u's level-0 list with sel[0..k) (nearest first), keeping the
+ * links that anchor their targets (except those into the vacuum's set D,
+ * when given): appended when the selection left room, else in place of the
+ * farthest entry that anchors nothing. When none is left, the anchor goes
+ * and its target is noted in c->orphans (or, when that is full, left for a
+ * fresh ranking: ix->adopt_failed). Every new link (in a repair, every
+ * link) takes the anchor of a target that has none, or one in D
+ * (take_anchor). Caller holds u's stripe. */
 static void write_links0(sx_index *ix, sctx *c, uint32_t u, const uint32_t *sel, int k,
                          const dset *D) {
     _Atomic uint32_t *l = links_at(ix, u, 0);
@@ -653,30 +680,21 @@ static void write_links0(sx_index *ix, sctx *c, uint32_t u, const uint32_t *sel,
     }
     for (int i = 0; i < no; i++) {
         uint32_t x = old[i];
-        if (in_ids(sel, k, x) || !anchors(ix, u, x)) continue;
-        if (D && in_set(D, x)) {
-            add_anchor(ix, x, -1);
-            continue;
-        }
-        if (release_anchor(ix, x)) continue;
+        if (!is_anchor(ix, u, x) || (D && in_set(D, x)) || in_ids(sel, k, x)) continue;
         if (n < cap) {
             out[n] = x;
             st[n++] = E_PINNED;
             continue;
         }
         int j = n;
-        while (j-- > 0) {
-            if (st[j] == E_NEW || (st[j] == E_OLD && !anchors(ix, u, out[j]))) break;
-            if (st[j] == E_OLD) {
-                if (release_anchor(ix, out[j])) break;
-                st[j] = E_PINNED;
-            }
-        }
+        while (j-- > 0)
+            if (st[j] == E_NEW || (st[j] == E_OLD && !is_anchor(ix, u, out[j]))) break;
         if (j >= 0) {
             out[j] = x;
             st[j] = E_PINNED;
         } else {
-            add_anchor(ix, x, -1);
+            uint32_t was = u;
+            atomic_compare_exchange_strong(anchor_of(ix, x), &was, NONE);
             if (c->n_orphans < (int)(sizeof c->orphans / sizeof c->orphans[0]))
                 c->orphans[c->n_orphans++] = x;
             else
@@ -685,14 +703,13 @@ static void write_links0(sx_index *ix, sctx *c, uint32_t u, const uint32_t *sel,
     }
     write_links(ix, u, 0, out, n);
     for (int j = 0; j < n; j++)
-        if (st[j] == E_NEW && anchors(ix, u, out[j])) add_anchor(ix, out[j], 1);
+        if (st[j] == E_NEW || (D && st[j] == E_OLD)) take_anchor(ix, u, out[j], D);
 }
 
 /* The entry of u's full level-0 list that can give way to a new link: the
- * farthest from u that is no anchor, or whose target keeps another anchor
- * (that anchor is then released). Returns its index, or -1 when every
- * entry is its target's last anchor. Caller holds u's stripe; c->work has
- * room for M0 pairs. */
+ * farthest from u that anchors nothing. Returns its index, or -1 when every
+ * entry is an anchor. Caller holds u's stripe; c->work has room for M0
+ * pairs. */
 static int give_way(sx_index *ix, sctx *c, uint32_t u) {
     _Atomic uint32_t *l = links_at(ix, u, 0);
     int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed);
@@ -705,46 +722,48 @@ static int give_way(sx_index *ix, sctx *c, uint32_t u) {
     qsort(c->work, (size_t)m, sizeof(pair), pair_cmp);
     for (int j = m - 1; j >= 0; j--) {
         uint32_t y = atomic_load_explicit(&l[1 + c->work[j].id], memory_order_relaxed);
-        if (!anchors(ix, u, y) || release_anchor(ix, y)) return (int)c->work[j].id;
+        if (!is_anchor(ix, u, y)) return (int)c->work[j].id;
     }
     return -1;
 }
 
 /* Adds the link u -> x to u's level-0 list, appended when there is room,
- * else in place of the entry that gives way (give_way). Returns 1 when u
- * links to x, 0 when nothing gives way. Caller holds u's stripe. */
+ * else in place of the entry that gives way (give_way), and makes it x's
+ * anchor if x has none. Returns 1 when u links to x, 0 when nothing gives
+ * way. Caller holds u's stripe. */
 static int link_into(sx_index *ix, sctx *c, uint32_t u, uint32_t x) {
     _Atomic uint32_t *l = links_at(ix, u, 0);
-    int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed);
-    for (int j = 0; j < m; j++)
-        if (atomic_load_explicit(&l[1 + j], memory_order_relaxed) == x) return 1;
-    if (m < ix->M0) {
+    int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed), j = 0;
+    while (j < m && atomic_load_explicit(&l[1 + j], memory_order_relaxed) != x) j++;
+    if (j < m) {
+        /* linked already */
+    } else if (m < ix->M0) {
         atomic_store_explicit(&l[1 + m], x, memory_order_release);
         atomic_store_explicit(&l[0], (uint32_t)m + 1, memory_order_release);
-    } else {
-        int j = give_way(ix, c, u);
-        if (j < 0) return 0;
+    } else if ((j = give_way(ix, c, u)) >= 0) {
         atomic_store_explicit(&l[1 + j], x, memory_order_release);
+    } else {
+        return 0;
     }
-    if (anchors(ix, u, x)) add_anchor(ix, x, 1);
+    take_anchor(ix, u, x, NULL);
     return 1;
 }
 
-/* When every entry of u's list is its target's last anchor: puts x between
- * u and one of them, y, that ranks above x (u -> x -> y replaces u -> y),
- * so both stay anchored. Returns 1 when done, else 0. Caller holds the
- * stripes of u and x. */
+/* When every entry of u's list anchors its target: puts x between u and one
+ * of them, y, that ranks above x (u -> x -> y replaces u -> y, and x
+ * becomes y's anchor). Returns 1 when u links to x, else 0. Caller holds
+ * the stripes of u and x. */
 static int put_between(sx_index *ix, sctx *c, uint32_t u, uint32_t x) {
     _Atomic uint32_t *l = links_at(ix, u, 0);
     int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed);
     for (int j = 0; j < m; j++) {
         uint32_t y = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
         if (y == x) return 1;
-        if (!anchors(ix, x, y) || !link_into(ix, c, x, y)) continue;
-        /* y now has two anchors, u's and x's: u's can go */
-        if (!release_anchor(ix, y)) return 0;
+        if (!ranks_below(ix, x, y) || !link_into(ix, c, x, y)) continue;
+        uint32_t was = u;
+        atomic_compare_exchange_strong(anchor_of(ix, y), &was, x);
         atomic_store_explicit(&l[1 + j], x, memory_order_release);
-        add_anchor(ix, x, 1);
+        take_anchor(ix, u, x, NULL);
         return 1;
     }
     return 0;
@@ -785,7 +804,7 @@ static int adopt(sx_index *ix, sctx *c, uint32_t x) {
     uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
     /* nothing to reach x from (every other node deleted), or x is the entry
      * point, or about to be */
-    if ((uint32_t)e == NONE || !anchors(ix, (uint32_t)e, x)) return 1;
+    if ((uint32_t)e == NONE || !ranks_below(ix, (uint32_t)e, x)) return 1;
     if (grow((void **)&c->ids, &c->ids_cap, (size_t)ix->M0 + 1, sizeof(uint32_t)) < 0)
         return SX_ENOMEM;
     for (int pass = 0; pass < 2; pass++) {
@@ -810,12 +829,15 @@ static int adopt(sx_index *ix, sctx *c, uint32_t x) {
         for (int dead = 0; dead < 2; dead++)
             for (int i = 0; i < n && nc < 63; i++) {
                 uint32_t u = c->work[i].id;
-                if (anchors(ix, u, x) && !!(flags_of(ix, u) & F_DELETED) == dead) cand[nc++] = u;
+                if (ranks_below(ix, u, x) && !!(flags_of(ix, u) & F_DELETED) == dead)
+                    cand[nc++] = u;
             }
         cand[nc++] = (uint32_t)e;
         for (int between = 0; between < 2; between++)
             for (int i = 0; i < nc; i++)
-                if (anchor_from(ix, c, cand[i], x, between)) return 1;
+                if (anchor_from(ix, c, cand[i], x, between) &&
+                    atomic_load_explicit(anchor_of(ix, x), memory_order_relaxed) != NONE)
+                    return 1;
     }
     return 0;
 }
@@ -836,7 +858,7 @@ static int add_backlink(sx_index *ix, sctx *c, uint32_t e, uint32_t node, int le
     if ((int)n < cap) {
         atomic_store_explicit(&l[1 + n], node, memory_order_release);
         atomic_store_explicit(&l[0], n + 1, memory_order_release);
-        if (level == 0 && anchors(ix, e, node)) add_anchor(ix, node, 1);
+        if (level == 0) take_anchor(ix, e, node, NULL);
         pthread_mutex_unlock(mu);
         return 0;
     }
@@ -910,10 +932,13 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
             cur = c->work[0].id;
             cur_d = c->work[0].d;
         }
-        int m = 0; /* drop deleted nodes and the node itself */
+        int m = 0, nd = 0; /* drop deleted nodes and the node itself */
+        uint32_t dead[4];
         for (int i = 0; i < n; i++) {
             uint32_t id = c->work[i].id;
-            if (id != node && !(flags_of(ix, id) & F_DELETED)) c->work[m++] = c->work[i];
+            if (id == node) continue;
+            if (!(flags_of(ix, id) & F_DELETED)) c->work[m++] = c->work[i];
+            else if (m == 0 && nd < 4) dead[nd++] = id;
         }
         uint32_t sel[256];
         int k = select_heuristic(ix, c, c->work, m, ix->p.M, sel);
@@ -923,11 +948,20 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
             int k0 = k;
             if (held && !in_ids(sel, k, (uint32_t)e)) sel[k0++] = (uint32_t)e;
             write_links0(ix, c, node, sel, k0, NULL);
+            if (held) take_anchor(ix, node, (uint32_t)e, NULL);
         } else {
             write_links(ix, node, l, sel, k);
         }
         pthread_mutex_unlock(stripe(ix, node));
         for (int i = 0; i < k && rc == 0; i++) rc = add_backlink(ix, c, sel[i], node, l);
+        /* Deleted nodes nearer than every live one (a region whose nodes
+         * were deleted and are being replaced): link them to the node,
+         * never the reverse, so that walks through them (deleted nodes are
+         * traversed) find it, and the vacuum's repair hands the links on to
+         * live nodes. Otherwise the node's only links would come from far
+         * away, and a search for its own vector would miss it. */
+        for (int i = 0; i < nd && l == 0 && rc == 0; i++)
+            rc = add_backlink(ix, c, dead[i], node, 0);
     }
     if (held) {
         if (rc == 0 && level > top)
@@ -939,11 +973,11 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
      * had to drop another node's last anchor: anchor them now. Should that
      * fail, the next sx_index_maintain ranks the graph afresh. */
     int failed = 0;
-    if (rc == 0 && atomic_load_explicit(anchors_of(ix, node), memory_order_relaxed) == 0)
+    if (rc == 0 && atomic_load_explicit(anchor_of(ix, node), memory_order_relaxed) == NONE)
         failed += (rc = adopt(ix, c, node)) == 0;
     while (rc >= 0 && c->n_orphans > 0) {
         uint32_t x = c->orphans[--c->n_orphans];
-        if (atomic_load_explicit(anchors_of(ix, x), memory_order_relaxed) == 0)
+        if (atomic_load_explicit(anchor_of(ix, x), memory_order_relaxed) == NONE)
             failed += (rc = adopt(ix, c, x)) == 0;
     }
     if (failed || c->n_orphans) atomic_fetch_add(&ix->adopt_failed, 1);
@@ -1036,7 +1070,7 @@ static void chunk_free(sx_index *ix, chunk *c) {
     }
     sx_index_free_mem(c->links0);
     sx_index_free_mem(c->rank);
-    sx_index_free_mem(c->anchors);
+    sx_index_free_mem(c->anchor);
     sx_index_free_mem(c->codes);
     sx_index_free_mem(c->flags);
     sx_index_free_mem(c->level);
@@ -1070,18 +1104,19 @@ static chunk *chunk_new(const sx_index *ix) {
     if (!c) return NULL;
     c->links0 = sx_index_calloc((size_t)CHUNK * (size_t)(1 + ix->M0), sizeof(uint32_t));
     c->rank = sx_index_calloc(CHUNK, sizeof *c->rank);
-    c->anchors = sx_index_calloc(CHUNK, sizeof *c->anchors);
+    c->anchor = sx_index_malloc(CHUNK * sizeof *c->anchor);
     c->codes = sx_index_calloc(CHUNK, (size_t)ix->code_size);
     c->flags = sx_index_calloc(CHUNK, 1);
     c->level = sx_index_calloc(CHUNK, 1);
     c->upper = sx_index_calloc(CHUNK, sizeof *c->upper);
     c->payload = sx_index_calloc(CHUNK, sizeof *c->payload);
     if (ix->sq8) c->f32 = sx_index_calloc(CHUNK, sizeof *c->f32);
-    if (!c->links0 || !c->rank || !c->anchors || !c->codes || !c->flags || !c->level ||
+    if (c->anchor) memset((void *)c->anchor, 0xff, CHUNK * sizeof *c->anchor); /* NONE */
+    if (!c->links0 || !c->rank || !c->anchor || !c->codes || !c->flags || !c->level ||
         !c->upper || !c->payload || (ix->sq8 && !c->f32)) {
         sx_index_free_mem(c->links0);
         sx_index_free_mem(c->rank);
-        sx_index_free_mem(c->anchors);
+        sx_index_free_mem((void *)c->anchor);
         sx_index_free_mem(c->codes);
         sx_index_free_mem(c->flags);
         sx_index_free_mem(c->level);
@@ -1171,6 +1206,7 @@ int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *nod
     uint32_t rank = new_rank(ix, level, &e, &held);
     pthread_mutex_lock(stripe(ix, node));
     c->rank[o] = rank;
+    atomic_store_explicit(&c->anchor[o], NONE, memory_order_relaxed);
     c->level[o] = (uint8_t)level;
     c->upper[o] = up;
     c->payload[o] = payload;
@@ -1272,17 +1308,19 @@ static int adopt_orphans(sx_index *ix, sctx *c, uint32_t n) {
     int failed = 0, rc = 0;
     for (uint32_t x = 0; x < n && rc >= 0; x++)
         if (!(flags_of(ix, x) & F_FREE) &&
-            atomic_load_explicit(anchors_of(ix, x), memory_order_relaxed) == 0 &&
+            atomic_load_explicit(anchor_of(ix, x), memory_order_relaxed) == NONE &&
             (rc = adopt(ix, c, x)) == 0)
             failed++;
     c->n_orphans = 0;
     return rc < 0 ? rc : failed;
 }
 
-/* Ranks every node afresh, breadth first from the entry point over level 0
- * (a node is anchored by the node it was reached from), then the nodes no
- * walk reaches (these are left without an anchor), and counts the anchors,
- * in one pass over the links. Caller holds rw exclusively, or is loading.
+/* Ranks every node afresh, breadth first from the entry point over level 0,
+ * then the nodes no walk reaches (left without an anchor). A node's anchor
+ * is then the first node of its own list, which is nearest first, that
+ * ranks below it and links back to it, else the node it was reached from
+ * (often over a long link: a poor anchor, which a search for the node's own
+ * vector may never pass). Caller holds rw exclusively, or is loading.
  * Returns 0 or SX_ENOMEM. */
 static int rank_all(sx_index *ix) {
     uint32_t n = atomic_load(&ix->n_slots), head = 0, tail = 0, next = 0, r = RANK_MID;
@@ -1291,7 +1329,7 @@ static int rank_all(sx_index *ix) {
     for (uint32_t i = 0; i < n; i += CHUNK) {
         size_t cnt = n - i < CHUNK ? n - i : CHUNK;
         memset(ch(ix, i)->rank, 0xff, cnt * sizeof(uint32_t)); /* NONE */
-        memset((void *)ch(ix, i)->anchors, 0, cnt * sizeof(uint32_t));
+        memset((void *)ch(ix, i)->anchor, 0xff, cnt * sizeof(uint32_t));
     }
     uint32_t e = (uint32_t)atomic_load(&ix->ep);
     if (e != NONE) {
@@ -1300,21 +1338,15 @@ static int rank_all(sx_index *ix) {
     }
     for (;;) {
         while (head < tail) {
-            uint32_t u = queue[head++], ru = rank_of(ix, u);
+            uint32_t u = queue[head++];
             const _Atomic uint32_t *l = links_at(ix, u, 0);
             uint32_t m = atomic_load_explicit(&l[0], memory_order_relaxed);
             for (uint32_t j = 0; j < m; j++) {
                 uint32_t y = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
-                uint32_t ry = rank_of(ix, y);
-                if (ry == NONE) {
-                    ch(ix, y)->rank[off(y)] = ry = r++;
-                    queue[tail++] = y;
-                }
-                if (ru < ry) {
-                    _Atomic uint32_t *a = anchors_of(ix, y);
-                    atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + 1,
-                                          memory_order_relaxed);
-                }
+                if (rank_of(ix, y) != NONE) continue;
+                ch(ix, y)->rank[off(y)] = r++;
+                atomic_store_explicit(anchor_of(ix, y), u, memory_order_relaxed);
+                queue[tail++] = y;
             }
         }
         while (next < n && (rank_of(ix, next) != NONE || (flags_of(ix, next) & F_FREE))) next++;
@@ -1323,6 +1355,18 @@ static int rank_all(sx_index *ix) {
         queue[tail++] = next;
     }
     sx_index_free_mem(queue);
+    for (uint32_t y = 0; y < n; y++) {
+        if (atomic_load_explicit(anchor_of(ix, y), memory_order_relaxed) == NONE) continue;
+        const _Atomic uint32_t *l = links_at(ix, y, 0);
+        uint32_t m = atomic_load_explicit(&l[0], memory_order_relaxed);
+        for (uint32_t j = 0; j < m; j++) {
+            uint32_t v = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+            if (ranks_below(ix, v, y) && links_to(ix, v, y)) {
+                atomic_store_explicit(anchor_of(ix, y), v, memory_order_relaxed);
+                break;
+            }
+        }
+    }
     atomic_store(&ix->rank_low, RANK_MID - 1);
     atomic_store(&ix->rank_high, r);
     return 0;
@@ -1395,15 +1439,11 @@ static int repair(sx_index *ix, sctx *c, uint32_t u, int level, const dset *D) {
     return 0;
 }
 
-/* Gives x, the new entry point, the lowest rank: it needs no anchor, and
- * each of its links becomes an anchor. Called holding rw exclusively. */
+/* Gives x, the new entry point, the lowest rank (it needs no anchor).
+ * Called holding rw exclusively. */
 static void make_root(sx_index *ix, uint32_t x) {
-    uint32_t old = rank_of(ix, x);
     ch(ix, x)->rank[off(x)] = atomic_fetch_sub(&ix->rank_low, 1);
-    atomic_store(anchors_of(ix, x), 0);
-    _Atomic uint32_t *l = links_at(ix, x, 0);
-    for (uint32_t j = 0; j < atomic_load(&l[0]); j++)
-        if (rank_of(ix, atomic_load(&l[1 + j])) < old) add_anchor(ix, atomic_load(&l[1 + j]), 1);
+    atomic_store(anchor_of(ix, x), NONE);
 }
 
 int sx_index_vacuum(sx_index *ix, sx_err *err) {
@@ -1470,13 +1510,7 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
             sx_index_free_mem((void *)ck->upper[o]);
             ck->upper[o] = NULL;
             ck->level[o] = 0;
-            _Atomic uint32_t *l = links_at(ix, i, 0);
-            for (uint32_t j = 0; j < atomic_load(&l[0]); j++) {
-                uint32_t x = atomic_load(&l[1 + j]);
-                if (!in_set(D, x) && anchors(ix, i, x)) add_anchor(ix, x, -1);
-            }
-            atomic_store(&l[0], 0);
-            atomic_store(anchors_of(ix, i), 0);
+            atomic_store(&ck->links0[(size_t)o * (size_t)(1 + ix->M0)], 0);
             if (ix->sq8) {
                 if (owns_f32(ix, ck->f32[o])) {
                     sx_index_free_mem((void *)ck->f32[o]);
@@ -1487,9 +1521,12 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
             slot_unalloc(ix, i);
             atomic_fetch_sub(&ix->n_deleted, 1);
         }
+        for (uint32_t i = 0; i < n && rc == 0; i++) /* anchors in D are gone */
+            if (in_set(D, atomic_load_explicit(anchor_of(ix, i), memory_order_relaxed)))
+                atomic_store_explicit(anchor_of(ix, i), NONE, memory_order_relaxed);
         pthread_rwlock_unlock(&ix->rw);
-        /* (4) Nodes whose anchors were all in D, or whose last anchor a
-         * repair could not keep, are anchored again. */
+        /* (4) Nodes whose anchor was in D, or whose anchor a repair could
+         * not keep, are anchored again. */
         if (rc == 0) {
             pthread_rwlock_rdlock(&ix->rw);
             rc = adopt_orphans(ix, c, atomic_load(&ix->n_slots));
@@ -1754,26 +1791,24 @@ int sx_index_check(sx_index *ix, sx_index_check_result *out, sx_err *err) {
     pthread_rwlock_wrlock(&ix->wlock);
     pthread_rwlock_rdlock(&ix->rw);
     uint32_t n = atomic_load(&ix->n_slots), head = 0, tail = 0;
-    uint32_t *cnt = sx_index_calloc((size_t)n + 1, sizeof *cnt);
     uint32_t *queue = sx_index_malloc((size_t)n * sizeof *queue + 1);
     uint8_t *seen = sx_index_calloc((size_t)n + 1, 1);
-    int rc = cnt && queue && seen ? 0 : sx_err_set(err, SX_ENOMEM, "index: out of memory checking");
-    for (uint32_t u = 0; u < n && rc == 0; u++) {
-        if (flags_of(ix, u) & F_FREE) continue;
-        out->nodes++;
-        const _Atomic uint32_t *l = links_at(ix, u, 0);
-        uint32_t m = atomic_load(&l[0]);
-        for (uint32_t j = 0; j < m && j < (uint32_t)ix->M0; j++) {
-            uint32_t y = atomic_load(&l[1 + j]);
-            if (y >= n || (flags_of(ix, y) & F_FREE)) out->bad_links++;
-            else if (anchors(ix, u, y)) cnt[y]++;
-        }
-    }
+    int rc = queue && seen ? 0 : sx_err_set(err, SX_ENOMEM, "index: out of memory checking");
     uint32_t e = (uint32_t)atomic_load(&ix->ep);
     for (uint32_t x = 0; x < n && rc == 0; x++) {
         if (flags_of(ix, x) & F_FREE) continue;
-        if (cnt[x] != atomic_load(anchors_of(ix, x))) out->bad_counts++;
-        if (cnt[x] == 0 && x != e) out->unanchored++;
+        out->nodes++;
+        const _Atomic uint32_t *l = links_at(ix, x, 0);
+        uint32_t m = atomic_load(&l[0]), a = atomic_load(anchor_of(ix, x));
+        for (uint32_t j = 0; j < m && j < (uint32_t)ix->M0; j++) {
+            uint32_t y = atomic_load(&l[1 + j]);
+            if (y >= n || (flags_of(ix, y) & F_FREE)) out->bad_links++;
+        }
+        if (a == NONE)
+            out->unanchored += x != e;
+        else if (a >= n || (flags_of(ix, a) & F_FREE) || !ranks_below(ix, a, x) ||
+                 !links_to(ix, a, x))
+            out->bad_anchors++;
     }
     if (rc == 0 && e != NONE) {
         seen[e] = 1;
@@ -1794,7 +1829,6 @@ int sx_index_check(sx_index *ix, sx_index_check_result *out, sx_err *err) {
         if (!(flags_of(ix, x) & (F_FREE | F_DELETED)) && !seen[x]) out->unreachable++;
     pthread_rwlock_unlock(&ix->rw);
     pthread_rwlock_unlock(&ix->wlock);
-    sx_index_free_mem(cnt);
     sx_index_free_mem(queue);
     sx_index_free_mem(seen);
     return rc;

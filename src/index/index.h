@@ -267,7 +267,7 @@ typedef struct sx_index_check_result {
     size_t nodes;       /* nodes checked: live, pending and deleted */
     size_t unreachable; /* live or pending nodes no level-0 walk from the entry point reaches */
     size_t unanchored;  /* nodes other than the entry point with no anchor (see hnsw.c) */
-    size_t bad_counts;  /* nodes whose anchor count differs from a recount */
+    size_t bad_anchors; /* anchors that do not link to their node or do not rank below it */
     size_t bad_links;   /* level-0 links to a free slot or past the last one */
 } sx_index_check_result;
 
@@ -351,8 +351,8 @@ int sx_index_save(sx_index *ix, sx_sink *out, sx_err *err);
 
 /* Reads an index written by sx_index_save. From a memory source the fp32
  * vectors are used in place (the caller keeps the memory alive until
- * sx_index_free); everything else is copied. The graph is then ranked (one
- * pass over the level-0 links, about 30 ms per 400K nodes), and any node
+ * sx_index_free); everything else is copied. The graph is then ranked (two
+ * passes over the level-0 links, about 40 ms per 400K nodes), and any node
  * an older build left unreachable is linked again. */
 int sx_index_load(sx_source *src, sx_index **out, sx_err *err);
 
