@@ -22,7 +22,10 @@
  * awake, and an idle server costs no CPU. How long they spin depends on
  * whether the owner has said a pass is running (sx_model_pool_hold): inside
  * a pass the next loop comes within microseconds, so a worker spins up to
- * ~50 us; between passes it spins only a few microseconds and sleeps. In
+ * ~0.5 ms (a shorter spin let workers fall asleep behind an uneven loop, and
+ * this VM's wake-ups are slow and erratic: int8 bulk on 2 threads varied
+ * from 100 to 190 abstracts/s); between passes it spins only a few
+ * microseconds and sleeps. In
  * the server, the time between two embedding batches is when the request
  * threads search the index and write their answers: a worker spinning
  * through it took ~10% of the CPU (perf) and lowered throughput by 10-20% on
@@ -40,7 +43,7 @@
 
 #include "model_int.h"
 
-#define SPIN_ROUNDS 2000 /* inside a pass: ~50 us of pause instructions */
+#define SPIN_ROUNDS 20000 /* inside a pass: ~0.5 ms of pause instructions */
 #define IDLE_SPIN_ROUNDS 200 /* between passes: a few microseconds */
 
 struct sx_model_pool {
