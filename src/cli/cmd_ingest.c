@@ -32,7 +32,7 @@ static const char *k_usage =
     "  --batch N           papers per batch (256)\n"
     "  --threads N         encoder threads (all cores)\n"
     "  --int8              use the int8 encoder\n"
-    "  --shards S          shards of a new collection (2)\n"
+    "  --shards S          shards of a new collection (1)\n"
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
     "  --quiet             no progress output\n";
 

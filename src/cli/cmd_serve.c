@@ -19,13 +19,14 @@ static const char *k_usage =
     "  --threads N         encoder threads (all cores)\n"
     "  --int8              use the int8 encoder\n"
     "  --embed-workers N   encoder calls running at once (1)\n"
+    "  --embed-batch N     most queries embedded in one encoder call (64)\n"
     "  --cache N           query vectors cached (10000; 0 disables)\n"
     "  --rate-limit R      requests per second per client (0 = unlimited)\n"
     "  --burst B           rate-limit bucket size (2 x rate)\n"
     "  --api-key KEY       key required by write routes (or env SEMDEX_API_KEY)\n"
     "  --max-body BYTES    largest request body (33554432)\n"
     "  --timeout S         idle connection timeout in seconds (30)\n"
-    "  --shards S          shards of a new collection (2)\n"
+    "  --shards S          shards of a new collection (1)\n"
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
     "  --ef N              default ef_search of a new collection (64)\n"
     "  --log-level L       debug, info, warn or error (info)\n";
@@ -59,6 +60,9 @@ int cli_cmd_serve(int argc, char **argv) {
         } else if (strcmp(a, "--embed-workers") == 0) {
             if (cli_parse_int("serve", a, val, 1, 64, &v) < 0) return 2;
             o.embed_workers = (int)v;
+        } else if (strcmp(a, "--embed-batch") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 4096, &v) < 0) return 2;
+            o.embed_batch = (int)v;
         } else if (strcmp(a, "--cache") == 0) {
             if (cli_parse_int("serve", a, val, 0, 100000000, &v) < 0) return 2;
             o.cache_entries = (size_t)v;

@@ -54,7 +54,7 @@ typedef struct sx_store_info {
     double open_seconds;       /* time sx_store_open took */
 } sx_store_info;
 
-/* Default options for vectors of dim dimensions: 2 shards, M=16,
+/* Default options for vectors of dim dimensions: 1 shard, M=16,
  * efConstruction=200, efSearch=64, SQ8 re-ranking the top 64 from fp32, checkpoint at
  * 512 MiB of log. */
 sx_store_opts sx_store_defaults(int dim);
