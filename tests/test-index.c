@@ -55,8 +55,38 @@ void test_index_kernels_match_scalar(void) {
                 CHECK_NEAR(ks[k]->l2sq_f32(a + o, b + o, n), s->l2sq_f32(a + o, b + o, n), 4 * tol + 1e-5 * n);
                 CHECK_NEAR(ks[k]->dot_f32_u8(a + o, c + o, n), s->dot_f32_u8(a + o, c + o, n), tolu);
                 CHECK_EQ(ks[k]->dot_s8_u8(q8 + o, c + o, n), s->dot_s8_u8(q8 + o, c + o, n));
+                /* SQ8: a as the vector, b as vmin, |b| as vscale */
+                static float vs[MAXN + 16], x1[MAXN], x2[MAXN];
+                static int8_t r1[MAXN + 1], r2[MAXN + 1];
+                for (size_t i = 0; i < n; i++) vs[o + i] = fabsf(b[o + i]) * 0.01f + 1e-4f;
+                ks[k]->sq8_decode(b + o, vs + o, c + o, n, x1);
+                s->sq8_decode(b + o, vs + o, c + o, n, x2);
+                int dec_ok = 1;
+                for (size_t i = 0; i < n; i++)
+                    dec_ok &= fabsf(x1[i] - x2[i]) <= 1e-6f * (fabsf(x2[i]) + fabsf(b[o + i]));
+                CHECK(dec_ok);
+                float al1, al2, bi1, bi2;
+                r1[n] = r2[n] = 99; /* nothing written past n */
+                ks[k]->sq8_query(a + o, b + o, vs + o, n, r1, &al1, &bi1);
+                s->sq8_query(a + o, b + o, vs + o, n, r2, &al2, &bi2);
+                CHECK(memcmp(r1, r2, n + 1) == 0);
+                CHECK(al1 == al2);
+                CHECK_NEAR(bi1, bi2, tol);
             }
         }
+    }
+    /* the scalar query preparation: its bytes span -127..127, ties go to
+     * even, and an all-zero vector gets alpha 1 */
+    {
+        float v[4] = {127.0f, -2.5f, 3.5f, 0.0f}, vm[4] = {0}, one[4] = {1, 1, 1, 1};
+        int8_t q4[4];
+        float al, bi;
+        s->sq8_query(v, vm, one, 4, q4, &al, &bi);
+        CHECK(q4[0] == 127 && q4[1] == -2 && q4[2] == 4 && q4[3] == 0);
+        CHECK(al == 1.0f && bi == 0.0f);
+        float z[4] = {0};
+        s->sq8_query(z, vm, one, 4, q4, &al, &bi);
+        CHECK(al == 1.0f && q4[0] == 0 && q4[3] == 0);
     }
     /* the scalar reference itself against a double-precision sum */
     double d = 0;
@@ -84,8 +114,9 @@ void test_index_sq8_roundtrip(void) {
         /* and the quantised query stays close: error well under the gap
          * between neighbours' scores */
         int8_t q8[DIM];
-        float alpha;
-        sx_sq8_quantize_query(qs, DIM, q8, &alpha);
+        float alpha, bias2;
+        k->sq8_query(w, q.vmin, q.vscale, DIM, q8, &alpha, &bias2);
+        CHECK_NEAR(bias2, bias, 1e-5);
         CHECK_NEAR(bias + alpha * (float)k->dot_s8_u8(q8, codes, DIM), k->dot_f32(w, back, DIM), 3e-3);
     }
     /* out-of-range values clamp */

@@ -177,8 +177,8 @@ typedef struct sctx {
     uint32_t epoch;
     pair *cand, *res;
     size_t cand_cap, res_cap, n_cand, n_res;
-    float *q1, *q2, *tmp; /* dim floats each */
-    int8_t *b1, *b2;      /* dim bytes each: q1 and q2 quantised */
+    float *tmp;      /* dim floats: a node decoded */
+    int8_t *b1, *b2; /* dim bytes each: the query and a node, quantised */
     pair *work;           /* selection scratch */
     size_t work_cap;
     uint32_t *ids;
@@ -352,15 +352,14 @@ typedef struct qv {
     float alpha, bias;
 } qv;
 
-/* Prepares v for distances to stored nodes; SQ8 uses buf (dim floats) and
- * b8 (dim bytes) as scratch. */
-static void qv_prepare(const sx_index *ix, qv *q, const float *v, float *buf, int8_t *b8) {
+/* Prepares v for distances to stored nodes; SQ8 writes the quantised query
+ * to b8 (dim bytes). */
+static void qv_prepare(const sx_index *ix, qv *q, const float *v, int8_t *b8) {
     q->v = v;
     q->q8 = NULL;
     q->alpha = q->bias = 0;
     if (ix->sq8) {
-        sx_sq8_prepare(&ix->q, v, buf, &q->bias);
-        sx_sq8_quantize_query(buf, ix->p.dim, b8, &q->alpha);
+        ix->k->sq8_query(v, ix->q.vmin, ix->q.vscale, (size_t)ix->p.dim, b8, &q->alpha, &q->bias);
         q->q8 = b8;
     }
 }
@@ -377,10 +376,10 @@ static inline float qdist(const sx_index *ix, const qv *q, uint32_t id) {
  * insert never touches mapped fp32 pages). */
 static void qv_node(const sx_index *ix, sctx *c, qv *q, uint32_t id) {
     if (ix->sq8) {
-        sx_sq8_decode(&ix->q, code_of(ix, id), c->tmp);
-        qv_prepare(ix, q, c->tmp, c->q2, c->b2);
+        ix->k->sq8_decode(ix->q.vmin, ix->q.vscale, code_of(ix, id), (size_t)ix->p.dim, c->tmp);
+        qv_prepare(ix, q, c->tmp, c->b2);
     } else {
-        qv_prepare(ix, q, (const float *)(const void *)code_of(ix, id), NULL, NULL);
+        qv_prepare(ix, q, (const float *)(const void *)code_of(ix, id), NULL);
     }
 }
 
@@ -396,8 +395,6 @@ static void sctx_free(sctx *c) {
     sx_index_free_mem(c->mark);
     sx_index_free_mem(c->cand);
     sx_index_free_mem(c->res);
-    sx_index_free_mem(c->q1);
-    sx_index_free_mem(c->q2);
     sx_index_free_mem(c->tmp);
     sx_index_free_mem(c->b1);
     sx_index_free_mem(c->b2);
@@ -415,12 +412,10 @@ static sctx *sctx_get(sx_index *ix) {
         c = sx_index_calloc(1, sizeof *c);
         if (!c) return NULL;
         size_t d = (size_t)ix->p.dim;
-        c->q1 = sx_index_malloc(d * sizeof(float));
-        c->q2 = sx_index_malloc(d * sizeof(float));
         c->tmp = sx_index_malloc(d * sizeof(float));
         c->b1 = sx_index_malloc(d);
         c->b2 = sx_index_malloc(d);
-        if (!c->q1 || !c->q2 || !c->tmp || !c->b1 || !c->b2) {
+        if (!c->tmp || !c->b1 || !c->b2) {
             sctx_free(c);
             return NULL;
         }
@@ -912,7 +907,7 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
         return 0;
     }
     qv q;
-    qv_prepare(ix, &q, vec, c->q1, c->b1);
+    qv_prepare(ix, &q, vec, c->b1);
     uint32_t cur = (uint32_t)e;
     int top = (int)(e >> 32);
     float cur_d = qdist(ix, &q, cur);
@@ -1662,7 +1657,7 @@ static int search_impl(sx_index *ix, const float *vec, const sx_index_query *q, 
         return sx_err_set(err, SX_ENOMEM, "search: out of memory");
     }
     qv qq;
-    qv_prepare(ix, &qq, vec, c->q1, c->b1);
+    qv_prepare(ix, &qq, vec, c->b1);
     uint64_t e = atomic_load_explicit(&ix->ep, memory_order_acquire);
     double graph_cost = 24.0 * ef / (st.selectivity > 1e-9 ? st.selectivity : 1e-9);
     int brute = exact || q->force_brute || (q->allow && (double)q->allow_count <= graph_cost);

@@ -65,6 +65,17 @@ typedef struct sx_kernels {
     /* sum a[i]*b[i], a signed bytes, b unsigned bytes, exact in int32 for
      * n < 2^16 (the SQ8 inner loop: quantised query x codes) */
     int32_t (*dot_s8_u8)(const int8_t *a, const uint8_t *b, size_t n);
+    /* SQ8 decoding: x[i] = vmin[i] + vscale[i] * c[i] (within one rounding:
+     * a table may fuse the multiply-add) */
+    void (*sq8_decode)(const float *vmin, const float *vscale, const uint8_t *c, size_t n, float *x);
+    /* SQ8 query preparation (sx_sq8_prepare, then qs quantised to bytes,
+     * without a qs buffer): with qs[i] = v[i] * vscale[i], *bias = sum
+     * v[i] * vmin[i], *alpha = max |qs[i]| / 127 (1 when that is 0) and
+     * q8[i] = qs[i] * (1 / *alpha) rounded to nearest, ties to even.
+     * q8 and alpha are bit-exact across tables; bias is a float sum (order
+     * differs). v must be finite. */
+    void (*sq8_query)(const float *v, const float *vmin, const float *vscale, size_t n, int8_t *q8,
+                      float *alpha, float *bias);
 } sx_kernels;
 
 /* The fastest kernels this CPU supports, chosen once (thread-safe). The
@@ -108,10 +119,6 @@ void sx_sq8_decode(const sx_sq8 *q, const uint8_t *codes, float *x);
 /* Prepares query v for dot products with codes: writes qs (dim floats) and
  * *bias so that dot(v, decode(c)) == *bias + kernels->dot_f32_u8(qs, c, dim). */
 void sx_sq8_prepare(const sx_sq8 *q, const float *v, float *qs, float *bias);
-
-/* Quantises a prepared query qs (dim floats) to q8 (dim signed bytes) with
- * one scale, so that dot_f32_u8(qs, c) ~ *alpha * dot_s8_u8(q8, c). */
-void sx_sq8_quantize_query(const float *qs, int dim, int8_t *q8, float *alpha);
 
 /* ---- HNSW index ------------------------------------------------------------ */
 

@@ -20,7 +20,7 @@
  * vectors, whose dimensions have spreads differing by several times.
  *
  * The walk goes one step further: qs itself is quantised to signed bytes with
- * one scale per query (sx_sq8_quantize_query), so the inner loop is a byte
+ * one scale per query (the sq8_query kernel), so the inner loop is a byte
  * dot product, one VNNI instruction (vpdpbusd) per 64 dimensions on AVX-512.
  * The query's rounding error adds to the data's; most of it is the same for
  * every candidate (it multiplies the mean code) and cancels in the ranking.
@@ -93,8 +93,28 @@ static int32_t dot_s8_u8_scalar(const int8_t *a, const uint8_t *b, size_t n) {
     return s;
 }
 
-static const sx_kernels g_scalar = {"scalar", dot_f32_scalar, l2sq_f32_scalar,
-                                    dot_f32_u8_scalar, dot_s8_u8_scalar};
+static void sq8_decode_scalar(const float *vmin, const float *vscale, const uint8_t *c, size_t n,
+                              float *x) {
+    for (size_t i = 0; i < n; i++) x[i] = vmin[i] + vscale[i] * (float)c[i];
+}
+
+static void sq8_query_scalar(const float *v, const float *vmin, const float *vscale, size_t n,
+                             int8_t *q8, float *alpha, float *bias) {
+    float m = 0, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = fabsf(v[i] * vscale[i]);
+        m = s > m ? s : m;
+        b += v[i] * vmin[i];
+    }
+    float a = m > 0 ? m / 127.0f : 1.0f, inv = 1.0f / a;
+    for (size_t i = 0; i < n; i++) q8[i] = (int8_t)lrintf(v[i] * vscale[i] * inv);
+    *alpha = a;
+    *bias = b;
+}
+
+static const sx_kernels g_scalar = {"scalar",          dot_f32_scalar,   l2sq_f32_scalar,
+                                    dot_f32_u8_scalar, dot_s8_u8_scalar, sq8_decode_scalar,
+                                    sq8_query_scalar};
 
 const sx_kernels *sx_kernels_scalar(void) { return &g_scalar; }
 
@@ -210,15 +230,7 @@ void sx_sq8_encode(const sx_sq8 *q, const float *x, uint8_t *codes) {
 }
 
 void sx_sq8_decode(const sx_sq8 *q, const uint8_t *codes, float *x) {
-    for (int i = 0; i < q->dim; i++) x[i] = q->vmin[i] + q->vscale[i] * (float)codes[i];
-}
-
-void sx_sq8_quantize_query(const float *qs, int dim, int8_t *q8, float *alpha) {
-    float m = 0;
-    for (int i = 0; i < dim; i++) m = fabsf(qs[i]) > m ? fabsf(qs[i]) : m;
-    float a = m > 0 ? m / 127.0f : 1.0f, inv = 1.0f / a;
-    for (int i = 0; i < dim; i++) q8[i] = (int8_t)lrintf(qs[i] * inv);
-    *alpha = a;
+    sq8_decode_scalar(q->vmin, q->vscale, codes, (size_t)q->dim, x);
 }
 
 void sx_sq8_prepare(const sx_sq8 *q, const float *v, float *qs, float *bias) {

@@ -7,6 +7,7 @@
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#include <math.h>
 
 static float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -93,8 +94,52 @@ static int32_t dot_s8_u8_avx2(const int8_t *a, const uint8_t *b, size_t n) {
     return r;
 }
 
-static const sx_kernels g_avx2 = {"avx2", dot_f32_avx2, l2sq_f32_avx2, dot_f32_u8_avx2,
-                                  dot_s8_u8_avx2};
+static void sq8_decode_avx2(const float *vmin, const float *vscale, const uint8_t *c, size_t n,
+                            float *x) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_fmadd_ps(_mm256_loadu_ps(vscale + i), u8x8_to_ps(c + i),
+                                                _mm256_loadu_ps(vmin + i)));
+    for (; i < n; i++) x[i] = vmin[i] + vscale[i] * (float)c[i];
+}
+
+/* As the AVX-512 version; vcvtps2dq rounds to nearest even like lrintf, and
+ * two saturating packs narrow 8 int32 to 8 bytes. */
+static void sq8_query_avx2(const float *v, const float *vmin, const float *vscale, size_t n,
+                           int8_t *q8, float *alpha, float *bias) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 mx = _mm256_setzero_ps(), b0 = mx;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(v + i);
+        mx = _mm256_max_ps(mx, _mm256_and_ps(absm, _mm256_mul_ps(x, _mm256_loadu_ps(vscale + i))));
+        b0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(vmin + i), b0);
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float mm = _mm_cvtss_f32(m4), b = hsum256(b0);
+    for (size_t j = i; j < n; j++) {
+        float s = fabsf(v[j] * vscale[j]);
+        mm = s > mm ? s : mm;
+        b += v[j] * vmin[j];
+    }
+    float a = mm > 0 ? mm / 127.0f : 1.0f, invs = 1.0f / a;
+    __m256 inv = _mm256_set1_ps(invs);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(v + i), _mm256_loadu_ps(vscale + i));
+        __m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(s, inv));
+        __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(void *)(q8 + i), _mm_packs_epi16(w, w));
+    }
+    for (; i < n; i++) q8[i] = (int8_t)lrintf(v[i] * vscale[i] * invs);
+    *alpha = a;
+    *bias = b;
+}
+
+static const sx_kernels g_avx2 = {"avx2",          dot_f32_avx2,   l2sq_f32_avx2,
+                                  dot_f32_u8_avx2, dot_s8_u8_avx2, sq8_decode_avx2,
+                                  sq8_query_avx2};
 
 const sx_kernels *sx_kernels_avx2_table(void) { return &g_avx2; }
 

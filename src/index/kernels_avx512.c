@@ -110,10 +110,58 @@ static int32_t dot_s8_u8_vnni(const int8_t *a, const uint8_t *b, size_t n) {
     return _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
 }
 
-static const sx_kernels g_avx512 = {"avx512", dot_f32_avx512, l2sq_f32_avx512,
-                                    dot_f32_u8_avx512, dot_s8_u8_avx512};
-static const sx_kernels g_avx512vnni = {"avx512vnni", dot_f32_avx512, l2sq_f32_avx512,
-                                        dot_f32_u8_avx512, dot_s8_u8_vnni};
+static void sq8_decode_avx512(const float *vmin, const float *vscale, const uint8_t *c, size_t n,
+                              float *x) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_fmadd_ps(_mm512_loadu_ps(vscale + i), u8x16_to_ps(c + i),
+                                                _mm512_loadu_ps(vmin + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 cf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, c + i)));
+        _mm512_mask_storeu_ps(x + i, m, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, vscale + i), cf,
+                                                        _mm512_maskz_loadu_ps(m, vmin + i)));
+    }
+}
+
+/* Two passes over v: the largest |v * vscale| and the bias, then the
+ * rounding (vcvtps2dq rounds to nearest even, as lrintf does) and a
+ * saturating narrow to bytes. */
+static void sq8_query_avx512(const float *v, const float *vmin, const float *vscale, size_t n,
+                             int8_t *q8, float *alpha, float *bias) {
+    __m512 mx = _mm512_setzero_ps(), b0 = mx, b1 = mx;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 x0 = _mm512_loadu_ps(v + i), x1 = _mm512_loadu_ps(v + i + 16);
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_mul_ps(x0, _mm512_loadu_ps(vscale + i))));
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_mul_ps(x1, _mm512_loadu_ps(vscale + i + 16))));
+        b0 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(vmin + i), b0);
+        b1 = _mm512_fmadd_ps(x1, _mm512_loadu_ps(vmin + i + 16), b1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __m512 x = _mm512_maskz_loadu_ps(m, v + i);
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, vscale + i))));
+        b0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, vmin + i), b0);
+    }
+    float mm = _mm512_reduce_max_ps(mx);
+    float a = mm > 0 ? mm / 127.0f : 1.0f;
+    __m512 inv = _mm512_set1_ps(1.0f / a);
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __m512 s = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + i), _mm512_maskz_loadu_ps(m, vscale + i));
+        _mm512_mask_cvtsepi32_storeu_epi8(q8 + i, m, _mm512_cvtps_epi32(_mm512_mul_ps(s, inv)));
+    }
+    *alpha = a;
+    *bias = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+}
+
+static const sx_kernels g_avx512 = {"avx512",          dot_f32_avx512,   l2sq_f32_avx512,
+                                    dot_f32_u8_avx512, dot_s8_u8_avx512, sq8_decode_avx512,
+                                    sq8_query_avx512};
+static const sx_kernels g_avx512vnni = {"avx512vnni",      dot_f32_avx512, l2sq_f32_avx512,
+                                        dot_f32_u8_avx512, dot_s8_u8_vnni, sq8_decode_avx512,
+                                        sq8_query_avx512};
 
 const sx_kernels *sx_kernels_avx512_table(void) { return &g_avx512; }
 const sx_kernels *sx_kernels_avx512vnni_table(void) { return &g_avx512vnni; }

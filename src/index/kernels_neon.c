@@ -6,6 +6,7 @@
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #include <arm_neon.h>
+#include <math.h>
 
 static float dot_f32_neon(const float *a, const float *b, size_t n) {
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
@@ -77,8 +78,52 @@ static int32_t dot_s8_u8_neon(const int8_t *a, const uint8_t *b, size_t n) {
     return r;
 }
 
-static const sx_kernels g_neon = {"neon", dot_f32_neon, l2sq_f32_neon, dot_f32_u8_neon,
-                                  dot_s8_u8_neon};
+static void sq8_decode_neon(const float *vmin, const float *vscale, const uint8_t *c, size_t n,
+                            float *x) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t w = vmovl_u8(vld1_u8(c + i));
+        float32x4_t c0 = vcvtq_f32_u32(vmovl_u16(vget_low_u16(w)));
+        float32x4_t c1 = vcvtq_f32_u32(vmovl_u16(vget_high_u16(w)));
+        vst1q_f32(x + i, vfmaq_f32(vld1q_f32(vmin + i), vld1q_f32(vscale + i), c0));
+        vst1q_f32(x + i + 4, vfmaq_f32(vld1q_f32(vmin + i + 4), vld1q_f32(vscale + i + 4), c1));
+    }
+    for (; i < n; i++) x[i] = vmin[i] + vscale[i] * (float)c[i];
+}
+
+/* As the AVX-512 version; fcvtns rounds to nearest even like lrintf, and two
+ * saturating narrows take 8 int32 to 8 bytes. */
+static void sq8_query_neon(const float *v, const float *vmin, const float *vscale, size_t n,
+                           int8_t *q8, float *alpha, float *bias) {
+    float32x4_t mx = vdupq_n_f32(0), b0 = mx;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t x = vld1q_f32(v + i);
+        mx = vmaxq_f32(mx, vabsq_f32(vmulq_f32(x, vld1q_f32(vscale + i))));
+        b0 = vfmaq_f32(b0, x, vld1q_f32(vmin + i));
+    }
+    float mm = vmaxvq_f32(mx), b = vaddvq_f32(b0);
+    for (size_t j = i; j < n; j++) {
+        float s = fabsf(v[j] * vscale[j]);
+        mm = s > mm ? s : mm;
+        b += v[j] * vmin[j];
+    }
+    float a = mm > 0 ? mm / 127.0f : 1.0f, invs = 1.0f / a;
+    float32x4_t inv = vdupq_n_f32(invs);
+    for (i = 0; i + 8 <= n; i += 8) {
+        int32x4_t r0 = vcvtnq_s32_f32(vmulq_f32(vmulq_f32(vld1q_f32(v + i), vld1q_f32(vscale + i)), inv));
+        int32x4_t r1 =
+            vcvtnq_s32_f32(vmulq_f32(vmulq_f32(vld1q_f32(v + i + 4), vld1q_f32(vscale + i + 4)), inv));
+        vst1_s8(q8 + i, vqmovn_s16(vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1))));
+    }
+    for (; i < n; i++) q8[i] = (int8_t)lrintf(v[i] * vscale[i] * invs);
+    *alpha = a;
+    *bias = b;
+}
+
+static const sx_kernels g_neon = {"neon",          dot_f32_neon,   l2sq_f32_neon,
+                                  dot_f32_u8_neon, dot_s8_u8_neon, sq8_decode_neon,
+                                  sq8_query_neon};
 
 const sx_kernels *sx_kernels_neon_table(void) { return &g_neon; }
 
