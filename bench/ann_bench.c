@@ -263,6 +263,12 @@ int main(int argc, char **argv) {
             return 1;
         }
         double save_s = now() - t0;
+        /* Read the file once so both timed loads start from a warm page
+         * cache (the first would otherwise pay for the writeback). */
+        FILE *w = fopen(snap, "rb");
+        static char wbuf[1 << 16];
+        while (w && fread(wbuf, 1, sizeof wbuf, w) == sizeof wbuf) {}
+        if (w) fclose(w);
         for (int lazy = 1; lazy >= 0; lazy--) {
             t0 = now();
             int fd = open(snap, O_RDONLY);
