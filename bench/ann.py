@@ -74,8 +74,6 @@ def run_hnswlib(base, queries, gt, threads, efs, rows):
         index.add_items(base, np.arange(n))
         rows.append({"system": "hnswlib", "phase": "build", "threads": t, "seconds": time.perf_counter() - t0})
     index.set_num_threads(1)
-    sweep(rows, "hnswlib", efs, queries, gt, lambda ef: index.set_ef(ef),
-          lambda q: index.knn_query(q, k=10)[0])
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "hnswlib.bin")
         index.save_index(p)
@@ -86,6 +84,8 @@ def run_hnswlib(base, queries, gt, threads, efs, rows):
         rows.append({"system": "hnswlib", "phase": "load", "mode": "load_index",
                      "seconds": time.perf_counter() - t0})
     rows.append({"system": "hnswlib", "phase": "memory", "bytes_per_vector": size / n})
+    return lambda r: sweep(rows, "hnswlib", efs, queries, gt, lambda ef: index.set_ef(ef),
+                           lambda q: index.knn_query(q, k=10)[0], r)
 
 
 def run_faiss(name, base, queries, gt, threads, efs, rows):
@@ -109,7 +109,6 @@ def run_faiss(name, base, queries, gt, threads, efs, rows):
     def set_ef(ef):
         index.hnsw.efSearch = ef
 
-    sweep(rows, name, efs, queries, gt, set_ef, lambda q: index.search(q, 10)[1])
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "faiss.bin")
         faiss.write_index(index, p)
@@ -118,9 +117,10 @@ def run_faiss(name, base, queries, gt, threads, efs, rows):
         faiss.read_index(p)
         rows.append({"system": name, "phase": "load", "mode": "read_index", "seconds": time.perf_counter() - t0})
     rows.append({"system": name, "phase": "memory", "bytes_per_vector": size / n})
+    return lambda r: sweep(rows, name, efs, queries, gt, set_ef, lambda q: index.search(q, 10)[1], r)
 
 
-def sweep(rows, name, efs, queries, gt, set_ef, search):
+def sweep(rows, name, efs, queries, gt, set_ef, search, rnd):
     for ef in efs:
         set_ef(ef)
         found = search(queries)
@@ -133,24 +133,53 @@ def sweep(rows, name, efs, queries, gt, set_ef, search):
         runs.sort()
         wall.sort()
         rows.append({"system": name, "phase": "search", "ef": ef, "recall": recall_at_10(found, gt),
-                     "qps": len(queries) / runs[1], "qps_wall": len(queries) / wall[1]})
-        log("  %-16s ef %4d recall %.4f qps %.0f" % (name, ef, rows[-1]["recall"], rows[-1]["qps"]))
+                     "qps": len(queries) / runs[1], "qps_wall": len(queries) / wall[1], "round": rnd})
+        log("  %-16s ef %4d recall %.4f qps %.0f (round %d)" % (name, ef, rows[-1]["recall"], rows[-1]["qps"], rnd))
 
 
-def run_semdex(args, base_path, q_path, gt_path, n, nq, threads, efs, rows, storage):
+def run_semdex(args, base_path, q_path, gt_path, n, nq, threads, efs, rows, storage, snaps):
+    """Builds (timed, 1 and 2 threads), saves and reloads semdex's index in
+    build/bench/ann_bench; returns the sweep of one round, which reloads the
+    kept snapshot in a fresh ann_bench (as a restarted server would)."""
     exe = os.path.join(REPO, "build", "bench", "ann_bench")
-    snap = os.path.join(tempfile.gettempdir(), "semdex-ann-%d.snap" % os.getpid())
-    cmd = [exe, "--base", base_path, "--queries", q_path, "--gt", gt_path, "--n", str(n), "--nq", str(nq),
-           "--storage", storage, "--rerank", str(args.rerank), "--threads", ",".join(map(str, threads)),
-           "--efs", ",".join(map(str, efs)), "--snapshot", snap]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    if p.returncode != 0:
-        sys.exit("bench/ann: ann_bench failed (%d)" % p.returncode)
-    for line in p.stdout.splitlines():
-        r = json.loads(line)
-        rows.append(r)
+    snap = os.path.join(tempfile.gettempdir(), "semdex-ann-%d-%s.snap" % (os.getpid(), storage))
+    snaps.append(snap)
+    common = [exe, "--base", base_path, "--queries", q_path, "--gt", gt_path, "--n", str(n), "--nq", str(nq),
+              "--storage", storage, "--rerank", str(args.rerank)]
+
+    def run(cmd, rnd=None):
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            sys.exit("bench/ann: ann_bench failed (%d)" % p.returncode)
+        for line in p.stdout.splitlines():
+            r = json.loads(line)
+            if rnd is not None and r["phase"] != "search":
+                continue  # the build run reported memory already
+            if r["phase"] == "search":
+                r["round"] = rnd
+                log("  %-16s ef %4d recall %.4f qps %.0f (round %d)" % (r["system"], r["ef"], r["recall"], r["qps"], rnd))
+            rows.append(r)
+
+    run(common + ["--threads", ",".join(map(str, threads)), "--efs", "", "--snapshot", snap, "--keep", "1"])
+    return lambda rnd: run(common + ["--load", snap, "--efs", ",".join(map(str, efs))], rnd)
+
+
+def median_rounds(rows):
+    """Search rows of every round -> one row per (system, ef) with the median
+    QPS (recall is the same in every round: the searches are deterministic)."""
+    out, groups = [], {}
+    for r in rows:
         if r["phase"] == "search":
-            log("  %-16s ef %4d recall %.4f qps %.0f" % (r["system"], r["ef"], r["recall"], r["qps"]))
+            groups.setdefault((r["system"], r["ef"]), []).append(r)
+        else:
+            out.append(r)
+    for (system, ef), rs in groups.items():
+        q = sorted(x["qps"] for x in rs)
+        m = dict(rs[0])
+        m["qps"] = q[len(q) // 2] if len(q) % 2 else (q[len(q) // 2 - 1] + q[len(q) // 2]) / 2
+        m["qps_all"] = [round(x["qps"]) for x in rs]
+        out.append(m)
+    return out
 
 
 def first_at(rows, system, target=0.95):
@@ -194,6 +223,13 @@ def table(rows, systems, threads, efs):
             r = [x for x in rows if x["system"] == s and x["phase"] == "search" and x["ef"] == ef]
             cells.append("%.3f / %.0f" % (r[0]["recall"], r[0]["qps"]) if r else "-")
         out.append("| %d | %s |" % (ef, " | ".join(cells)))
+    per_round = []
+    for s in systems:
+        best = first_at(rows, s)
+        if best and best.get("qps_all"):
+            per_round.append("%s %s" % (s, "/".join(str(q) for q in best["qps_all"])))
+    if per_round:
+        out += ["", "QPS at ef @0.95, round by round: " + "; ".join(per_round)]
     loads = [r for r in rows if r["phase"] == "load"]
     out += ["", "load: " + "; ".join("%s %s %.3f s" % (r["system"], r.get("mode", ""), r["seconds"]) for r in loads)]
     return "\n".join(out)
@@ -219,6 +255,8 @@ def main():
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--fp32", action="store_true", help="also semdex with fp32 storage")
     ap.add_argument("--threads", help="build thread counts, e.g. 1,2 (default: 2 with --quick, else 1,2)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="efSearch sweeps per system, interleaved across systems; the table quotes medians")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     n = args.n or (100000 if args.quick else 510203)
@@ -241,20 +279,34 @@ def main():
     base_n_path = base_path
     rows = []
     t_start = time.time()
-    run_semdex(args, base_n_path, q_path, gt_path, n, len(queries), threads, efs, rows, "sq8")
-    systems = ["semdex-sq8"]
-    if args.fp32:
-        run_semdex(args, base_n_path, q_path, gt_path, n, len(queries), threads, efs, rows, "fp32")
-        systems.append("semdex-fp32")
-    for peer in args.peers.split(","):
-        if not peer:
-            continue
-        log("%s ..." % peer)
-        if peer == "hnswlib":
-            run_hnswlib(base, queries, gt, threads, efs, rows)
-        else:
-            run_faiss(peer, base, queries, gt, threads, efs, rows)
-        systems.append(peer)
+    snaps, sweeps = [], []
+    try:
+        sweeps.append(run_semdex(args, base_n_path, q_path, gt_path, n, len(queries), threads, efs, rows, "sq8", snaps))
+        systems = ["semdex-sq8"]
+        if args.fp32:
+            sweeps.append(run_semdex(args, base_n_path, q_path, gt_path, n, len(queries), threads, efs, rows, "fp32",
+                                     snaps))
+            systems.append("semdex-fp32")
+        for peer in args.peers.split(","):
+            if not peer:
+                continue
+            log("%s: build ..." % peer)
+            if peer == "hnswlib":
+                sweeps.append(run_hnswlib(base, queries, gt, threads, efs, rows))
+            else:
+                sweeps.append(run_faiss(peer, base, queries, gt, threads, efs, rows))
+            systems.append(peer)
+        # The sweeps run after every build, interleaved round by round, so
+        # that the shared machine's drift over the run hits every system alike.
+        for rnd in range(1, args.rounds + 1):
+            for sw in sweeps:
+                sw(rnd)
+    finally:
+        for p in snaps:
+            for f in (p, p + ".rows"):
+                if os.path.exists(f):
+                    os.unlink(f)
+    rows = median_rounds(rows)
     tab = table(rows, systems, threads, efs)
     cmd = " ".join(["bench/ann"] + sys.argv[1:])
     head = ("### bench/ann, %s (`%s`)\n\nData: %d vectors, %s (384-d, normalised), "
@@ -262,8 +314,9 @@ def main():
             "%d queries = titles of held-out records after them; exact top-10 by FAISS IndexFlatIP. "
             "M=16, efConstruction=200 everywhere; QPS = one thread, queries one after another, "
             "queries per CPU-second of the searching thread (so that time the scheduler gives other "
-            "processes on this shared machine does not count), median of 3 passes. semdex-sq8 re-ranks the top %d candidates from fp32. CPU: %s; run took %.0f s.\n"
-            % (datetime.date.today().isoformat(), cmd, n, vectors_desc, n, len(queries), args.rerank, cpu_name(),
+            "processes on this shared machine does not count): median of %d rounds, the systems' sweeps interleaved "
+            "round by round after all builds (semdex's from its reloaded snapshot), each point the median of 3 passes. semdex-sq8 re-ranks the top %d candidates from fp32. CPU: %s; run took %.0f s.\n"
+            % (datetime.date.today().isoformat(), cmd, n, vectors_desc, n, len(queries), args.rounds, args.rerank, cpu_name(),
                time.time() - t_start))
     print(head)
     print(tab)

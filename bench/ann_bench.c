@@ -9,12 +9,15 @@
  *                  [--storage sq8|fp32] [--rerank R] [--threads 1,2]
  *                  [--efs 16,32,64] [--snapshot PATH] [--label NAME]
  *                  [--load SNAP]   (no build: load the index SNAP, run the sweep;
- *                                   for profiling; --snapshot PATH with --keep 1
- *                                   keeps the file written after a build)
+ *                                   for profiling and bench/ann's rounds;
+ *                                   --snapshot PATH with --keep 1 keeps the
+ *                                   file written after a build, and PATH.rows
+ *                                   with each node's row number)
  *
  * GT.npy holds the exact top-10 row numbers (int32, Q x >=10) of each query
  * among the first N base rows.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -209,6 +212,18 @@ int main(int argc, char **argv) {
         }
         nthreads = 0;
         snap = NULL;
+        /* The index does not persist payloads (the shard keeps its own id
+         * map): the build run wrote each node's row number beside it. */
+        char ids_path[4096];
+        snprintf(ids_path, sizeof ids_path, "%s.rows", load);
+        FILE *f = fopen(ids_path, "rb");
+        uint64_t row;
+        for (uint32_t node = 0; f && fread(&row, sizeof row, 1, f) == 1; node++) sx_index_set_payload(ix, node, row);
+        if (!f) {
+            fprintf(stderr, "ann_bench: %s: %s (written by a build run with --keep 1)\n", ids_path, strerror(errno));
+            return 1;
+        }
+        fclose(f);
     }
     for (int t = 0; t < nthreads; t++) {
         double secs;
@@ -300,7 +315,24 @@ int main(int argc, char **argv) {
             sx_index_free(l);
             munmap(m, (size_t)sst.st_size);
         }
-        if (!keep) unlink(snap);
+        if (!keep) {
+            unlink(snap);
+        } else {
+            char ids_path[4096];
+            snprintf(ids_path, sizeof ids_path, "%s.rows", snap);
+            FILE *rf = fopen(ids_path, "wb");
+            sx_index_stats ist;
+            sx_index_get_stats(ix, &ist);
+            size_t slots = ist.live + ist.deleted + ist.free_slots;
+            for (uint32_t node = 0; rf && node < slots; node++) {
+                uint64_t row = sx_index_payload(ix, node);
+                fwrite(&row, sizeof row, 1, rf);
+            }
+            if (!rf || fclose(rf) != 0) {
+                fprintf(stderr, "ann_bench: %s: cannot write\n", ids_path);
+                return 1;
+            }
+        }
     }
     sx_index_free(ix);
     (void)sink;
