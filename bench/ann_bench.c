@@ -199,6 +199,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n * B.cols; i += 1024) sink += x[i];
     sx_index *ix = NULL;
     if (load) {
+        double t_load = now();
         int fd = open(load, O_RDONLY);
         struct stat lst;
         if (fd < 0 || fstat(fd, &lst) != 0) return 1;
@@ -210,6 +211,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ann_bench: %s\n", err.msg);
             return 1;
         }
+        /* what a restarted server pays: a fresh process, fresh heap */
+        printf("{\"system\":\"%s\",\"phase\":\"load\",\"mode\":\"fresh-process\",\"seconds\":%.3f}\n", label,
+               now() - t_load);
         nthreads = 0;
         snap = NULL;
         /* The index does not persist payloads (the shard keeps its own id
