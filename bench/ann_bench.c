@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
         if (fd < 0 || fstat(fd, &lst) != 0) return 1;
         void *m = mmap(NULL, (size_t)lst.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         close(fd);
-        sx_source src = {NULL, NULL, m, (uint64_t)lst.st_size, 0, 0};
+        sx_source src = {NULL, NULL, m, (uint64_t)lst.st_size, 0, 0, 1};
         sx_err err = {0};
         if (sx_index_load(&src, &ix, &err) < 0) {
             fprintf(stderr, "ann_bench: %s\n", err.msg);
@@ -295,7 +295,7 @@ int main(int argc, char **argv) {
             fstat(fd, &sst);
             void *m = mmap(NULL, (size_t)sst.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
             close(fd);
-            sx_source src = {NULL, NULL, m, (uint64_t)sst.st_size, 0, !lazy};
+            sx_source src = {NULL, NULL, m, (uint64_t)sst.st_size, 0, !lazy, 1};
             sx_index *l = NULL;
             if (sx_index_load(&src, &l, &err) < 0) {
                 fprintf(stderr, "ann_bench: load: %s\n", err.msg);

@@ -446,7 +446,7 @@ void test_index_small_lists(void) {
         membuf m = {0};
         sx_sink sink = {mem_write, &m, 0, 0, 0};
         CHECK_EQ(sx_index_save(ix, &sink, &err), 0);
-        sx_source src = {mem_read, &m, NULL, 0, 0, 1};
+        sx_source src = {mem_read, &m, NULL, 0, 0, 1, 0};
         sx_index *b = NULL;
         CHECK_MSG(sx_index_load(&src, &b, &err) == 0, "%s", err.msg);
         check_sound(b, "loaded");
@@ -581,7 +581,7 @@ void test_index_save_load(void) {
         sx_err err = {0};
         CHECK_MSG(sx_index_save(ix, &sink, &err) == 0, "%s", err.msg);
         /* stream load */
-        sx_source src = {mem_read, &m, NULL, 0, 0, 1};
+        sx_source src = {mem_read, &m, NULL, 0, 0, 1, 0};
         sx_index *b = NULL;
         CHECK_MSG(sx_index_load(&src, &b, &err) == 0, "%s", err.msg);
         CHECK_EQ(src.offset, m.len);
@@ -591,7 +591,7 @@ void test_index_save_load(void) {
         /* memory (mapped) load: fp32 vectors used in place */
         uint8_t *copy = aligned_alloc(64, (m.len + 63) / 64 * 64);
         memcpy(copy, m.p, m.len);
-        sx_source msrc = {NULL, NULL, copy, m.len, 0, 1};
+        sx_source msrc = {NULL, NULL, copy, m.len, 0, 1, 0};
         sx_index *c = NULL;
         CHECK_MSG(sx_index_load(&msrc, &c, &err) == 0, "%s", err.msg);
         same_results(ix, c, qv, 50);
@@ -658,16 +658,16 @@ void test_index_load_corrupt(void) {
     /* every truncation fails cleanly, from a stream and from memory */
     for (size_t cut = 0; cut < m.len; cut += 1 + cut / 16) {
         membuf t = {m.p, cut, cut, 0, 0};
-        sx_source src = {mem_read, &t, NULL, 0, 0, 1};
+        sx_source src = {mem_read, &t, NULL, 0, 0, 1, 0};
         sx_index *b = NULL;
         int rc = sx_index_load(&src, &b, &err);
         CHECK_MSG(rc == SX_ECORRUPT, "cut %zu: rc %d", cut, rc);
         CHECK(b == NULL);
         CHECK(strlen(err.msg) > 0);
-        sx_source msrc = {NULL, NULL, m.p, cut, 0, 1};
+        sx_source msrc = {NULL, NULL, m.p, cut, 0, 1, 0};
         CHECK_EQ(sx_index_load(&msrc, &b, &err), SX_ECORRUPT);
     }
-    sx_source ok = {NULL, NULL, m.p, m.len, 0, 1};
+    sx_source ok = {NULL, NULL, m.p, m.len, 0, 1, 0};
     sx_index *ref = NULL;
     CHECK_EQ(sx_index_load(&ok, &ref, &err), 0);
     /* every flipped byte fails cleanly (the CRCs catch it), except in the
@@ -675,7 +675,7 @@ void test_index_load_corrupt(void) {
     int undetected = 0;
     for (size_t i = 0; i < m.len; i += 1 + i / 64) {
         m.p[i] ^= 0x5a;
-        sx_source msrc = {NULL, NULL, m.p, m.len, 0, 1};
+        sx_source msrc = {NULL, NULL, m.p, m.len, 0, 1, 0};
         sx_index *b = NULL;
         int rc = sx_index_load(&msrc, &b, &err);
         if (rc == 0) {

@@ -311,6 +311,11 @@ typedef struct sx_source {
     uint64_t len;
     uint64_t offset;
     int verify_bulk;      /* mapped: 1 = check the CRC of bulk sections too */
+    int file_mapping;     /* base is a read-only mapping of a file: pages of a
+                           * bulk section are dropped from the process once
+                           * checksummed (they stay in the page cache and fault
+                           * back in on use), so verifying a large snapshot
+                           * never makes it all resident at once */
 } sx_source;
 
 /* A section as read: data points into the mapping, or into owned memory

@@ -884,13 +884,18 @@ static int load_any(sx_source *src, int lazy, sx_shard **out, sx_err *err) {
 }
 
 int sx_shard_load(sx_read_fn r, void *ctx, sx_shard **out, sx_err *err) {
-    sx_source src = {r, ctx, NULL, 0, 0, 1};
+    sx_source src = {r, ctx, NULL, 0, 0, 1, 0};
     return load_any(&src, 0, out, err);
 }
 
-int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err) {
-    sx_source src = {NULL, NULL, base, len, 0, !(flags & SX_LOAD_LAZY)};
+static int load_mapped(const void *base, size_t len, int flags, int file_mapping, sx_shard **out,
+                       sx_err *err) {
+    sx_source src = {NULL, NULL, base, len, 0, !(flags & SX_LOAD_LAZY), file_mapping};
     return load_any(&src, !!(flags & SX_LOAD_LAZY), out, err);
+}
+
+int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err) {
+    return load_mapped(base, len, flags, 0, out, err);
 }
 
 /* ---- files ---- */
@@ -934,7 +939,7 @@ int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) 
         close(fd);
         return sx_err_set(err, SX_EIO, "%s: mmap failed: %s", path, strerror(errno));
     }
-    int rc = sx_shard_load_mapped(m, len, flags, out, err);
+    int rc = load_mapped(m, len, flags, 1, out, err);
     if (rc < 0) {
         munmap(m, len);
         close(fd);
