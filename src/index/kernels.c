@@ -95,19 +95,15 @@ static int32_t dot_s8_u8_scalar(const int8_t *a, const uint8_t *b, size_t n) {
 
 static void sq8_decode_scalar(const float *vmin, const float *vscale, const uint8_t *c, size_t n,
                               float *x) {
-    for (size_t i = 0; i < n; i++) x[i] = vmin[i] + vscale[i] * (float)c[i];
+    sq8_decode_tail(vmin, vscale, c, 0, n, x);
 }
 
 static void sq8_query_scalar(const float *v, const float *vmin, const float *vscale, size_t n,
                              int8_t *q8, float *alpha, float *bias) {
     float m = 0, b = 0;
-    for (size_t i = 0; i < n; i++) {
-        float s = fabsf(v[i] * vscale[i]);
-        m = s > m ? s : m;
-        b += v[i] * vmin[i];
-    }
-    float a = m > 0 ? m / 127.0f : 1.0f, inv = 1.0f / a;
-    for (size_t i = 0; i < n; i++) q8[i] = (int8_t)lrintf(v[i] * vscale[i] * inv);
+    sq8_stats_tail(v, vmin, vscale, 0, n, &m, &b);
+    float a = sq8_alpha(m);
+    sq8_round_tail(v, vscale, 1.0f / a, 0, n, q8);
     *alpha = a;
     *bias = b;
 }

@@ -7,7 +7,6 @@
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#include <math.h>
 
 static float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -100,7 +99,7 @@ static void sq8_decode_avx2(const float *vmin, const float *vscale, const uint8_
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(x + i, _mm256_fmadd_ps(_mm256_loadu_ps(vscale + i), u8x8_to_ps(c + i),
                                                 _mm256_loadu_ps(vmin + i)));
-    for (; i < n; i++) x[i] = vmin[i] + vscale[i] * (float)c[i];
+    sq8_decode_tail(vmin, vscale, c, i, n, x);
 }
 
 /* As the AVX-512 version; vcvtps2dq rounds to nearest even like lrintf, and
@@ -119,12 +118,8 @@ static void sq8_query_avx2(const float *v, const float *vmin, const float *vscal
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     float mm = _mm_cvtss_f32(m4), b = hsum256(b0);
-    for (size_t j = i; j < n; j++) {
-        float s = fabsf(v[j] * vscale[j]);
-        mm = s > mm ? s : mm;
-        b += v[j] * vmin[j];
-    }
-    float a = mm > 0 ? mm / 127.0f : 1.0f, invs = 1.0f / a;
+    sq8_stats_tail(v, vmin, vscale, i, n, &mm, &b);
+    float a = sq8_alpha(mm), invs = 1.0f / a;
     __m256 inv = _mm256_set1_ps(invs);
     for (i = 0; i + 8 <= n; i += 8) {
         __m256 s = _mm256_mul_ps(_mm256_loadu_ps(v + i), _mm256_loadu_ps(vscale + i));
@@ -132,7 +127,7 @@ static void sq8_query_avx2(const float *v, const float *vmin, const float *vscal
         __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
         _mm_storel_epi64((__m128i *)(void *)(q8 + i), _mm_packs_epi16(w, w));
     }
-    for (; i < n; i++) q8[i] = (int8_t)lrintf(v[i] * vscale[i] * invs);
+    sq8_round_tail(v, vscale, invs, i, n, q8);
     *alpha = a;
     *bias = b;
 }

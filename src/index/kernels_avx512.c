@@ -144,8 +144,7 @@ static void sq8_query_avx512(const float *v, const float *vmin, const float *vsc
         mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, vscale + i))));
         b0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, vmin + i), b0);
     }
-    float mm = _mm512_reduce_max_ps(mx);
-    float a = mm > 0 ? mm / 127.0f : 1.0f;
+    float a = sq8_alpha(_mm512_reduce_max_ps(mx));
     __m512 inv = _mm512_set1_ps(1.0f / a);
     for (i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);

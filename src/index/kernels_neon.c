@@ -6,7 +6,6 @@
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #include <arm_neon.h>
-#include <math.h>
 
 static float dot_f32_neon(const float *a, const float *b, size_t n) {
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
@@ -88,7 +87,7 @@ static void sq8_decode_neon(const float *vmin, const float *vscale, const uint8_
         vst1q_f32(x + i, vfmaq_f32(vld1q_f32(vmin + i), vld1q_f32(vscale + i), c0));
         vst1q_f32(x + i + 4, vfmaq_f32(vld1q_f32(vmin + i + 4), vld1q_f32(vscale + i + 4), c1));
     }
-    for (; i < n; i++) x[i] = vmin[i] + vscale[i] * (float)c[i];
+    sq8_decode_tail(vmin, vscale, c, i, n, x);
 }
 
 /* As the AVX-512 version; fcvtns rounds to nearest even like lrintf, and two
@@ -103,12 +102,8 @@ static void sq8_query_neon(const float *v, const float *vmin, const float *vscal
         b0 = vfmaq_f32(b0, x, vld1q_f32(vmin + i));
     }
     float mm = vmaxvq_f32(mx), b = vaddvq_f32(b0);
-    for (size_t j = i; j < n; j++) {
-        float s = fabsf(v[j] * vscale[j]);
-        mm = s > mm ? s : mm;
-        b += v[j] * vmin[j];
-    }
-    float a = mm > 0 ? mm / 127.0f : 1.0f, invs = 1.0f / a;
+    sq8_stats_tail(v, vmin, vscale, i, n, &mm, &b);
+    float a = sq8_alpha(mm), invs = 1.0f / a;
     float32x4_t inv = vdupq_n_f32(invs);
     for (i = 0; i + 8 <= n; i += 8) {
         int32x4_t r0 = vcvtnq_s32_f32(vmulq_f32(vmulq_f32(vld1q_f32(v + i), vld1q_f32(vscale + i)), inv));
@@ -116,7 +111,7 @@ static void sq8_query_neon(const float *v, const float *vmin, const float *vscal
             vcvtnq_s32_f32(vmulq_f32(vmulq_f32(vld1q_f32(v + i + 4), vld1q_f32(vscale + i + 4)), inv));
         vst1_s8(q8 + i, vqmovn_s16(vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1))));
     }
-    for (; i < n; i++) q8[i] = (int8_t)lrintf(v[i] * vscale[i] * invs);
+    sq8_round_tail(v, vscale, invs, i, n, q8);
     *alpha = a;
     *bias = b;
 }
