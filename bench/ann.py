@@ -134,7 +134,11 @@ def sweep(rows, name, efs, queries, gt, set_ef, search, rnd):
         wall.sort()
         rows.append({"system": name, "phase": "search", "ef": ef, "recall": recall_at_10(found, gt),
                      "qps": len(queries) / runs[1], "qps_wall": len(queries) / wall[1], "round": rnd})
-        log("  %-16s ef %4d recall %.4f qps %.0f (round %d)" % (name, ef, rows[-1]["recall"], rows[-1]["qps"], rnd))
+        log_point(rows[-1])
+
+
+def log_point(r):
+    log("  %-16s ef %4d recall %.4f qps %.0f (round %d)" % (r["system"], r["ef"], r["recall"], r["qps"], r["round"]))
 
 
 def run_semdex(args, base_path, q_path, gt_path, n, nq, threads, efs, rows, storage, snaps):
@@ -157,7 +161,7 @@ def run_semdex(args, base_path, q_path, gt_path, n, nq, threads, efs, rows, stor
                 continue  # the build run reported memory already
             if r["phase"] == "search":
                 r["round"] = rnd
-                log("  %-16s ef %4d recall %.4f qps %.0f (round %d)" % (r["system"], r["ef"], r["recall"], r["qps"], rnd))
+                log_point(r)
             rows.append(r)
 
     run(common + ["--threads", ",".join(map(str, threads)), "--efs", "", "--snapshot", snap, "--keep", "1"])

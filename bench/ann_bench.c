@@ -147,6 +147,10 @@ static int parse_list(const char *s, int *out, int max) {
     return n;
 }
 
+/* Where a kept snapshot's node -> row numbers go (the index does not
+ * persist payloads; the shard keeps its own id map). */
+static void rows_path(const char *snap, char *out, size_t cap) { snprintf(out, cap, "%s.rows", snap); }
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -216,10 +220,9 @@ int main(int argc, char **argv) {
                now() - t_load);
         nthreads = 0;
         snap = NULL;
-        /* The index does not persist payloads (the shard keeps its own id
-         * map): the build run wrote each node's row number beside it. */
+        /* each node's row number, written beside the snapshot by the build run */
         char ids_path[4096];
-        snprintf(ids_path, sizeof ids_path, "%s.rows", load);
+        rows_path(load, ids_path, sizeof ids_path);
         FILE *f = fopen(ids_path, "rb");
         uint64_t row;
         for (uint32_t node = 0; f && fread(&row, sizeof row, 1, f) == 1; node++) sx_index_set_payload(ix, node, row);
@@ -282,12 +285,6 @@ int main(int argc, char **argv) {
             return 1;
         }
         double save_s = now() - t0;
-        /* Read the file once so both timed loads start from a warm page
-         * cache (the first would otherwise pay for the writeback). */
-        FILE *w = fopen(snap, "rb");
-        static char wbuf[1 << 16];
-        while (w && fread(wbuf, 1, sizeof wbuf, w) == sizeof wbuf) {}
-        if (w) fclose(w);
         for (int lazy = 1; lazy >= 0; lazy--) {
             t0 = now();
             int fd = open(snap, O_RDONLY);
@@ -323,7 +320,7 @@ int main(int argc, char **argv) {
             unlink(snap);
         } else {
             char ids_path[4096];
-            snprintf(ids_path, sizeof ids_path, "%s.rows", snap);
+            rows_path(snap, ids_path, sizeof ids_path);
             FILE *rf = fopen(ids_path, "wb");
             sx_index_stats ist;
             sx_index_get_stats(ix, &ist);
