@@ -728,17 +728,16 @@ static int give_way(sx_index *ix, sctx *c, uint32_t u) {
  * way. Caller holds u's stripe. */
 static int link_into(sx_index *ix, sctx *c, uint32_t u, uint32_t x) {
     _Atomic uint32_t *l = links_at(ix, u, 0);
-    int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed), j = 0;
-    while (j < m && atomic_load_explicit(&l[1 + j], memory_order_relaxed) != x) j++;
-    if (j < m) {
+    int m = (int)atomic_load_explicit(&l[0], memory_order_relaxed);
+    if (links_to(ix, u, x)) {
         /* linked already */
     } else if (m < ix->M0) {
         atomic_store_explicit(&l[1 + m], x, memory_order_release);
         atomic_store_explicit(&l[0], (uint32_t)m + 1, memory_order_release);
-    } else if ((j = give_way(ix, c, u)) >= 0) {
-        atomic_store_explicit(&l[1 + j], x, memory_order_release);
     } else {
-        return 0;
+        int j = give_way(ix, c, u);
+        if (j < 0) return 0;
+        atomic_store_explicit(&l[1 + j], x, memory_order_release);
     }
     take_anchor(ix, u, x, NULL);
     return 1;
