@@ -206,6 +206,7 @@ struct sx_index {
     _Atomic uint64_t level_ctr;
     _Atomic uint32_t rank_low, rank_high; /* next rank of an entry point, of other nodes */
     _Atomic int adopt_failed;             /* nodes left without an anchor: rerank */
+    _Atomic int linked_deleted;           /* an adoption linked to a deleted node */
     _Atomic long n_live, n_deleted, n_pending;
     _Atomic int maintaining;
     sx_release_fn release;
@@ -652,6 +653,15 @@ static int in_ids(const uint32_t *a, int n, uint32_t id) {
 
 enum { E_NEW, E_OLD, E_PINNED }; /* an entry of a list being rewritten */
 
+/* Notes x, left without an anchor, for adoption once the caller's stripes
+ * are released (or, when the list is full, for a fresh ranking). */
+static void note_orphan(sx_index *ix, sctx *c, uint32_t x) {
+    if (c->n_orphans < (int)(sizeof c->orphans / sizeof c->orphans[0]))
+        c->orphans[c->n_orphans++] = x;
+    else
+        atomic_fetch_add(&ix->adopt_failed, 1);
+}
+
 /* Replaces u's level-0 list with sel[0..k) (nearest first), keeping the
  * links that anchor their targets (except those into the vacuum's set D,
  * when given): appended when the selection left room, else in place of the
@@ -690,10 +700,7 @@ static void write_links0(sx_index *ix, sctx *c, uint32_t u, const uint32_t *sel,
         } else {
             uint32_t was = u;
             atomic_compare_exchange_strong(anchor_of(ix, x), &was, NONE);
-            if (c->n_orphans < (int)(sizeof c->orphans / sizeof c->orphans[0]))
-                c->orphans[c->n_orphans++] = x;
-            else
-                atomic_fetch_add(&ix->adopt_failed, 1);
+            note_orphan(ix, c, x);
         }
     }
     write_links(ix, u, 0, out, n);
@@ -768,6 +775,8 @@ static int put_between(sx_index *ix, sctx *c, uint32_t u, uint32_t x) {
  * done, else 0. */
 static int anchor_from(sx_index *ix, sctx *c, uint32_t u, uint32_t x, int between) {
     pthread_mutex_t *a = stripe(ix, u), *b = stripe(ix, x);
+    /* a vacuum under way must drop this link before it frees x */
+    if (flags_of(ix, x) & F_DELETED) atomic_store(&ix->linked_deleted, 1);
     pthread_mutex_lock(a);
     int ok = link_into(ix, c, u, x);
     if (!ok && between) {
@@ -912,6 +921,7 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
     float cur_d = qdist(ix, &q, cur);
     long evals = 0, visited = 0;
     int rc = grow((void **)&c->ids, &c->ids_cap, (size_t)ix->M0 + 1, sizeof(uint32_t));
+    if (rc == 0 && held) rc = grow((void **)&c->work, &c->work_cap, (size_t)ix->M0, sizeof(pair));
     for (int l = top; l > level && rc == 0; l--) greedy(ix, c, &q, &cur, &cur_d, l, &evals);
     filt none = {0, NULL, 0};
     for (int l = level < top ? level : top; l >= 0 && rc == 0; l--) {
@@ -938,11 +948,14 @@ static int connect_node(sx_index *ix, sctx *c, uint32_t node, int level, const f
         int k = select_heuristic(ix, c, c->work, m, ix->p.M, sel);
         pthread_mutex_lock(stripe(ix, node));
         if (l == 0) {
-            /* A new entry point ranks lowest: it anchors the old one. */
+            /* A new entry point ranks lowest: it anchors the old one. The
+             * list may have had to keep anchors that concurrent inserts
+             * made in place of the link to it: then it is linked in place
+             * of one that anchors nothing, or failing that adopted. */
             int k0 = k;
             if (held && !in_ids(sel, k, (uint32_t)e)) sel[k0++] = (uint32_t)e;
             write_links0(ix, c, node, sel, k0, NULL);
-            if (held) take_anchor(ix, node, (uint32_t)e, NULL);
+            if (held && !link_into(ix, c, node, (uint32_t)e)) note_orphan(ix, c, (uint32_t)e);
         } else {
             write_links(ix, node, l, sel, k);
         }
@@ -1433,6 +1446,18 @@ static int repair(sx_index *ix, sctx *c, uint32_t u, int level, const dset *D) {
     return 0;
 }
 
+/* Removes the members of D from u's level-0 list (caller holds rw
+ * exclusively). */
+static void drop_links0(sx_index *ix, uint32_t u, const dset *D) {
+    _Atomic uint32_t *l = links_at(ix, u, 0);
+    uint32_t m = atomic_load_explicit(&l[0], memory_order_relaxed), k = 0;
+    for (uint32_t j = 0; j < m && j < (uint32_t)ix->M0; j++) {
+        uint32_t y = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
+        if (!in_set(D, y)) atomic_store_explicit(&l[1 + k++], y, memory_order_relaxed);
+    }
+    atomic_store_explicit(&l[0], k, memory_order_relaxed);
+}
+
 /* Gives x, the new entry point, the lowest rank (it needs no anchor).
  * Called holding rw exclusively. */
 static void make_root(sx_index *ix, uint32_t x) {
@@ -1459,6 +1484,7 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
             Ds.bits[i >> 6] |= 1ull << (i & 63);
             nd++;
         }
+    atomic_store(&ix->linked_deleted, 0);
     uint64_t e = atomic_load(&ix->ep);
     if (nd && (uint32_t)e != NONE && in_set(D, (uint32_t)e)) {
         uint32_t best = NONE;
@@ -1515,9 +1541,16 @@ int sx_index_vacuum(sx_index *ix, sx_err *err) {
             slot_unalloc(ix, i);
             atomic_fetch_sub(&ix->n_deleted, 1);
         }
-        for (uint32_t i = 0; i < n && rc == 0; i++) /* anchors in D are gone */
+        /* Anchors in D are gone, also those of nodes added since (1): a
+         * deleted node links to a new node that it is nearest to. Links
+         * into D made since the repair pass (adoptions) go too. */
+        uint32_t now = atomic_load(&ix->n_slots);
+        int scrub = atomic_load(&ix->linked_deleted);
+        for (uint32_t i = 0; i < now && rc == 0; i++) {
             if (in_set(D, atomic_load_explicit(anchor_of(ix, i), memory_order_relaxed)))
                 atomic_store_explicit(anchor_of(ix, i), NONE, memory_order_relaxed);
+            if (scrub && !(flags_of(ix, i) & F_FREE)) drop_links0(ix, i, D);
+        }
         pthread_rwlock_unlock(&ix->rw);
         /* (4) Nodes whose anchor was in D, or whose anchor a repair could
          * not keep, are anchored again. */
