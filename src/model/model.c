@@ -578,16 +578,27 @@ static void gemm_task(void *ctx, int begin, int end, int tid) {
     }
 }
 
-/* Quantises rows of f->A (16 per task) into f->qa / f->qscale / f->qzero. */
+/* Quantises rows of f->A (16 per task) into f->qa / f->qscale / f->qzero.
+ * The 16 rows go first to a block laid out like their part of qa (group g
+ * of row i at 4 (16 g + i)) in this thread's int32 scratch (unused until
+ * the GEMM task, and at least 64 n_max >= 16 k4 bytes), which stays in L1,
+ * then each group's 64 bytes are copied out at once. Quantising straight
+ * into qa stored each row's groups 4 bytes at a time, 4 M bytes apart (see
+ * sx_model_kernels.gemm_i8_rows): 12% of an int8 embedding run's time. */
 static void quant_task(void *ctx, int begin, int end, int tid) {
     fwd *f = ctx;
     const sx_linear8 *lin = f->lin8;
+    uint8_t *blk = (uint8_t *)(f->acc + f->acc_stride * (size_t)tid);
+    int ng = lin->k4 / 4;
     for (int t = begin; t < end; t++) {
-        int r1 = t * 16 + 16 < f->M ? t * 16 + 16 : f->M;
-        for (int r = t * 16; r < r1; r++) /* group-major, see sx_model_kernels.gemm_i8_rows */
-            f->qscale[r] = f->k->quantize_u8(f->A + (size_t)r * lin->k, lin->in_mul, lin->k,
-                                             lin->k4, f->qa + 4 * (size_t)r, 4 * (size_t)f->M,
-                                             &f->qzero[r]);
+        int r0 = t * 16, nr = f->M - r0 < 16 ? f->M - r0 : 16;
+        for (int i = 0; i < nr; i++)
+            f->qscale[r0 + i] = f->k->quantize_u8(f->A + (size_t)(r0 + i) * lin->k, lin->in_mul,
+                                                  lin->k, lin->k4, blk + 4 * i, 64,
+                                                  &f->qzero[r0 + i]);
+        for (int g = 0; g < ng; g++)
+            memcpy(f->qa + 4 * ((size_t)g * (size_t)f->M + (size_t)r0), blk + 64 * (size_t)g,
+                   4 * (size_t)nr);
     }
 }
 
