@@ -514,7 +514,11 @@ static int max_panels(const sx_encoder *e) {
 }
 
 static size_t acc_stride(const sx_encoder *e) {
-    return round16((size_t)TASK_ROWS_MAX * (size_t)max_panels(e) * SX_NR);
+    size_t acc = round16((size_t)TASK_ROWS_MAX * (size_t)max_panels(e) * SX_NR);
+    /* quant_task's 16-row block (16 k4 bytes) lives there too */
+    size_t kmax = (size_t)((e->H > e->I ? e->H : e->I) + 3) / 4 * 4;
+    size_t blk = round16(16 * kmax / 4);
+    return acc > blk ? acc : blk;
 }
 
 static size_t arena_floats(const sx_encoder *e, int T, int lmax, int threads) {
@@ -581,7 +585,7 @@ static void gemm_task(void *ctx, int begin, int end, int tid) {
 /* Quantises rows of f->A (16 per task) into f->qa / f->qscale / f->qzero.
  * The 16 rows go first to a block laid out like their part of qa (group g
  * of row i at 4 (16 g + i)) in this thread's int32 scratch (unused until
- * the GEMM task, and at least 64 n_max >= 16 k4 bytes), which stays in L1,
+ * the GEMM task; acc_stride leaves room), which stays in L1,
  * then each group's 64 bytes are copied out at once. Quantising straight
  * into qa stored each row's groups 4 bytes at a time, 4 M bytes apart (see
  * sx_model_kernels.gemm_i8_rows): 12% of an int8 embedding run's time. */
