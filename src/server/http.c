@@ -22,8 +22,10 @@
  * Start-up and shutdown. The server listens at once and loads the model and
  * the collection on a loader thread; /health says 503 until it is done. The
  * main thread waits for SIGTERM/SIGINT (or a failed load), then: stops
- * accepting (MHD_quiesce_daemon), waits for in-flight requests, stops the
- * daemon, checkpoints the collection and frees everything.
+ * accepting (MHD_quiesce_daemon), waits for in-flight requests and, for up
+ * to a second, for the open connections to be answered (503) and closed
+ * (wait_drained), stops the daemon, checkpoints the collection and frees
+ * everything.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -314,9 +316,27 @@ static void *loader_main(void *arg) {
 
 /* ---- run ------------------------------------------------------------------------------ */
 
-static void wait_inflight(sx_srv *s, double max_seconds) {
+/* Counts open connections (MHD_OPTION_NOTIFY_CONNECTION). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    sx_srv *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) atomic_fetch_add(&s->conns, 1);
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED) atomic_fetch_sub(&s->conns, 1);
+}
+
+/* Waits (up to max_seconds) for the requests being handled, then (up to
+ * grace_seconds more) for the connections still open: one accepted just
+ * before the listener closed may not have reached on_request yet, and
+ * stopping the daemon then would close it unanswered (curl: "empty reply",
+ * seen in the graceful-shutdown test); given a moment it gets its 503 and
+ * closes. Idle keep-alive connections are closed when the grace is up. */
+static void wait_drained(sx_srv *s, double max_seconds, double grace_seconds) {
     double t0 = sx_now();
     while (atomic_load(&s->inflight) > 0 && sx_now() - t0 < max_seconds) usleep(10000);
+    double t1 = sx_now();
+    while ((atomic_load(&s->conns) > 0 || atomic_load(&s->inflight) > 0) &&
+           sx_now() - t1 < grace_seconds)
+        usleep(10000);
 }
 
 static void release(sx_srv *s) {
@@ -341,6 +361,7 @@ static struct MHD_Daemon *start_daemon(sx_srv *s, sx_err *err) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)s->opts.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->opts.max_connections, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!d)
@@ -394,7 +415,7 @@ int sx_server_run(const sx_server_opts *o, sx_err *err) {
     atomic_store(&s->stopping, 1);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
-    wait_inflight(s, 30.0);
+    wait_drained(s, 30.0, 1.0);
     MHD_stop_daemon(s->daemon);
     if (rc == 0 && s->store) {
         sx_err cerr = {0};

@@ -58,6 +58,7 @@ typedef struct sx_srv {
     sx_err load_err;
 
     _Atomic long inflight;       /* requests being handled */
+    _Atomic long conns;          /* connections open */
     _Atomic unsigned long long next_request_id;
     double started;
 } sx_srv;
