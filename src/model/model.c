@@ -513,11 +513,15 @@ static int max_panels(const sx_encoder *e) {
     return (n + SX_NR - 1) / SX_NR;
 }
 
+/* The widest input of any int8 layer, rounded up to whole 4-byte groups. */
+static size_t kmax4(const sx_encoder *e) {
+    return (size_t)((e->H > e->I ? e->H : e->I) + 3) / 4 * 4;
+}
+
 static size_t acc_stride(const sx_encoder *e) {
     size_t acc = round16((size_t)TASK_ROWS_MAX * (size_t)max_panels(e) * SX_NR);
     /* quant_task's 16-row block (16 k4 bytes) lives there too */
-    size_t kmax = (size_t)((e->H > e->I ? e->H : e->I) + 3) / 4 * 4;
-    size_t blk = round16(16 * kmax / 4);
+    size_t blk = round16(16 * kmax4(e) / 4);
     return acc > blk ? acc : blk;
 }
 
@@ -527,8 +531,7 @@ static size_t arena_floats(const sx_encoder *e, int T, int lmax, int threads) {
                round16(t * (size_t)e->I) + round16(att_scratch_floats(e, lmax)) * (size_t)threads +
                64;
     if (e->int8) {
-        size_t kmax = (size_t)((e->H > e->I ? e->H : e->I) + 3) / 4 * 4;
-        n += round16(t * kmax / 4 + 16) + 2 * round16(t) + acc_stride(e) * (size_t)threads;
+        n += round16(t * kmax4(e) / 4 + 16) + 2 * round16(t) + acc_stride(e) * (size_t)threads;
     }
     return n;
 }
@@ -804,8 +807,7 @@ static void fwd_init(fwd *f, const sx_encoder *e, float *arena, int T, int lmax,
     f->att_stride = round16(att_scratch_floats(e, lmax));
     p += f->att_stride * (size_t)threads;
     if (e->int8) {
-        size_t kmax = (size_t)((e->H > e->I ? e->H : e->I) + 3) / 4 * 4;
-        f->qa = (uint8_t *)p, p += round16((size_t)T * kmax / 4 + 16);
+        f->qa = (uint8_t *)p, p += round16((size_t)T * kmax4(e) / 4 + 16);
         f->qscale = p, p += round16((size_t)T);
         f->qzero = (int32_t *)p, p += round16((size_t)T);
         f->acc = (int32_t *)p;
