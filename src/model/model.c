@@ -1032,6 +1032,23 @@ int sx_encoder_embed(sx_encoder *enc, int n, const char *const *texts, const siz
     return rc;
 }
 
+typedef struct {
+    void (*fn)(void *ctx, int i);
+    void *ctx;
+} parallel_job;
+
+static void parallel_task(void *ctx, int begin, int end, int tid) {
+    parallel_job *j = ctx;
+    for (int i = begin; i < end; i++) j->fn(j->ctx, i);
+}
+
+void sx_encoder_parallel(sx_encoder *enc, int n, void (*fn)(void *ctx, int i), void *ctx) {
+    int owner = pthread_mutex_trylock(&enc->run_mu) == 0;
+    parallel_job j = {fn, ctx};
+    sx_model_pool_run(owner ? enc->pool : NULL, n, parallel_task, &j);
+    if (owner) pthread_mutex_unlock(&enc->run_mu);
+}
+
 int sx_encoder_hidden(sx_encoder *enc, const int32_t *ids, int n_ids, float *out, sx_err *err) {
     if (n_ids < 1 || n_ids > enc->max_len)
         return sx_err_set(err, SX_EINVAL, "%d tokens (allowed 1..%d)", n_ids, enc->max_len);

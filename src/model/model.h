@@ -67,6 +67,13 @@ int sx_encoder_embed_ids(sx_encoder *enc, int n, const int32_t *const *ids, cons
  * n_ids * hidden_size floats into out. For tests and debugging. */
 int sx_encoder_hidden(sx_encoder *enc, const int32_t *ids, int n_ids, float *out, sx_err *err);
 
+/* Runs fn(ctx, i) for i in [0, n) on the encoder's threads (all of them,
+ * the caller's included) and returns when every call is done; while the
+ * threads are busy with an embedding (or another such run), runs them all
+ * on the caller instead. For work that follows an embedding batch and
+ * should not compete with it for the cores (the server's searches). */
+void sx_encoder_parallel(sx_encoder *enc, int n, void (*fn)(void *ctx, int i), void *ctx);
+
 /* The tokenizer the encoder uses (owned by the encoder). */
 const sx_tokenizer *sx_encoder_tokenizer(const sx_encoder *enc);
 

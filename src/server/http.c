@@ -3,9 +3,10 @@
  *
  * Threading. libmicrohttpd runs one thread per connection (HTTP/1.1 keep-
  * alive; 50 benchmark clients are 50 threads). A request thread does its own
- * validation, search and JSON; only embedding leaves the thread, through the
- * micro-batcher (batcher.c), which is what lets concurrent queries share one
- * encoder call. Thread-per-connection was chosen over MHD's epoll pool with
+ * validation and JSON; embedding leaves the thread, through the micro-batcher
+ * (batcher.c), which is what lets concurrent queries share one encoder call,
+ * and a search of bounded cost goes along with it and runs on the encoder's
+ * threads right after the batch (routes.c, rides_along). Thread-per-connection was chosen over MHD's epoll pool with
  * suspend/resume because every request blocks on the batcher anyway, and a
  * blocked pool thread would stall its other connections.
  *

@@ -246,47 +246,84 @@ static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res
     return 0;
 }
 
-/* The query vector: from the cache, or embedded (and cached). */
+/* One index search: what to look for and what came back. It runs on the
+ * request thread, or rides along with the query's embedding batch and runs
+ * on an encoder thread (see batcher.c). */
+typedef struct {
+    sx_srv *s;
+    sx_search_opts so;
+    sx_hit *hits;
+    int n, rc, done;
+    double seconds;
+    sx_err err;
+} index_search;
+
+/* Sets x up for the hits [offset, offset + top_k) (one more with exclude). */
+static int search_init(index_search *x, sx_srv *s, long top_k, long offset, long ef,
+                       const cat_filter *f, const char *exclude, sx_err *err) {
+    int k = (int)(offset + top_k + (exclude ? 1 : 0));
+    *x = (index_search){.s = s};
+    x->so = (sx_search_opts){.k = k, .ef = ef > 0 ? (int)(ef < k ? k : ef) : 0,
+                             .categories = f ? f->categories : NULL, .n_categories = f ? f->n : 0};
+    x->hits = malloc((size_t)k * sizeof *x->hits);
+    return x->hits ? 0 : sx_err_set(err, SX_ENOMEM, "out of memory");
+}
+
+static void search_run(void *ctx, const float *vec) {
+    index_search *x = ctx;
+    double t0 = sx_now();
+    x->rc = sx_store_search(x->s->store, vec, &x->so, x->hits, &x->n, NULL, &x->err);
+    x->seconds = sx_now() - t0;
+    x->done = 1;
+}
+
+/* Whether x may ride along with an embedding batch: only searches of small,
+ * bounded cost (no category filter, which may fall back to a scan; modest k
+ * and ef), since every query of the batch waits for the slowest. */
+static int rides_along(const index_search *x) {
+    return x->so.n_categories == 0 && x->so.k <= SX_TOP_K_MAX && x->so.ef <= 256;
+}
+
+/* The query vector: from the cache, or embedded (and cached), with the search
+ * x riding along when it may. */
 static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, float *vec,
-                        int *cached, sx_err *err) {
+                        index_search *x, int *cached, sx_err *err) {
     *cached = s->cache && sx_lru_get(s->cache, q, len, vec);
     if (s->cache) sx_metrics_cache(s->metrics, *cached);
     if (*cached) return 0;
     double t0 = sx_now();
-    int rc = sx_batcher_embed(s->batcher, q, len, vec, err);
-    rq->t_embed = sx_now() - t0;
+    int rc = sx_batcher_embed(s->batcher, q, len, vec, rides_along(x) ? search_run : NULL, x, err);
+    rq->t_embed = sx_now() - t0 - x->seconds;
     if (rc == 0 && s->cache) sx_lru_put(s->cache, q, len, vec);
     return rc;
 }
 
-/* Searches and appends the hits [offset, offset + top_k) with their documents
- * to results. exclude (may be NULL) is left out (for /similar). */
-static int search_page(sx_srv *s, sx_request *rq, const float *vec, long top_k, long offset, long ef,
-                       const cat_filter *f, const char *exclude, cJSON *results, sx_err *err) {
-    int k = (int)(offset + top_k + (exclude ? 1 : 0));
-    sx_hit *hits = malloc((size_t)k * sizeof *hits);
-    if (!hits) return sx_err_set(err, SX_ENOMEM, "out of memory");
-    sx_search_opts so = {.k = k, .ef = ef > 0 ? (int)(ef < k ? k : ef) : 0,
-                         .categories = f ? f->categories : NULL, .n_categories = f ? f->n : 0};
-    int n = 0;
-    double t0 = sx_now();
-    int rc = sx_store_search(s->store, vec, &so, hits, &n, NULL, err);
-    rq->t_index = sx_now() - t0;
+/* Runs the search x (unless it ran already) and appends its hits [offset,
+ * offset + top_k) with their documents to results, leaving exclude (may be
+ * NULL) out (for /similar). Frees x's hits. */
+static int search_page(sx_srv *s, sx_request *rq, const float *vec, index_search *x, long top_k,
+                       long offset, const char *exclude, cJSON *results, sx_err *err) {
+    if (!x->done) search_run(x, vec);
+    rq->t_index = x->seconds;
     sx_metrics_index(s->metrics, rq->t_index);
+    int rc = x->rc;
+    if (rc < 0) *err = x->err;
     long skipped = 0, added = 0;
-    for (int i = 0; rc == 0 && i < n && added < top_k; i++) {
-        if (exclude && strcmp(hits[i].id, exclude) == 0) continue;
+    for (int i = 0; rc == 0 && i < x->n && added < top_k; i++) {
+        const sx_hit *h = &x->hits[i];
+        if (exclude && strcmp(h->id, exclude) == 0) continue;
         if (skipped < offset) {
             skipped++;
             continue;
         }
         sx_doc *d = NULL;
-        if (sx_store_get(s->store, hits[i].id, &d, NULL) != 0) continue; /* deleted meanwhile */
-        cJSON_AddItemToArray(results, doc_json(d, &hits[i].score));
+        if (sx_store_get(s->store, h->id, &d, NULL) != 0) continue; /* deleted meanwhile */
+        cJSON_AddItemToArray(results, doc_json(d, &h->score));
         free(d);
         added++;
     }
-    free(hits);
+    free(x->hits);
+    x->hits = NULL;
     return rc;
 }
 
@@ -312,11 +349,16 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
         float *vec = malloc((size_t)s->dim * sizeof *vec);
         sx_err err = {0};
         int cached = 0;
+        index_search x;
         cJSON *out = cJSON_CreateObject();
         cJSON *results = cJSON_AddArrayToObject(out, "results");
-        int rc = vec ? query_vector(s, rq, q->valuestring, strlen(q->valuestring), vec, &cached, &err)
+        int rc = vec ? search_init(&x, s, top_k, offset, ef, &f, NULL, &err)
                      : sx_err_set(&err, SX_ENOMEM, "out of memory");
-        if (rc == 0) rc = search_page(s, rq, vec, top_k, offset, ef, &f, NULL, results, &err);
+        if (rc == 0) {
+            rc = query_vector(s, rq, q->valuestring, strlen(q->valuestring), vec, &x, &cached, &err);
+            if (rc == 0) rc = search_page(s, rq, vec, &x, top_k, offset, NULL, results, &err);
+            free(x.hits);
+        }
         free(vec);
         if (rc < 0) {
             cJSON_Delete(out);
@@ -370,7 +412,9 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "paper_id", rq->paper_id);
     cJSON *results = cJSON_AddArrayToObject(out, "results");
-    if (rc == 0) rc = search_page(s, rq, vec, top_k, 0, 0, NULL, rq->paper_id, results, &err);
+    index_search x;
+    if (rc == 0) rc = search_init(&x, s, top_k, 0, 0, NULL, rq->paper_id, &err);
+    if (rc == 0) rc = search_page(s, rq, vec, &x, top_k, 0, rq->paper_id, results, &err);
     free(vec);
     if (rc < 0) {
         cJSON_Delete(out);

@@ -30,10 +30,16 @@ typedef struct sx_batcher sx_batcher;
 int sx_batcher_create(sx_encoder *enc, int max_batch, int workers, sx_metrics *metrics,
                       sx_batcher **out, sx_err *err);
 
+/* What to do with a vector once embedded: called on an encoder thread with
+ * the then_ctx given to sx_batcher_embed and the vector (see batcher.c). */
+typedef void (*sx_batcher_then)(void *ctx, const float *vec);
+
 /* Embeds one text (blocking): queued with concurrent callers' texts and
- * embedded together. Writes dim floats to out. Returns 0 or the encoder's
- * error for this text. */
-int sx_batcher_embed(sx_batcher *b, const char *text, size_t len, float *out, sx_err *err);
+ * embedded together. Writes dim floats to out and, when then is not NULL,
+ * calls then(then_ctx, out) before returning. Returns 0 or the encoder's
+ * error for this text (then is not called). */
+int sx_batcher_embed(sx_batcher *b, const char *text, size_t len, float *out,
+                     sx_batcher_then then, void *then_ctx, sx_err *err);
 
 /* Stops the workers (queued requests are still served) and frees. */
 void sx_batcher_free(sx_batcher *b);
