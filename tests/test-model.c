@@ -198,9 +198,12 @@ void test_model_kernels_match_scalar(void) {
                                   n, kk, m, i, C1[i], C0[i]);
                     /* The epilogue, float tolerance. */
                     float d0[400], d1[400];
-                    ref->dequant(C0, n < 400 ? n : 400, 17, lin.colsum, 0.01f, lin.scale, lin.bias, d0);
-                    k->dequant(C0, n < 400 ? n : 400, 17, lin.colsum, 0.01f, lin.scale, lin.bias, d1);
-                    check_close(d0, d1, n < 400 ? n : 400, 1e-6, 1e-6, "dequant", k->name);
+                    int nd = n < 400 ? n : 400;
+                    for (int gelu = 0; gelu < 2; gelu++) {
+                        ref->dequant(C0, nd, 17, lin.colsum, 0.01f, lin.scale, lin.bias, d0, gelu);
+                        k->dequant(C0, nd, 17, lin.colsum, 0.01f, lin.scale, lin.bias, d1, gelu);
+                        check_close(d0, d1, nd, 1e-6, 1e-6, gelu ? "dequant+gelu" : "dequant", k->name);
+                    }
                     free(A), free(A1), free(C0), free(C1);
                 }
                 sx_linear8_free(&lin);

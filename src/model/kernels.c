@@ -189,9 +189,12 @@ float sx_quantize_row(const float *x, const float *mul, int k, int k4, uint8_t *
 }
 
 static void dequant_scalar(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
-                           float row_scale, const float *scale, const float *bias, float *out) {
-    for (int j = 0; j < n; j++)
-        out[j] = (float)(acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j];
+                           float row_scale, const float *scale, const float *bias, float *out,
+                           int gelu) {
+    for (int j = 0; j < n; j++) {
+        float y = (float)(acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j];
+        out[j] = gelu ? sx_gelu_ref(y) : y;
+    }
 }
 
 float sx_gelu_ref(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }

@@ -325,7 +325,8 @@ static float quantize_u8_avx2(const float *x, const float *mul, int k, int k4, u
 }
 
 static void dequant_avx2(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
-                         float row_scale, const float *scale, const float *bias, float *out) {
+                         float row_scale, const float *scale, const float *bias, float *out,
+                         int gelu) {
     __m256i vz = _mm256_set1_epi32(zero);
     __m256 rs = _mm256_set1_ps(row_scale);
     int j = 0;
@@ -333,9 +334,17 @@ static void dequant_avx2(const int32_t *acc, int n, int32_t zero, const int32_t 
         __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + j)),
                                      _mm256_mullo_epi32(vz, _mm256_loadu_si256((const __m256i *)(colsum + j))));
         __m256 sc = _mm256_mul_ps(rs, _mm256_loadu_ps(scale + j));
-        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), sc, _mm256_loadu_ps(bias + j)));
+        __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), sc, _mm256_loadu_ps(bias + j));
+        _mm256_storeu_ps(out + j, gelu ? gelu8(y) : y);
     }
-    for (; j < n; j++) out[j] = (float)(acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j];
+    if (j < n) {
+        int r = n - j;
+        float y[8];
+        for (int i = 0; i < r; i++)
+            y[i] = (float)(acc[j + i] - zero * colsum[j + i]) * (row_scale * scale[j + i]) + bias[j + i];
+        if (gelu) store_tail(y, gelu8(load_tail(y, r)), r);
+        memcpy(out + j, y, sizeof(float) * (size_t)r);
+    }
 }
 
 const sx_model_kernels sx_model_kernels_avx2 = {

@@ -139,28 +139,28 @@ static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-static void gelu_avx512(float *x, int n) {
+static inline __m512 gelu16(__m512 v) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
+    __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
+    __m512 az = _mm512_andnot_ps(sign, z);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                             _mm512_fmadd_ps(az, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 poly = _mm512_set1_ps(1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    poly = _mm512_mul_ps(poly, t);
+    __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
+    __m512 erf_abs = _mm512_fnmadd_ps(poly, e, _mm512_set1_ps(1.0f));
+    __m512 erf = _mm512_or_ps(erf_abs, _mm512_and_ps(z, sign));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), erf));
+}
+
+static void gelu_avx512(float *x, int n) {
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
-        __m512 az = _mm512_andnot_ps(sign, z);
-        __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
-                                 _mm512_fmadd_ps(az, _mm512_set1_ps(0.3275911f),
-                                                 _mm512_set1_ps(1.0f)));
-        __m512 poly = _mm512_set1_ps(1.061405429f);
-        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
-        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
-        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
-        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
-        poly = _mm512_mul_ps(poly, t);
-        __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
-        __m512 erf_abs = _mm512_fnmadd_ps(poly, e, _mm512_set1_ps(1.0f));
-        __m512 erf = _mm512_or_ps(erf_abs, _mm512_and_ps(z, sign));
-        __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
-                                 _mm512_add_ps(_mm512_set1_ps(1.0f), erf));
-        _mm512_mask_storeu_ps(x + i, m, y);
+        _mm512_mask_storeu_ps(x + i, m, gelu16(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
 
@@ -338,7 +338,8 @@ static float quantize_u8_avx512(const float *x, const float *mul, int k, int k4,
 }
 
 static void dequant_avx512(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
-                           float row_scale, const float *scale, const float *bias, float *out) {
+                           float row_scale, const float *scale, const float *bias, float *out,
+                           int gelu) {
     __m512i vz = _mm512_set1_epi32(zero);
     __m512 rs = _mm512_set1_ps(row_scale);
     for (int j = 0; j < n; j += 16) {
@@ -347,7 +348,7 @@ static void dequant_avx512(const int32_t *acc, int n, int32_t zero, const int32_
                                      _mm512_mullo_epi32(vz, _mm512_maskz_loadu_epi32(m, colsum + j)));
         __m512 sc = _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(m, scale + j));
         __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), sc, _mm512_maskz_loadu_ps(m, bias + j));
-        _mm512_mask_storeu_ps(out + j, m, y);
+        _mm512_mask_storeu_ps(out + j, m, gelu ? gelu16(y) : y);
     }
 }
 

@@ -20,6 +20,7 @@
 
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
+#include <string.h>
 
 #define MR 6
 
@@ -285,14 +286,22 @@ static float quantize_u8_neon(const float *x, const float *mul, int k, int k4, u
 }
 
 static void dequant_neon(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
-                         float row_scale, const float *scale, const float *bias, float *out) {
+                         float row_scale, const float *scale, const float *bias, float *out,
+                         int gelu) {
     int j = 0;
     for (; j + 4 <= n; j += 4) {
         int32x4_t a = vmlsq_n_s32(vld1q_s32(acc + j), vld1q_s32(colsum + j), zero);
         float32x4_t sc = vmulq_n_f32(vld1q_f32(scale + j), row_scale);
-        vst1q_f32(out + j, vfmaq_f32(vld1q_f32(bias + j), vcvtq_f32_s32(a), sc));
+        float32x4_t y = vfmaq_f32(vld1q_f32(bias + j), vcvtq_f32_s32(a), sc);
+        vst1q_f32(out + j, gelu ? gelu4(y) : y);
     }
-    for (; j < n; j++) out[j] = (float)(acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j];
+    if (j < n) {
+        float y[4] = {0};
+        for (int i = 0; i < n - j; i++)
+            y[i] = (float)(acc[j + i] - zero * colsum[j + i]) * (row_scale * scale[j + i]) + bias[j + i];
+        if (gelu) vst1q_f32(y, gelu4(vld1q_f32(y)));
+        memcpy(out + j, y, sizeof(float) * (size_t)(n - j));
+    }
 }
 
 const sx_model_kernels sx_model_kernels_neon = {

@@ -157,9 +157,10 @@ typedef struct {
     float (*quantize_u8)(const float *x, const float *mul, int k, int k4, uint8_t *q,
                          size_t group_stride, int32_t *zero);
     /* out[j] = (acc[j] - zero * colsum[j]) * (row_scale * scale[j]) + bias[j]
-     * over n outputs: the int8 GEMM's epilogue. */
+     * over n outputs, then gelu(out[j]) when gelu is set: the int8 GEMM's
+     * epilogue (GELU while the values are in registers, not a second pass). */
     void (*dequant)(const int32_t *acc, int n, int32_t zero, const int32_t *colsum,
-                    float row_scale, const float *scale, const float *bias, float *out);
+                    float row_scale, const float *scale, const float *bias, float *out, int gelu);
     /* sx_pack_kt_ref's contract (see there), bit-exact with it. */
     void (*pack_kt)(const float *src, size_t ld, int rows, int n, float scale, float *dst);
 } sx_model_kernels;
