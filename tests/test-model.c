@@ -228,8 +228,8 @@ void test_model_kernels_match_scalar(void) {
             check_close(y0, y1, n, 1e-6, 4e-7, "gelu", k->name);
             memcpy(y0, x, sizeof x), memcpy(y1, x, sizeof x);
             for (int i = 0; i < n; i++) y0[i] *= 10, y1[i] *= 10;
-            ref->softmax(y0, n);
-            k->softmax(y1, n);
+            ref->softmax(y0, 1, n, (size_t)n);
+            k->softmax(y1, 1, n, (size_t)n);
             check_close(y0, y1, n, 1e-5, 1e-8, "softmax", k->name);
             float d0 = ref->dot(x, r, n), d1 = k->dot(x, r, n);
             CHECK_MSG(fabs(d0 - d1) <= 1e-5 * (1 + n), "dot (%s) n=%d: %g vs %g", k->name, n, d1, d0);
@@ -267,9 +267,20 @@ void test_model_kernels_match_scalar(void) {
         float s0[20] = {-1e30f, 0, 88, -88, 50, -INFINITY, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
         float s1[20];
         memcpy(s1, s0, sizeof s0);
-        ref->softmax(s0, 17);
-        k->softmax(s1, 17);
+        ref->softmax(s0, 1, 17, 17);
+        k->softmax(s1, 1, 17, 17);
         check_close(s0, s1, 17, 1e-5, 1e-8, "softmax edge", k->name);
+        /* Whole blocks of rows (attention scores: rows x n, ld apart). */
+        for (int rows = 1; rows <= 34; rows += rows < 18 ? 1 : 16)
+            for (int n = 1; n <= 70; n += n < 34 ? 1 : n < 64 ? 15 : 1) {
+                size_t ld = (size_t)n + 3, sz = (size_t)rows * ld;
+                float *m0 = malloc(sz * sizeof *m0), *m1 = malloc(sz * sizeof *m1);
+                for (size_t i = 0; i < sz; i++) m0[i] = m1[i] = 10 * frand();
+                ref->softmax(m0, rows, n, ld);
+                k->softmax(m1, rows, n, ld);
+                check_close(m0, m1, (int)sz, 1e-5, 1e-8, "softmax rows", k->name);
+                free(m0), free(m1);
+            }
     }
 #if defined(__x86_64__)
     __builtin_cpu_init();

@@ -248,7 +248,7 @@ static void axpy_scalar(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-static void softmax_scalar(float *x, int n) {
+static void softmax_row(float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     float sum = 0;
@@ -258,6 +258,10 @@ static void softmax_scalar(float *x, int n) {
     }
     float inv = 1.0f / sum;
     for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void softmax_scalar(float *x, int rows, int n, size_t ld) {
+    for (int r = 0; r < rows; r++) softmax_row(x + (size_t)r * ld, n);
 }
 
 void sx_pack_kt_ref(const float *src, size_t ld, int rows, int n, float scale, float *dst) {

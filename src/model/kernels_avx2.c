@@ -184,7 +184,7 @@ static void axpy_avx2(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static void softmax_avx2(float *x, int n) {
+static void softmax_row_avx2(float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     __m256 vmax = _mm256_set1_ps(mx);
@@ -207,6 +207,10 @@ static void softmax_avx2(float *x, int n) {
     __m256 vi = _mm256_set1_ps(inv);
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vi));
     for (; i < n; i++) x[i] *= inv;
+}
+
+static void softmax_avx2(float *x, int rows, int n, size_t ld) {
+    for (int r = 0; r < rows; r++) softmax_row_avx2(x + (size_t)r * ld, n);
 }
 
 /* Int8 micro-kernel (AVX2): 4 rows x 16 outputs. vpmaddubsw would saturate

@@ -165,7 +165,7 @@ static void axpy_neon(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static void softmax_neon(float *x, int n) {
+static void softmax_row_neon(float *x, int n) {
     float mx = -__builtin_inff();
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     float32x4_t vmax = vdupq_n_f32(mx), s = vdupq_n_f32(0);
@@ -183,6 +183,10 @@ static void softmax_neon(float *x, int n) {
     }
     float inv = 1.0f / sum;
     for (i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void softmax_neon(float *x, int rows, int n, size_t ld) {
+    for (int r = 0; r < rows; r++) softmax_row_neon(x + (size_t)r * ld, n);
 }
 
 /* Int8: 6 rows x 16 outputs; each group of 4 k is four 16-byte weight

@@ -767,7 +767,7 @@ static void attention_task(void *ctx, int begin, int end, int tid) {
             int mm = L - i < mr ? L - i : mr;
             k->gemm_rows(&kl, 0, lp, mm, q + (size_t)i * 3 * H, 3 * H, scores + (size_t)i * L, L);
         }
-        for (int i = 0; i < L; i++) k->softmax(scores + (size_t)i * L, L);
+        k->softmax(scores, L, L, (size_t)L);
         for (int i = 0; i < L; i += mr) {
             int mm = L - i < mr ? L - i : mr;
             k->gemm_rows(&vl, 0, dp, mm, scores + (size_t)i * L, L, out + (size_t)i * H, H);

@@ -144,8 +144,8 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int n);
     /* y += a * x over n floats. */
     void (*axpy)(float *y, float a, const float *x, int n);
-    /* Softmax in place over n floats. */
-    void (*softmax)(float *x, int n);
+    /* Softmax in place over each of rows rows of n floats, ld apart. */
+    void (*softmax)(float *x, int rows, int n, size_t ld);
     /* Int8 GEMM, exact: C[i][j] = sum_k A[i][k] * Wq[j][k] as int32 for rows
      * i < m (m <= 16) and panels [p0, p1); C columns are relative to panel p0
      * (C[i][0] is output 16 p0). A holds unsigned bytes "group-major": the 4
