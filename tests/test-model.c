@@ -129,7 +129,10 @@ void test_model_kernels_match_scalar(void) {
             for (int i = 0; i < n; i++) b[i] = frand();
             sx_linear lin;
             CHECK(sx_linear_init(&lin, W, b, n, kk) == 0);
-            for (int m = 1; m <= 16; m++) {
+            /* m runs 1..16 plain, then 1..16 with the GELU epilogue. */
+            for (int mg = 1; mg <= 32; mg++) {
+                int m = (mg - 1) % 16 + 1;
+                lin.gelu = mg > 16;
                 int lda = kk + 3, ldc = n + 5;
                 float *A = malloc(sizeof(float) * (size_t)m * lda);
                 float *C0 = malloc(sizeof(float) * (size_t)m * ldc);
@@ -145,8 +148,8 @@ void test_model_kernels_match_scalar(void) {
                     for (int j = 0; j < ldc; j++) {
                         double w = C0[i * ldc + j], g = C1[i * ldc + j];
                         CHECK_MSG(fabs(w - g) <= 1e-5 * (1 + fabs(w)) + 1e-5 * sqrt(kk),
-                                  "gemm (%s) n=%d k=%d m=%d [%d][%d]: %g vs %g", k->name, n, kk, m,
-                                  i, j, g, w);
+                                  "gemm (%s%s) n=%d k=%d m=%d [%d][%d]: %g vs %g", k->name,
+                                  lin.gelu ? ", gelu" : "", n, kk, m, i, j, g, w);
                         if (j >= n) CHECK(C1[i * ldc + j] == 12345.0f);
                     }
                 }
@@ -270,6 +273,19 @@ void test_model_kernels_match_scalar(void) {
         ref->softmax(s0, 1, 17, 17);
         k->softmax(s1, 1, 17, 17);
         check_close(s0, s1, 17, 1e-5, 1e-8, "softmax edge", k->name);
+        /* LayerNorm of rows wider than a kernel's local copy (AVX-512: 1,024). */
+        for (int n = 1023; n <= 1100; n += 77) {
+            float *x = malloc(sizeof(float) * 5 * (size_t)n), *w0 = x + n, *w1 = x + 2 * n;
+            float *r = x + 3 * n, *g = x + 4 * n;
+            for (int i = 0; i < n; i++) x[i] = 4 * frand(), r[i] = frand(), g[i] = frand();
+            for (int with_r = 0; with_r < 2; with_r++) {
+                memcpy(w0, x, sizeof(float) * (size_t)n), memcpy(w1, x, sizeof(float) * (size_t)n);
+                ref->layernorm(w0, with_r ? r : NULL, g, r, n, 1e-5f);
+                k->layernorm(w1, with_r ? r : NULL, g, r, n, 1e-5f);
+                check_close(w0, w1, n, 1e-5, 1e-5, "layernorm wide", k->name);
+            }
+            free(x);
+        }
         /* Whole blocks of rows (attention scores: rows x n, ld apart). */
         for (int rows = 1; rows <= 34; rows += rows < 18 ? 1 : 16)
             for (int n = 1; n <= 70; n += n < 34 ? 1 : n < 64 ? 15 : 1) {

@@ -215,6 +215,8 @@ static void gemm_rows_scalar(const sx_linear *lin, int p0, int p1, int m, const 
                 for (int j = 0; j < SX_NR; j++) acc[j] += av * w[(size_t)kk * SX_NR + j];
             }
             int nj = lin->n - p * SX_NR < SX_NR ? lin->n - p * SX_NR : SX_NR;
+            if (lin->gelu)
+                for (int j = 0; j < nj; j++) acc[j] = sx_gelu_ref(acc[j]);
             memcpy(C + (size_t)i * (size_t)ldc + p * SX_NR, acc, sizeof(float) * (size_t)nj);
         }
     }

@@ -59,12 +59,20 @@ static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin
         gemm_tile(lin, p, M, A, lda, C, ldc);      \
         break;
 
+static void gelu_avx2(float *x, int n);
+
+/* Row blocks of MR; a layer marked gelu gets GELU as a pass over each block
+ * right after it (AVX-512 applies it in registers instead). */
 static void gemm_rows_avx2(const sx_linear *lin, int p0, int p1, int m, const float *A,
                            int lda, float *C, int ldc) {
     while (m > 0) {
         int mm = m < MR ? m : MR;
         for (int p = p0; p < p1; p++) {
             switch (mm) { TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) }
+        }
+        if (lin->gelu) {
+            int c0 = p0 * SX_NR, c1 = p1 * SX_NR < lin->n ? p1 * SX_NR : lin->n;
+            for (int i = 0; i < mm; i++) gelu_avx2(C + (size_t)i * (size_t)ldc + c0, c1 - c0);
         }
         m -= mm;
         A += (size_t)mm * (size_t)lda;

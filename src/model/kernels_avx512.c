@@ -20,6 +20,42 @@
 
 #define MR 12
 
+/* e^x for x in [-87, 88] (clamped outside). */
+static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)),
+                      _mm512_set1_ps(-87.3365447504f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __m512 gelu16(__m512 v) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
+    __m512 az = _mm512_andnot_ps(sign, z);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                             _mm512_fmadd_ps(az, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 poly = _mm512_set1_ps(1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    poly = _mm512_mul_ps(poly, t);
+    __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
+    __m512 erf_abs = _mm512_fnmadd_ps(poly, e, _mm512_set1_ps(1.0f));
+    __m512 erf = _mm512_or_ps(erf_abs, _mm512_and_ps(z, sign));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), erf));
+}
+
 static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin, int p, int two,
                                                             const int M, const float *A, int lda,
                                                             float *C, int ldc) {
@@ -56,6 +92,13 @@ static inline __attribute__((always_inline)) void gemm_tile(const sx_linear *lin
     __mmask16 m0 = left0 >= 16 ? 0xffff : (__mmask16)((1u << left0) - 1);
     int left1 = left0 - SX_NR;
     __mmask16 m1 = left1 >= 16 ? 0xffff : left1 <= 0 ? 0 : (__mmask16)((1u << left1) - 1);
+    if (lin->gelu) { /* in registers: as a pass over the stored rows it stalled on them */
+        #pragma GCC unroll 16
+        for (int i = 0; i < M; i++) {
+            acc0[i] = gelu16(acc0[i]);
+            if (two) acc1[i] = gelu16(acc1[i]);
+        }
+    }
     #pragma GCC unroll 16
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * (size_t)ldc + p * SX_NR;
@@ -90,16 +133,24 @@ static inline __mmask16 tail_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)
 
 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+/* The row (x + r) is kept in a local array of whole vectors between the
+ * passes: reading it back from x, right behind the masked stores that wrote
+ * it, stalled each load until the stores retired (LayerNorm was 4% of an
+ * fp32 embedding's time, ~1.5 cycles an element). Rows wider than the
+ * array take the same passes through x. */
+#define LN_MAX_VEC 64
+
 static void layernorm_avx512(float *x, const float *r, const float *gamma, const float *beta,
                              int n, float eps) {
+    __m512 row[LN_MAX_VEC];
+    int local = n <= 16 * LN_MAX_VEC;
     __m512 s = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
         __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        if (r) {
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, r + i));
-            _mm512_mask_storeu_ps(x + i, m, v);
-        }
+        if (r) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, r + i));
+        if (local) row[i / 16] = v;
+        else if (r) _mm512_mask_storeu_ps(x + i, m, v);
         s = _mm512_add_ps(s, v);
     }
     float mean = hsum(s) / (float)n;
@@ -107,54 +158,20 @@ static void layernorm_avx512(float *x, const float *r, const float *gamma, const
     __m512 q = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
-        __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + i), vm);
+        __m512 v = local ? row[i / 16] : _mm512_maskz_loadu_ps(m, x + i);
+        __m512 d = _mm512_maskz_sub_ps(m, v, vm);
         q = _mm512_fmadd_ps(d, d, q);
     }
     float var = hsum(q) / (float)n;
     __m512 inv = _mm512_set1_ps(1.0f / sqrtf(var + eps));
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
-        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), inv);
+        __m512 v = local ? row[i / 16] : _mm512_maskz_loadu_ps(m, x + i);
+        __m512 d = _mm512_mul_ps(_mm512_sub_ps(v, vm), inv);
         __m512 y = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, gamma + i),
                                    _mm512_maskz_loadu_ps(m, beta + i));
         _mm512_mask_storeu_ps(x + i, m, y);
     }
-}
-
-/* e^x for x in [-87, 88] (clamped outside). */
-static inline __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)),
-                      _mm512_set1_ps(-87.3365447504f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __m512 gelu16(__m512 v) {
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
-    __m512 az = _mm512_andnot_ps(sign, z);
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
-                             _mm512_fmadd_ps(az, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
-    __m512 poly = _mm512_set1_ps(1.061405429f);
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
-    poly = _mm512_mul_ps(poly, t);
-    __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
-    __m512 erf_abs = _mm512_fnmadd_ps(poly, e, _mm512_set1_ps(1.0f));
-    __m512 erf = _mm512_or_ps(erf_abs, _mm512_and_ps(z, sign));
-    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), erf));
 }
 
 static void gelu_avx512(float *x, int n) {

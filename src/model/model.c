@@ -334,6 +334,7 @@ static int load_weights(sx_encoder *e, const char *dir, sx_err *err) {
         if ((rc = read_ln(st, q, e->H, &lw->ln1_g, &lw->ln1_b, err)) < 0) return rc;
         snprintf(q, sizeof q, "%s.intermediate.dense", p);
         if ((rc = read_linear(st, q, e->I, e->H, &lw->fi, err)) < 0) return rc;
+        lw->fi.gelu = 1;
         snprintf(q, sizeof q, "%s.output.dense", p);
         if ((rc = read_linear(st, q, e->H, e->I, &lw->fo, err)) < 0) return rc;
         snprintf(q, sizeof q, "%s.output.LayerNorm", p);
@@ -438,6 +439,7 @@ static int quantize_model(sx_encoder *e, sx_err *err) {
             if (sx_linear8_init(lins8[i], W, lins[i]->bias, lins[i]->n, lins[i]->k,
                                 lins[i]->amax) < 0)
                 rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+            lins8[i]->gelu = lins[i]->gelu;
             sx_linear_free(lins[i]);
         }
     }
@@ -548,7 +550,7 @@ typedef struct {
     const sx_linear *lin;
     const float *A;
     float *C;
-    int M, rows_per_task, panels_per_task, n_pblocks, gelu;
+    int M, rows_per_task, panels_per_task, n_pblocks;
     /* the LayerNorm being run */
     const float *ln_r, *ln_g, *ln_b;
     const int32_t *ids; /* concatenated token ids */
@@ -577,10 +579,6 @@ static void gemm_task(void *ctx, int begin, int end, int tid) {
             int mm = m - i < mr ? m - i : mr;
             f->k->gemm_rows(f->lin, p0, p1, mm, A + (size_t)i * (size_t)f->lin->k, f->lin->k,
                             C + (size_t)i * (size_t)f->lin->n, f->lin->n);
-        }
-        if (f->gelu) {
-            int c0 = p0 * SX_NR, c1 = p1 * SX_NR < f->lin->n ? p1 * SX_NR : f->lin->n;
-            for (int i = 0; i < m; i++) f->k->gelu(C + (size_t)i * (size_t)f->lin->n + c0, c1 - c0);
         }
     }
 }
@@ -637,7 +635,7 @@ static void gemm8_task(void *ctx, int begin, int end, int tid) {
         for (int i = 0; i < m; i++)
             f->k->dequant(acc + (size_t)i * w, c1 - c0, f->qzero[r0 + i], lin->colsum + c0,
                           f->qscale[r0 + i], lin->scale + c0, lin->bias + c0,
-                          C + (size_t)i * (size_t)lin->n, f->gelu);
+                          C + (size_t)i * (size_t)lin->n, lin->gelu);
     }
 }
 
@@ -664,12 +662,12 @@ static void gemm_split(fwd *f, int threads, int M, int n_panels) {
     f->n_pblocks = (n_panels + ppt - 1) / ppt;
 }
 
-/* C[M, n] = A[M, k] W^T + b (then GELU when gelu), in parallel, with the
+/* C[M, n] = A[M, k] W^T + b (then GELU for a layer marked so), in parallel, with the
  * fp32 layer lin or, on the int8 path, lin8 (A quantised per row first). */
 static void gemm_run(fwd *f, sx_model_pool *pool, const sx_linear *lin, const sx_linear8 *lin8,
-                     const float *A, int M, float *C, int gelu) {
+                     const float *A, int M, float *C) {
     int threads = sx_model_pool_threads(pool);
-    f->A = A, f->C = C, f->gelu = gelu;
+    f->A = A, f->C = C;
     if (f->e->int8) {
         f->lin8 = lin8;
         gemm_split(f, threads, M, lin8->n_panels);
@@ -783,12 +781,12 @@ static void forward(fwd *f, sx_model_pool *pool, const int32_t *ids) {
     sx_model_pool_run(pool, f->n_seq, embed_task, f);
     for (int l = 0; l < e->L; l++) {
         const layer_w *lw = &e->layers[l];
-        gemm_run(f, pool, &lw->qkv, &lw->qkv8, f->x, f->T, f->qkv, 0);
+        gemm_run(f, pool, &lw->qkv, &lw->qkv8, f->x, f->T, f->qkv);
         sx_model_pool_run(pool, f->n_seq * e->NH, attention_task, f);
-        gemm_run(f, pool, &lw->ao, &lw->ao8, f->ctx, f->T, f->tmp, 0);
+        gemm_run(f, pool, &lw->ao, &lw->ao8, f->ctx, f->T, f->tmp);
         ln_run(f, pool, f->tmp, lw->ln1_g, lw->ln1_b);
-        gemm_run(f, pool, &lw->fi, &lw->fi8, f->x, f->T, f->inter, 1);
-        gemm_run(f, pool, &lw->fo, &lw->fo8, f->inter, f->T, f->tmp, 0);
+        gemm_run(f, pool, &lw->fi, &lw->fi8, f->x, f->T, f->inter);
+        gemm_run(f, pool, &lw->fo, &lw->fo8, f->inter, f->T, f->tmp);
         ln_run(f, pool, f->tmp, lw->ln2_g, lw->ln2_b);
     }
 }

@@ -105,6 +105,7 @@ typedef struct {
     float *w;       /* n_panels * k * SX_NR floats, 64-byte aligned */
     float *bias;    /* n floats (zeros when the layer has none) */
     float *amax;    /* calibration only: largest |input| seen per input channel */
+    int gelu;       /* GELU on the outputs, in the kernel's epilogue (FFN's first layer) */
 } sx_linear;
 
 /* An int8 linear layer: weights quantised per output channel (symmetric,
@@ -123,6 +124,7 @@ typedef struct {
     int32_t *colsum; /* n_panels * SX_NR: sum over k of Wq[j][k] */
     float *bias;     /* n_panels * SX_NR (zeros past n) */
     float *in_mul;   /* k floats, or NULL (all ones) */
+    int gelu;        /* GELU on the outputs (dequant's gelu flag) */
 } sx_linear8;
 
 /* The kernel table: one implementation per instruction set, all computing
