@@ -6,9 +6,10 @@
  * validation and JSON; embedding leaves the thread, through the micro-batcher
  * (batcher.c), which is what lets concurrent queries share one encoder call,
  * and a search of bounded cost goes along with it and runs on the encoder's
- * threads right after the batch (routes.c, rides_along). Thread-per-connection was chosen over MHD's epoll pool with
- * suspend/resume because every request blocks on the batcher anyway, and a
- * blocked pool thread would stall its other connections.
+ * threads right after the batch (routes.c, rides_along). Thread-per-
+ * connection was chosen over MHD's epoll pool with suspend/resume because
+ * every request blocks on the batcher anyway, and a blocked pool thread
+ * would stall its other connections.
  *
  * The request life cycle in MHD's callback:
  *   1st call   route, then the checks that need no body: loading (503),
