@@ -1,4 +1,5 @@
-/* Tests for src/server building blocks: LRU map, rate limiter. */
+/* Tests for src/server building blocks: LRU map, rate limiter, metrics,
+ * micro-batcher. */
 #include "test.h"
 
 #include "../src/server/lru.h"
@@ -127,4 +128,129 @@ void test_metrics_render(void) {
     }
     sx_buf_free(&out);
     sx_metrics_free(m);
+}
+
+#include <pthread.h>
+
+#include "../src/server/server_int.h"
+
+/* ---- the micro-batcher and its `then` callbacks --------------------------- */
+
+#define BT_MODEL "models/all-MiniLM-L6-v2"
+#define BT_CALLERS 12
+
+typedef struct {
+    sx_batcher *b;
+    const char *text;
+    size_t len;
+    float out[384], seen[384];
+    int rc, then_calls;
+    sx_err err;
+} bt_call;
+
+/* The real model on 2 threads (NULL, with a failed check, if it cannot load). */
+static sx_encoder *bt_encoder(void) {
+    sx_encoder *enc = NULL;
+    sx_err err = {0};
+    sx_encoder_opts o = {.n_threads = 2};
+    CHECK_MSG(sx_encoder_load(BT_MODEL, &o, &enc, &err) == 0, "%s", err.msg);
+    return enc;
+}
+
+static void bt_then(void *ctx, const float *vec) {
+    bt_call *c = ctx;
+    c->then_calls++; /* one item, one callback: no other thread touches c */
+    memcpy(c->seen, vec, sizeof c->seen);
+}
+
+static void *bt_caller(void *arg) {
+    bt_call *c = arg;
+    c->rc = sx_batcher_embed(c->b, c->text, c->len, c->out, bt_then, c, &c->err);
+    return NULL;
+}
+
+/* Concurrent callers share batches; each gets its own text's embedding (the
+ * same as embedding it alone) and its callback exactly once, after the
+ * vector is written; a text the encoder rejects fails alone, without its
+ * callback, and does not fail the others of its batch. */
+void test_batcher_concurrent_then_callbacks(void) {
+    sx_encoder *enc = bt_encoder();
+    sx_err err = {0};
+    if (!enc) return;
+    sx_batcher *b = NULL;
+    CHECK_MSG(sx_batcher_create(enc, 4, 1, NULL, &b, &err) == 0, "%s", err.msg);
+    if (!b) {
+        sx_encoder_free(enc);
+        return;
+    }
+    static bt_call calls[BT_CALLERS];
+    char texts[BT_CALLERS][64];
+    pthread_t th[BT_CALLERS];
+    for (int i = 0; i < BT_CALLERS; i++) {
+        memset(&calls[i], 0, sizeof calls[i]);
+        if (i == 5) snprintf(texts[i], sizeof texts[i], "bad \xff utf-8");
+        else snprintf(texts[i], sizeof texts[i], "query %d: graph neural networks for molecules", i);
+        calls[i] = (bt_call){.b = b, .text = texts[i], .len = strlen(texts[i])};
+    }
+    for (int i = 0; i < BT_CALLERS; i++) CHECK(pthread_create(&th[i], NULL, bt_caller, &calls[i]) == 0);
+    for (int i = 0; i < BT_CALLERS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < BT_CALLERS; i++) {
+        bt_call *c = &calls[i];
+        if (i == 5) {
+            CHECK_EQ(c->rc, SX_EINVAL);
+            CHECK_EQ(c->then_calls, 0);
+            CHECK(strstr(c->err.msg, "UTF-8") != NULL);
+            continue;
+        }
+        CHECK_MSG(c->rc == 0, "caller %d: %s", i, c->err.msg);
+        CHECK_EQ(c->then_calls, 1);
+        CHECK(memcmp(c->seen, c->out, sizeof c->out) == 0);
+        float alone[384];
+        const char *t = c->text;
+        CHECK(sx_encoder_embed(enc, 1, &t, &c->len, alone, &err) == 0);
+        double worst = 0;
+        for (int j = 0; j < 384; j++) {
+            double d = fabs((double)alone[j] - c->out[j]);
+            if (d > worst) worst = d;
+        }
+        CHECK_MSG(worst < 1e-5, "caller %d: batched embedding differs from alone by %g", i, worst);
+    }
+    /* Without a callback the batcher only embeds. */
+    bt_call plain = {.b = b, .text = texts[0], .len = strlen(texts[0])};
+    CHECK(sx_batcher_embed(b, plain.text, plain.len, plain.out, NULL, NULL, &err) == 0);
+    CHECK(memcmp(plain.out, calls[0].out, sizeof plain.out) == 0);
+    sx_batcher_free(b);
+    sx_encoder_free(enc);
+}
+
+typedef struct {
+    sx_encoder *enc;
+    _Atomic int hits[1000];
+} par_job;
+
+static void par_task(void *ctx, int i) { atomic_fetch_add(&((par_job *)ctx)->hits[i], 1); }
+
+static void *par_caller(void *arg) {
+    sx_encoder_parallel(((par_job *)arg)->enc, 1000, par_task, arg);
+    return NULL;
+}
+
+/* sx_encoder_parallel runs every index once, also from two threads at once
+ * (one gets the pool, the other runs on its own thread). */
+void test_encoder_parallel_concurrent_calls(void) {
+    sx_encoder *enc = bt_encoder();
+    if (!enc) return;
+    static par_job jobs[2];
+    pthread_t th[2];
+    for (int r = 0; r < 20; r++) {
+        for (int k = 0; k < 2; k++) {
+            jobs[k].enc = enc;
+            for (int i = 0; i < 1000; i++) atomic_store(&jobs[k].hits[i], 0);
+        }
+        for (int k = 0; k < 2; k++) CHECK(pthread_create(&th[k], NULL, par_caller, &jobs[k]) == 0);
+        for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < 1000; i++) CHECK_EQ(atomic_load(&jobs[k].hits[i]), 1);
+    }
+    sx_encoder_free(enc);
 }
