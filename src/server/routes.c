@@ -251,18 +251,21 @@ static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res
  * on an encoder thread (see batcher.c). */
 typedef struct {
     sx_srv *s;
+    long top_k, offset;  /* the page: hits [offset, offset + top_k) */
+    const char *exclude; /* a paper id left out (for /similar), or NULL */
     sx_search_opts so;
-    sx_hit *hits;
+    sx_hit *hits;        /* the caller frees them */
     int n, rc, done;
     double seconds;
     sx_err err;
 } index_search;
 
-/* Sets x up for the hits [offset, offset + top_k) (one more with exclude). */
+/* Sets x up for the hits [offset, offset + top_k), exclude (may be NULL) left
+ * out. */
 static int search_init(index_search *x, sx_srv *s, long top_k, long offset, long ef,
                        const cat_filter *f, const char *exclude, sx_err *err) {
     int k = (int)(offset + top_k + (exclude ? 1 : 0));
-    *x = (index_search){.s = s};
+    *x = (index_search){.s = s, .top_k = top_k, .offset = offset, .exclude = exclude};
     x->so = (sx_search_opts){.k = k, .ef = ef > 0 ? (int)(ef < k ? k : ef) : 0,
                              .categories = f ? f->categories : NULL, .n_categories = f ? f->n : 0};
     x->hits = malloc((size_t)k * sizeof *x->hits);
@@ -298,21 +301,21 @@ static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, fl
     return rc;
 }
 
-/* Runs the search x (unless it ran already) and appends its hits [offset,
- * offset + top_k) with their documents to results, leaving exclude (may be
- * NULL) out (for /similar). Frees x's hits. */
-static int search_page(sx_srv *s, sx_request *rq, const float *vec, index_search *x, long top_k,
-                       long offset, const char *exclude, cJSON *results, sx_err *err) {
+/* Runs the search x (unless it ran already) and appends the hits of its page
+ * with their documents to results. */
+static int search_page(sx_request *rq, const float *vec, index_search *x, cJSON *results,
+                       sx_err *err) {
+    sx_srv *s = x->s;
     if (!x->done) search_run(x, vec);
     rq->t_index = x->seconds;
     sx_metrics_index(s->metrics, rq->t_index);
     int rc = x->rc;
     if (rc < 0) *err = x->err;
     long skipped = 0, added = 0;
-    for (int i = 0; rc == 0 && i < x->n && added < top_k; i++) {
+    for (int i = 0; rc == 0 && i < x->n && added < x->top_k; i++) {
         const sx_hit *h = &x->hits[i];
-        if (exclude && strcmp(h->id, exclude) == 0) continue;
-        if (skipped < offset) {
+        if (x->exclude && strcmp(h->id, x->exclude) == 0) continue;
+        if (skipped < x->offset) {
             skipped++;
             continue;
         }
@@ -322,8 +325,6 @@ static int search_page(sx_srv *s, sx_request *rq, const float *vec, index_search
         free(d);
         added++;
     }
-    free(x->hits);
-    x->hits = NULL;
     return rc;
 }
 
@@ -356,7 +357,7 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
                      : sx_err_set(&err, SX_ENOMEM, "out of memory");
         if (rc == 0) {
             rc = query_vector(s, rq, q->valuestring, strlen(q->valuestring), vec, &x, &cached, &err);
-            if (rc == 0) rc = search_page(s, rq, vec, &x, top_k, offset, NULL, results, &err);
+            if (rc == 0) rc = search_page(rq, vec, &x, results, &err);
             free(x.hits);
         }
         free(vec);
@@ -413,8 +414,10 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON_AddStringToObject(out, "paper_id", rq->paper_id);
     cJSON *results = cJSON_AddArrayToObject(out, "results");
     index_search x;
-    if (rc == 0) rc = search_init(&x, s, top_k, 0, 0, NULL, rq->paper_id, &err);
-    if (rc == 0) rc = search_page(s, rq, vec, &x, top_k, 0, rq->paper_id, results, &err);
+    if (rc == 0 && (rc = search_init(&x, s, top_k, 0, 0, NULL, rq->paper_id, &err)) == 0) {
+        rc = search_page(rq, vec, &x, results, &err);
+        free(x.hits);
+    }
     free(vec);
     if (rc < 0) {
         cJSON_Delete(out);
