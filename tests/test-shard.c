@@ -698,3 +698,76 @@ void test_shard_allocator(void) {
     free(m.p);
     free(x);
 }
+
+/* The routing formula is an on-disk and on-cluster contract: these values
+ * (CRC-32C check value 0xE3069283 of "123456789", and ids computed by an
+ * independent implementation) must never change. */
+void test_shard_route_contract(void) {
+    CHECK_EQ(sx_shard_route("123456789", 16), 3);
+    CHECK_EQ(sx_shard_route("123456789", 7), 2);
+    CHECK_EQ(sx_shard_route("123456789", 256), 131);
+    CHECK_EQ(sx_shard_route("2401.01234", 16), 2);
+    CHECK_EQ(sx_shard_route("2401.01234", 64), 34);
+    CHECK_EQ(sx_shard_route("hep-th/9901001", 16), 4);
+    CHECK_EQ(sx_shard_route("hep-th/9901001", 64), 36);
+    CHECK_EQ(sx_shard_route("0704.0001", 64), 3);
+    CHECK_EQ(sx_shard_route("anything", 1), 0);
+}
+
+/* Merging: best score first, ties by id, the tail's documents released
+ * (ASan's leak check fails the test otherwise). */
+void test_shard_hits_merge(void) {
+    sx_hit h[5] = {{0.5f, "b", NULL}, {0.9f, "z", NULL}, {0.5f, "a", NULL}, {0.1f, "c", NULL},
+                   {0.7f, "d", NULL}};
+    for (int i = 0; i < 5; i++) {
+        h[i].doc = malloc(sizeof(sx_doc));
+        CHECK(h[i].doc);
+    }
+    int n = sx_hits_merge(h, 5, 3);
+    CHECK_EQ(n, 3);
+    CHECK_STR(h[0].id, "z");
+    CHECK_STR(h[1].id, "d");
+    CHECK_STR(h[2].id, "a");
+    CHECK(h[3].doc == NULL && h[4].doc == NULL);
+    sx_hits_release(h, n);
+    CHECK(h[0].doc == NULL);
+    CHECK_EQ(sx_hits_merge(h, 0, 3), 0);
+}
+
+/* A search with documents hands out copies taken while the search held the
+ * nodes: deleting and replacing the papers afterwards changes none of them. */
+void test_shard_search_with_docs(void) {
+    sx_shard *s = new_shard(SX_STORAGE_SQ8);
+    float *x = tv_clustered(1500, DIM, 23, 0);
+    fill(s, x, 0, 1500);
+    sx_err err = {0};
+    sx_hit hits[20];
+    int n = 0;
+    sx_search_opts o = {.k = 20, .with_docs = 1};
+    CHECK_MSG(sx_shard_search(s, x + 7 * DIM, &o, hits, &n, NULL, &err) == 0, "%s", err.msg);
+    CHECK_EQ(n, 20);
+    for (int i = 0; i < n; i++) {
+        CHECK(hits[i].doc != NULL);
+        CHECK_STR(hits[i].doc->id, hits[i].id);
+        sx_doc *d = NULL;
+        CHECK(sx_shard_get(s, hits[i].id, &d, &err) == 0);
+        CHECK_STR(hits[i].doc->title, d->title);
+        CHECK_STR(hits[i].doc->categories, d->categories);
+        free(d);
+    }
+    for (int i = 0; i < n; i++) CHECK(sx_shard_delete(s, hits[i].id, &err) == 0);
+    fill(s, x, 1000, 1500); /* reuses slots once the vacuum has run */
+    for (int i = 0; i < n; i++) {
+        char id[64], cats[128], title[128];
+        sx_doc d;
+        make_doc((size_t)atoi(hits[i].id + 5), id, cats, title, &d);
+        CHECK_STR(hits[i].doc->title, title);
+    }
+    sx_hits_release(hits, n);
+    /* Without with_docs no copies are made. */
+    o.with_docs = 0;
+    CHECK(sx_shard_search(s, x, &o, hits, &n, NULL, &err) == 0);
+    for (int i = 0; i < n; i++) CHECK(hits[i].doc == NULL);
+    free(x);
+    sx_shard_free(s);
+}

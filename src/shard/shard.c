@@ -483,6 +483,36 @@ int sx_shard_delete(sx_shard *s, const char *id, sx_err *err) {
 
 /* ---- reads ---- */
 
+/* A malloc'd copy of node's document (one block, strings inside), or NULL
+ * with *rc set (SX_ECORRUPT, SX_ENOMEM). The caller holds the node: the
+ * map lock, or a search that still guarantees its payload. */
+static sx_doc *copy_doc(sx_shard *s, uint32_t node, const uint8_t *r, int *rc) {
+    const char *f[NF];
+    uint32_t len[NF];
+    size_t total = sizeof(sx_doc);
+    *rc = 0;
+    for (int i = 0; i < NF; i++) {
+        if ((*rc = node_field(s, node, r, i, &f[i], &len[i])) < 0) {
+            *rc = SX_ECORRUPT;
+            return NULL;
+        }
+        total += len[i] + 1;
+    }
+    sx_doc *d = malloc(total);
+    if (!d) {
+        *rc = SX_ENOMEM;
+        return NULL;
+    }
+    char *p = (char *)(d + 1);
+    const char **dst[NF] = {&d->id, &d->title, &d->abstract, &d->authors, &d->update_date, &d->categories};
+    for (int i = 0; i < NF; i++) {
+        memcpy(p, f[i], len[i] + 1);
+        *dst[i] = p;
+        p += len[i] + 1;
+    }
+    return d;
+}
+
 int sx_shard_get(sx_shard *s, const char *id, sx_doc **out, sx_err *err) {
     *out = NULL;
     if (!id) return sx_err_set(err, SX_EINVAL, "get: no id");
@@ -494,27 +524,10 @@ int sx_shard_get(sx_shard *s, const char *id, sx_doc **out, sx_err *err) {
         return sx_err_set(err, SX_ENOTFOUND, "no paper '%.63s'", id);
     }
     uint32_t node = s->nodes[at];
-    const uint8_t *r = rec_of(s, node);
-    const char *f[NF];
-    uint32_t len[NF];
-    size_t total = sizeof(sx_doc);
-    int rc = 0;
-    for (int i = 0; i < NF && rc == 0; i++) {
-        rc = node_field(s, node, r, i, &f[i], &len[i]);
-        total += len[i] + 1;
-    }
-    sx_doc *d = rc == 0 ? malloc(total) : NULL;
-    if (d) {
-        char *p = (char *)(d + 1);
-        const char **dst[NF] = {&d->id, &d->title, &d->abstract, &d->authors, &d->update_date, &d->categories};
-        for (int i = 0; i < NF; i++) {
-            memcpy(p, f[i], len[i] + 1);
-            *dst[i] = p;
-            p += len[i] + 1;
-        }
-    }
+    int rc;
+    sx_doc *d = copy_doc(s, node, rec_of(s, node), &rc);
     pthread_rwlock_unlock(&s->map_lock);
-    if (rc < 0) return sx_err_set(err, SX_ECORRUPT, "record of '%.63s' is corrupt", id);
+    if (rc == SX_ECORRUPT) return sx_err_set(err, SX_ECORRUPT, "record of '%.63s' is corrupt", id);
     if (!d) return sx_err_set(err, SX_ENOMEM, "get: out of memory");
     *out = d;
     return 0;
@@ -534,6 +547,9 @@ int sx_shard_get_vector(sx_shard *s, const char *id, float *out, sx_err *err) {
 typedef struct hit_ctx {
     sx_shard *s;
     sx_hit *hits;
+    int with_docs;
+    int rc;      /* first failure copying a document */
+    int reached; /* 1 + the highest rank on_hit filled */
 } hit_ctx;
 
 static void on_hit(void *ctx, int rank, uint32_t node, uint64_t payload) {
@@ -544,6 +560,9 @@ static void on_hit(void *ctx, int rank, uint32_t node, uint64_t payload) {
     if (node_field(h->s, node, r, 0, &z, &len) < 0 || len > 63) z = "", len = 0;
     memcpy(h->hits[rank].id, z, len);
     h->hits[rank].id[len] = 0;
+    h->hits[rank].doc = NULL;
+    if (h->with_docs && h->rc == 0) h->hits[rank].doc = copy_doc(h->s, node, r, &h->rc);
+    if (rank >= h->reached) h->reached = rank + 1;
 }
 
 /* ORs the bitmaps of the codes asked for into *allow (malloc'd). */
@@ -582,7 +601,7 @@ int sx_shard_search(sx_shard *s, const float *q, const sx_search_opts *o, sx_hit
     sx_index_hit stack_hits[64];
     sx_index_hit *ih = o->k <= 64 ? stack_hits : sx_index_malloc((size_t)o->k * sizeof *ih);
     if (!ih) return sx_err_set(err, SX_ENOMEM, "search: out of memory");
-    hit_ctx hc = {s, hits};
+    hit_ctx hc = {s, hits, o->with_docs, 0, 0};
     sx_index_query iq = {.k = o->k, .ef = o->ef, .rerank = -1, .on_hit = on_hit, .on_hit_ctx = &hc};
     uint64_t *allow = NULL;
     int rc = 0;
@@ -596,6 +615,11 @@ int sx_shard_search(sx_shard *s, const float *q, const sx_search_opts *o, sx_hit
     }
     int n = 0;
     if (rc == 0) rc = sx_index_search(s->ix, q, &iq, ih, &n, stats, err);
+    if (rc < 0 || hc.rc < 0) sx_hits_release(hits, hc.reached);
+    if (rc == 0 && hc.rc < 0) {
+        rc = sx_err_set(err, hc.rc, hc.rc == SX_ENOMEM ? "search: out of memory"
+                                                     : "search: a hit's record is corrupt");
+    }
     for (int i = 0; rc == 0 && i < n; i++) hits[i].score = ih[i].score;
     if (rc == 0) *n_hits = n;
     sx_index_free_mem(allow);

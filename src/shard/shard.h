@@ -52,6 +52,8 @@ typedef struct sx_doc {
 typedef struct sx_hit {
     float score; /* cosine, higher is better */
     char id[64];
+    sx_doc *doc; /* with_docs: a malloc'd copy of the paper (one block, as
+                    sx_shard_get returns), else NULL; see sx_hits_release */
 } sx_hit;
 
 typedef struct sx_search_opts {
@@ -59,7 +61,26 @@ typedef struct sx_search_opts {
     int ef; /* 0 = the shard's default */
     const char *const *categories; /* any-of; NULL or 0 = no filter */
     int n_categories;
+    int with_docs; /* 1: every hit carries its document (hit.doc), copied
+                      while the search still holds the node, so a paper
+                      deleted meanwhile never leaves a hole in a page */
 } sx_search_opts;
+
+/* Frees the documents the n hits carry (NULL-safe) and clears them. */
+void sx_hits_release(sx_hit *hits, int n);
+
+/* Orders n hits best first (score descending, then id ascending, so equal
+ * scores from different shards merge the same way everywhere), keeps the
+ * first k and releases the documents of the rest. Returns how many remain:
+ * min(n, k). The one merge of the local store and the cluster gateway. */
+int sx_hits_merge(sx_hit *hits, int n, int k);
+
+/* The shard a paper lives in among n_shards: crc32c(id bytes, seed 0) mod
+ * n_shards (CRC-32C of the NUL-free id, Castagnoli polynomial, reflected,
+ * as sx_crc32c computes it). A fixed contract: a local data directory's
+ * snapshots and a cluster's shard keys are laid out by it, so changing it
+ * moves every paper. */
+int sx_shard_route(const char *id, int n_shards);
 
 /* sx_search_stats (index.h): strategy (SX_STRATEGY_GRAPH, _WIDENED,
  * _BRUTE), visited, distance_evals, selectivity. */

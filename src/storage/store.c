@@ -109,9 +109,7 @@ sx_store_opts sx_store_defaults(int dim) {
 
 int sx_store_dim(const sx_store *st) { return st->params.dim; }
 
-static int shard_of(const sx_store *st, const char *id) {
-    return (int)(sx_crc32c(0, id, strlen(id)) % (uint32_t)st->n_shards);
-}
+static int shard_of(const sx_store *st, const char *id) { return sx_shard_route(id, st->n_shards); }
 
 /* ---- paths and files ---------------------------------------------------- */
 
@@ -532,12 +530,6 @@ static void search_one(void *ctx, int i) {
                                &j->n_hits[i], &j->stats[i], &j->errs[i]);
 }
 
-static int hit_cmp(const void *a, const void *b) {
-    const sx_hit *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return strcmp(x->id, y->id);
-}
-
 int sx_store_search(sx_store *st, const float *q, const sx_search_opts *o, sx_hit *hits, int *n_hits,
                     sx_search_stats *stats, sx_err *err) {
     *n_hits = 0;
@@ -558,15 +550,15 @@ int sx_store_search(sx_store *st, const float *q, const sx_search_opts *o, sx_hi
     sx_pool_run(st->pool, S, search_one, &j);
     int total = 0;
     for (int i = 0; i < S; i++) {
-        if (rcs[i] < 0) {
-            rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
-            goto done;
-        }
+        if (rcs[i] < 0 && rc == 0) rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
         memmove(all + total, all + (size_t)i * (size_t)o->k, (size_t)counts[i] * sizeof *all);
         total += counts[i];
     }
-    qsort(all, (size_t)total, sizeof *all, hit_cmp);
-    *n_hits = total < o->k ? total : o->k;
+    if (rc < 0) {
+        sx_hits_release(all, total);
+        goto done;
+    }
+    *n_hits = sx_hits_merge(all, total, o->k);
     memcpy(hits, all, (size_t)*n_hits * sizeof *hits);
     if (stats) {
         memset(stats, 0, sizeof *stats);
