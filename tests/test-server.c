@@ -4,6 +4,7 @@
 
 #include "../src/server/lru.h"
 #include "../src/server/ratelimit.h"
+#include "../src/server/server_int.h"
 
 void test_lru_get_put_evict(void) {
     sx_lru *c = sx_lru_create(3, 2 * sizeof(float));
@@ -253,4 +254,100 @@ void test_encoder_parallel_concurrent_calls(void) {
             for (int i = 0; i < 1000; i++) CHECK_EQ(atomic_load(&jobs[k].hits[i]), 1);
     }
     sx_encoder_free(enc);
+}
+
+/* ---- routes over a test backend ---- */
+
+/* A backend of one paper that counts its calls and can be made to fail. */
+typedef struct {
+    int gets, dels, infos;
+    int fail; /* a code every call returns, or 0 */
+} test_backend;
+
+static int tb_search(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits, int *n,
+                     sx_search_stats *st, sx_err *err) {
+    *n = 0;
+    return sx_err_set(err, SX_EUNSUPPORTED, "no search here");
+}
+
+static int tb_get(void *impl, const char *id, sx_doc **doc, float *vec, sx_err *err) {
+    test_backend *t = impl;
+    t->gets++;
+    if (t->fail) return sx_err_set(err, t->fail, "the backend is down");
+    if (strcmp(id, "2401.00001") != 0) return sx_err_set(err, SX_ENOTFOUND, "no paper");
+    if (doc) {
+        static const char *cats = "cs.LG stat.ML";
+        *doc = calloc(1, sizeof **doc);
+        (*doc)->id = "2401.00001";
+        (*doc)->title = "A title";
+        (*doc)->categories = cats;
+    }
+    return 0;
+}
+
+static int tb_upsert(void *impl, int n, const sx_doc *d, const float *v, sx_err *err) {
+    return sx_err_set(err, SX_EUNSUPPORTED, "read-only");
+}
+
+static int tb_del(void *impl, const char *id, sx_err *err) {
+    test_backend *t = impl;
+    t->dels++;
+    if (t->fail) return sx_err_set(err, t->fail, "the backend is down");
+    return strcmp(id, "2401.00001") == 0 ? 0 : sx_err_set(err, SX_ENOTFOUND, "no paper");
+}
+
+static int tb_info(void *impl, sx_backend_info *out, sx_err *err) {
+    test_backend *t = impl;
+    t->infos++;
+    *out = (sx_backend_info){.kind = "cluster", .count = 1, .n_shards = 4, .masters = 3, .nodes = 6};
+    return 0;
+}
+
+static void tb_close(void *impl) {}
+
+static const sx_backend_ops tb_ops = {"test", tb_search, tb_get, tb_upsert, tb_del, tb_info, NULL, tb_close};
+
+/* Runs one request through the router and its handler. */
+static int route_once(sx_srv *s, const char *method, const char *path, sx_response *res) {
+    char id_buf[256];
+    sx_request rq = {.method = method, .path = path, .client = "test"};
+    memset(res, 0, sizeof *res);
+    if (sx_route_request(s, &rq, id_buf, sizeof id_buf, res) != 0) return res->status;
+    sx_handle(s, &rq, res);
+    return res->status;
+}
+
+void test_routes_over_backend(void) {
+    test_backend tb = {0};
+    sx_srv s = {0};
+    s.metrics = sx_metrics_create();
+    s.backend = sx_backend_create(&tb_ops, &tb, 384);
+    s.dim = 384;
+    s.opts = sx_server_defaults();
+    atomic_store(&s.ready, 1);
+    sx_response res;
+    CHECK_EQ(route_once(&s, "GET", "/papers/2401.00001", &res), 200);
+    sx_buf_append(&res.body, "", 1);
+    CHECK(strstr(res.body.data, "\"title\":\"A title\"") != NULL);
+    CHECK(strstr(res.body.data, "[\"cs.LG\",\"stat.ML\"]") != NULL);
+    sx_buf_free(&res.body);
+    CHECK_EQ(route_once(&s, "GET", "/papers/nope", &res), 404);
+    sx_buf_free(&res.body);
+    CHECK_EQ(route_once(&s, "DELETE", "/papers/2401.00001", &res), 200);
+    sx_buf_free(&res.body);
+    CHECK_EQ(tb.gets, 2);
+    CHECK_EQ(tb.dels, 1);
+    CHECK_EQ(route_once(&s, "GET", "/collections/info", &res), 200);
+    sx_buf_append(&res.body, "", 1);
+    CHECK(strstr(res.body.data, "\"backend\":\"cluster\"") != NULL);
+    CHECK(strstr(res.body.data, "\"masters\":3") != NULL);
+    sx_buf_free(&res.body);
+    /* A backend that is down is a 503 the client can retry, not a 500. */
+    tb.fail = SX_EBUSY;
+    CHECK_EQ(route_once(&s, "GET", "/papers/2401.00001", &res), 503);
+    sx_buf_free(&res.body);
+    CHECK_EQ(route_once(&s, "DELETE", "/papers/2401.00001", &res), 503);
+    sx_buf_free(&res.body);
+    sx_backend_close(s.backend);
+    sx_metrics_free(s.metrics);
 }

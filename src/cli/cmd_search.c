@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../model/model.h"
-#include "../storage/store.h"
+#include "../server/backend.h"
 #include "cli.h"
 
 static const char *k_usage =
@@ -52,11 +52,11 @@ int cli_cmd_search(int argc, char **argv) {
     if (!data || !query) return cli_usage("search", k_usage);
     sx_err err = {0};
     sx_encoder *enc = NULL;
-    sx_store *st = NULL;
+    sx_backend *b = NULL;
     sx_encoder_opts eo = {.int8 = int8};
     int rc = sx_encoder_load(model, &eo, &enc, &err);
     sx_store_opts so = sx_store_defaults(rc == 0 ? sx_encoder_dim(enc) : 384);
-    if (rc == 0) rc = sx_store_open(data, &so, &st, &err);
+    if (rc == 0) rc = sx_backend_open_local(data, &so, &b, &err);
     int dim = rc == 0 ? sx_encoder_dim(enc) : 0;
     float *vec = rc == 0 ? malloc((size_t)dim * sizeof *vec) : NULL;
     sx_hit *hits = rc == 0 ? malloc((size_t)k * sizeof *hits) : NULL;
@@ -64,17 +64,15 @@ int cli_cmd_search(int argc, char **argv) {
     size_t len = strlen(query);
     if (rc == 0) rc = sx_encoder_embed(enc, 1, &query, &len, vec, &err);
     int n = 0;
-    sx_search_opts o = {.k = (int)k, .ef = (int)ef, .categories = cats, .n_categories = n_cats};
-    if (rc == 0) rc = sx_store_search(st, vec, &o, hits, &n, NULL, &err);
-    for (int i = 0; rc == 0 && i < n; i++) {
-        sx_doc *d = NULL;
-        if (sx_store_get(st, hits[i].id, &d, NULL) != 0) continue;
-        printf("%2d  %.4f  %-16s  %s\n", i + 1, hits[i].score, d->id, d->title);
-        free(d);
-    }
+    sx_search_opts o = {.k = (int)k, .ef = (int)ef, .categories = cats, .n_categories = n_cats,
+                        .with_docs = 1};
+    if (rc == 0) rc = sx_backend_search(b, vec, &o, hits, &n, NULL, &err);
+    for (int i = 0; rc == 0 && i < n; i++)
+        printf("%2d  %.4f  %-16s  %s\n", i + 1, hits[i].score, hits[i].id, hits[i].doc->title);
+    sx_hits_release(hits, n);
     free(vec);
     free(hits);
-    sx_store_close(st);
+    sx_backend_close(b);
     sx_encoder_free(enc);
     return rc < 0 ? cli_fail("search", "%s", err.msg) : 0;
 }

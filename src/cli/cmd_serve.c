@@ -1,6 +1,8 @@
 /*
  * cmd_serve.c - `semdex serve`: run the search service.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,57 @@ static const char *k_usage =
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
     "  --ef N              default ef_search of a new collection (64)\n"
     "  --log-level L       debug, info, warn or error (info)\n";
+
+/* The signal thread: waits for SIGTERM or SIGINT and stops the server. */
+typedef struct {
+    sigset_t sigs;
+    pthread_mutex_t mu;
+    int done; /* under mu: the server no longer needs stopping */
+    sx_server *srv;
+} sig_ctx;
+
+static void *signal_main(void *arg) {
+    sig_ctx *c = arg;
+    int sig = 0;
+    sigwait(&c->sigs, &sig);
+    pthread_mutex_lock(&c->mu);
+    if (!c->done) {
+        sx_log(SX_LOG_INFO, "signal %d: stopping", sig);
+        sx_server_stop(c->srv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Runs the server until SIGTERM or SIGINT. The signals are blocked in every
+ * thread (the server's threads inherit the mask) and taken by sigwait on a
+ * thread of the CLI's own, so the server library owns no signal handling. */
+static int serve(const sx_server_opts *o) {
+    sig_ctx c = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    sigemptyset(&c.sigs);
+    sigaddset(&c.sigs, SIGTERM);
+    sigaddset(&c.sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &c.sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sx_err err = {0};
+    if (sx_server_start(o, &c.srv, &err) < 0) return cli_fail("serve", "%s", err.msg);
+    pthread_t t;
+    if (pthread_create(&t, NULL, signal_main, &c) != 0) {
+        sx_server_stop(c.srv);
+        sx_server_wait(c.srv, NULL);
+        sx_server_free(c.srv);
+        return cli_fail("serve", "cannot start the signal thread");
+    }
+    int rc = sx_server_wait(c.srv, &err);
+    pthread_mutex_lock(&c.mu);
+    c.done = 1;
+    pthread_mutex_unlock(&c.mu);
+    pthread_kill(t, SIGTERM); /* wakes the signal thread when the load failed */
+    pthread_join(t, NULL);
+    sx_server_free(c.srv);
+    if (rc < 0) return cli_fail("serve", "%s", err.msg);
+    return 0;
+}
 
 int cli_cmd_serve(int argc, char **argv) {
     sx_server_opts o = sx_server_defaults();
@@ -99,7 +152,5 @@ int cli_cmd_serve(int argc, char **argv) {
         }
     }
     if (!o.data_dir) return cli_usage("serve", k_usage);
-    sx_err err = {0};
-    if (sx_server_run(&o, &err) < 0) return cli_fail("serve", "%s", err.msg);
-    return 0;
+    return serve(&o);
 }

@@ -32,7 +32,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +280,26 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- loading ---------------------------------------------------------------------- */
 
+/* Wakes sx_server_wait: a stop was asked for, or loading failed. */
+static void wake(sx_srv *s) {
+    pthread_mutex_lock(&s->life_mu);
+    s->wake = 1;
+    pthread_cond_broadcast(&s->life_cv);
+    pthread_mutex_unlock(&s->life_mu);
+}
+
+/* Opens the backend the options name. */
+static int open_backend(sx_srv *s) {
+    sx_store_opts so = s->opts.store;
+    so.params.dim = s->dim;
+    so.progress = 1;
+    int rc = sx_backend_open_local(s->opts.data_dir, &so, &s->backend, &s->load_err);
+    if (rc == 0 && s->backend->dim != s->dim)
+        rc = sx_err_set(&s->load_err, SX_EINVAL, "%s holds %d-dimensional vectors but the model %s makes %d",
+                        s->opts.data_dir, s->backend->dim, s->opts.model_dir, s->dim);
+    return rc;
+}
+
 static void *loader_main(void *arg) {
     sx_srv *s = arg;
     double t0 = sx_now();
@@ -290,29 +309,22 @@ static void *loader_main(void *arg) {
         s->dim = sx_encoder_dim(s->encoder);
         rc = sx_batcher_create(s->encoder, s->opts.embed_batch, s->opts.embed_workers, s->metrics, &s->batcher, &s->load_err);
     }
-    if (rc == 0) {
-        sx_store_opts so = s->opts.store;
-        so.params.dim = s->dim;
-        so.progress = 1;
-        rc = sx_store_open(s->opts.data_dir, &so, &s->store, &s->load_err);
-    }
-    if (rc == 0 && sx_store_dim(s->store) != s->dim)
-        rc = sx_err_set(&s->load_err, SX_EINVAL, "%s holds %d-dimensional vectors but the model %s makes %d",
-                        s->opts.data_dir, sx_store_dim(s->store), s->opts.model_dir, s->dim);
+    if (rc == 0) rc = open_backend(s);
     if (rc == 0 && s->opts.cache_entries > 0) {
         s->cache = sx_lru_create(s->opts.cache_entries, (size_t)s->dim * sizeof(float));
         if (!s->cache) rc = sx_err_set(&s->load_err, SX_ENOMEM, "out of memory for the query cache");
     }
     if (rc < 0) {
         atomic_store(&s->failed, 1);
-        kill(getpid(), SIGTERM); /* wake the main thread */
+        wake(s);
         return NULL;
     }
-    sx_store_info in;
-    sx_store_get_info(s->store, &in);
+    sx_backend_info in = {0};
+    sx_backend_get_info(s->backend, &in, NULL);
     atomic_store(&s->ready, 1);
-    sx_log(SX_LOG_INFO, "ready papers=%llu shards=%d load_seconds=%.2f rss_mb=%.0f",
-           (unsigned long long)in.count, in.n_shards, sx_now() - t0, (double)sx_current_rss() / 1048576.0);
+    sx_log(SX_LOG_INFO, "ready backend=%s papers=%llu shards=%d load_seconds=%.2f rss_mb=%.0f",
+           s->backend->ops->name, (unsigned long long)in.count, in.n_shards, sx_now() - t0,
+           (double)sx_current_rss() / 1048576.0);
     return NULL;
 }
 
@@ -343,7 +355,7 @@ static void wait_drained(sx_srv *s, double max_seconds, double grace_seconds) {
 
 static void release(sx_srv *s) {
     sx_batcher_free(s->batcher);
-    sx_store_close(s->store);
+    sx_backend_close(s->backend);
     sx_encoder_free(s->encoder);
     sx_lru_free(s->cache);
     sx_ratelimit_free(s->ratelimit);
@@ -372,61 +384,69 @@ static struct MHD_Daemon *start_daemon(sx_srv *s, sx_err *err) {
     return d;
 }
 
-int sx_server_run(const sx_server_opts *o, sx_err *err) {
+int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err) {
+    *out = NULL;
     sx_srv *s = calloc(1, sizeof *s);
     if (!s) return sx_err_set(err, SX_ENOMEM, "out of memory");
     s->opts = *o;
     s->started = sx_now();
+    pthread_mutex_init(&s->life_mu, NULL);
+    pthread_cond_init(&s->life_cv, NULL);
     double burst = o->rate_burst > 0 ? o->rate_burst : 2 * o->rate_limit;
     s->metrics = sx_metrics_create();
     s->ratelimit = sx_ratelimit_create(o->rate_limit, burst, 100000);
-    if (!s->metrics || !s->ratelimit) {
-        release(s);
-        free(s);
-        return sx_err_set(err, SX_ENOMEM, "out of memory");
+    int rc = 0;
+    if (!s->metrics || !s->ratelimit) rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+    if (rc == 0 && !(s->daemon = start_daemon(s, err))) rc = err ? err->code : SX_EIO;
+    if (rc == 0 && pthread_create(&s->loader, NULL, loader_main, s) != 0) {
+        MHD_stop_daemon(s->daemon);
+        rc = sx_err_set(err, SX_EIO, "cannot start the loader thread");
     }
-    /* Signals go to the main thread's sigwait only: block them everywhere. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    s->daemon = start_daemon(s, err);
-    if (!s->daemon) {
+    if (rc < 0) {
         release(s);
+        pthread_cond_destroy(&s->life_cv);
+        pthread_mutex_destroy(&s->life_mu);
         free(s);
-        return err ? err->code : SX_EIO;
+        return rc;
     }
     sx_log(SX_LOG_INFO, "listening on http://%s:%d", o->host, o->port);
-    pthread_t loader;
+    *out = s;
+    return 0;
+}
+
+void sx_server_stop(sx_server *s) { wake(s); }
+
+int sx_server_wait(sx_server *s, sx_err *err) {
+    pthread_mutex_lock(&s->life_mu);
+    while (!s->wake) pthread_cond_wait(&s->life_cv, &s->life_mu);
+    pthread_mutex_unlock(&s->life_mu);
     int rc = 0;
-    if (pthread_create(&loader, NULL, loader_main, s) != 0) {
-        rc = sx_err_set(err, SX_EIO, "cannot start the loader thread");
-    } else {
-        int sig = 0;
-        sigwait(&sigs, &sig);
-        if (!atomic_load(&s->failed))
-            sx_log(SX_LOG_INFO, "signal %d: shutting down (in-flight requests: %ld)", sig,
-                   atomic_load(&s->inflight));
-        pthread_join(loader, NULL);
-        if (atomic_load(&s->failed)) {
-            rc = sx_err_set(err, s->load_err.code ? s->load_err.code : SX_EIO, "%s", s->load_err.msg);
-        }
-    }
+    if (!atomic_load(&s->failed))
+        sx_log(SX_LOG_INFO, "shutting down (in-flight requests: %ld)", atomic_load(&s->inflight));
+    pthread_join(s->loader, NULL);
+    if (atomic_load(&s->failed))
+        rc = sx_err_set(err, s->load_err.code ? s->load_err.code : SX_EIO, "%s", s->load_err.msg);
     atomic_store(&s->stopping, 1);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     wait_drained(s, 30.0, 1.0);
     MHD_stop_daemon(s->daemon);
-    if (rc == 0 && s->store) {
+    if (rc == 0 && s->backend) {
         sx_err cerr = {0};
-        if (sx_store_checkpoint(s->store, &cerr) < 0)
+        if (sx_backend_flush(s->backend, &cerr) < 0)
             sx_log(SX_LOG_ERROR, "checkpoint at shutdown failed (the log still has every write): %s",
                    cerr.msg);
     }
     release(s);
-    free(s);
+    s->metrics = NULL, s->ratelimit = NULL, s->cache = NULL;
+    s->backend = NULL, s->encoder = NULL, s->batcher = NULL;
     if (rc == 0) sx_log(SX_LOG_INFO, "stopped");
     return rc;
+}
+
+void sx_server_free(sx_server *s) {
+    if (!s) return;
+    pthread_cond_destroy(&s->life_cv);
+    pthread_mutex_destroy(&s->life_mu);
+    free(s);
 }

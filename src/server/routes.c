@@ -267,7 +267,8 @@ static int search_init(index_search *x, sx_srv *s, long top_k, long offset, long
     int k = (int)(offset + top_k + (exclude ? 1 : 0));
     *x = (index_search){.s = s, .top_k = top_k, .offset = offset, .exclude = exclude};
     x->so = (sx_search_opts){.k = k, .ef = ef > 0 ? (int)(ef < k ? k : ef) : 0,
-                             .categories = f ? f->categories : NULL, .n_categories = f ? f->n : 0};
+                             .categories = f ? f->categories : NULL, .n_categories = f ? f->n : 0,
+                             .with_docs = 1};
     x->hits = malloc((size_t)k * sizeof *x->hits);
     return x->hits ? 0 : sx_err_set(err, SX_ENOMEM, "out of memory");
 }
@@ -275,7 +276,7 @@ static int search_init(index_search *x, sx_srv *s, long top_k, long offset, long
 static void search_run(void *ctx, const float *vec) {
     index_search *x = ctx;
     double t0 = sx_now();
-    x->rc = sx_store_search(x->s->store, vec, &x->so, x->hits, &x->n, NULL, &x->err);
+    x->rc = sx_backend_search(x->s->backend, vec, &x->so, x->hits, &x->n, NULL, &x->err);
     x->seconds = sx_now() - t0;
     x->done = 1;
 }
@@ -301,8 +302,8 @@ static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, fl
     return rc;
 }
 
-/* Runs the search x (unless it ran already) and appends the hits of its page
- * with their documents to results. */
+/* Runs the search x (unless it ran already), appends the hits of its page
+ * with the documents they carry to results and releases the hits. */
 static int search_page(sx_request *rq, const float *vec, index_search *x, cJSON *results,
                        sx_err *err) {
     sx_srv *s = x->s;
@@ -319,12 +320,11 @@ static int search_page(sx_request *rq, const float *vec, index_search *x, cJSON 
             skipped++;
             continue;
         }
-        sx_doc *d = NULL;
-        if (sx_store_get(s->store, h->id, &d, NULL) != 0) continue; /* deleted meanwhile */
-        cJSON_AddItemToArray(results, doc_json(d, &h->score));
-        free(d);
+        if (!h->doc) continue; /* a backend that could not fetch it */
+        cJSON_AddItemToArray(results, doc_json(h->doc, &h->score));
         added++;
     }
+    sx_hits_release(x->hits, x->n);
     return rc;
 }
 
@@ -382,7 +382,7 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
 static void handle_paper_get(sx_srv *s, sx_request *rq, sx_response *res) {
     sx_doc *d = NULL;
     sx_err err = {0};
-    if (sx_store_get(s->store, rq->paper_id, &d, &err) != 0) {
+    if (sx_backend_get(s->backend, rq->paper_id, &d, NULL, &err) != 0) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
@@ -408,7 +408,7 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     }
     float *vec = malloc((size_t)s->dim * sizeof *vec);
     sx_err err = {0};
-    int rc = vec ? sx_store_get_vector(s->store, rq->paper_id, vec, &err)
+    int rc = vec ? sx_backend_get(s->backend, rq->paper_id, NULL, vec, &err)
                  : sx_err_set(&err, SX_ENOMEM, "out of memory");
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "paper_id", rq->paper_id);
@@ -520,7 +520,7 @@ static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
         int rc = embed_papers(s, recs, n, vecs, &err);
         rq->t_embed = sx_now() - t0;
         for (int i = 0; i < n; i++) docs[i] = recs[i].doc;
-        if (rc == 0) rc = sx_store_upsert(s->store, n, docs, vecs, &err);
+        if (rc == 0) rc = sx_backend_upsert(s->backend, n, docs, vecs, &err);
         if (rc < 0) {
             respond_sx_error(res, &err);
         } else {
@@ -541,7 +541,7 @@ static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
 
 static void handle_paper_delete(sx_srv *s, sx_request *rq, sx_response *res) {
     sx_err err = {0};
-    if (sx_store_delete(s->store, rq->paper_id, &err) != 0) {
+    if (sx_backend_delete(s->backend, rq->paper_id, &err) != 0) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
@@ -556,12 +556,17 @@ static void handle_paper_delete(sx_srv *s, sx_request *rq, sx_response *res) {
 /* ---- collection, health, metrics, static ------------------------------------- */
 
 static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
-    sx_store_info in;
-    sx_store_get_info(s->store, &in);
+    sx_backend_info in;
+    sx_err err = {0};
+    if (sx_backend_get_info(s->backend, &in, &err) < 0) {
+        respond_sx_error(res, &err);
+        return;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", "arxiv");
+    cJSON_AddStringToObject(o, "backend", in.kind);
     cJSON_AddNumberToObject(o, "count", (double)in.count);
-    cJSON_AddNumberToObject(o, "dimension", in.params.dim);
+    cJSON_AddNumberToObject(o, "dimension", s->dim);
     cJSON_AddStringToObject(o, "metric", "cosine");
     cJSON *idx = cJSON_AddObjectToObject(o, "index");
     cJSON_AddStringToObject(idx, "type", "HNSW");
@@ -580,14 +585,21 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON_AddNumberToObject(mem, "documents_bytes", (double)in.bytes_documents);
     cJSON_AddNumberToObject(mem, "other_bytes", (double)in.bytes_other);
     cJSON_AddNumberToObject(mem, "mapped_bytes", (double)in.bytes_mapped);
-    cJSON *st = cJSON_AddObjectToObject(o, "storage");
-    cJSON_AddNumberToObject(st, "generation", (double)in.generation);
-    cJSON_AddNumberToObject(st, "wal_bytes", (double)in.wal_bytes);
-    cJSON_AddNumberToObject(st, "load_seconds", round(in.open_seconds * 1000) / 1000);
+    if (strcmp(in.kind, "local") == 0) {
+        cJSON *st = cJSON_AddObjectToObject(o, "storage");
+        cJSON_AddNumberToObject(st, "generation", (double)in.generation);
+        cJSON_AddNumberToObject(st, "wal_bytes", (double)in.wal_bytes);
+        cJSON_AddNumberToObject(st, "load_seconds", round(in.open_seconds * 1000) / 1000);
+    } else {
+        cJSON *cl = cJSON_AddObjectToObject(o, "cluster");
+        cJSON_AddNumberToObject(cl, "nodes", in.nodes);
+        cJSON_AddNumberToObject(cl, "masters", in.masters);
+        cJSON_AddNumberToObject(cl, "nodes_down", in.nodes_down);
+    }
     cJSON *model = cJSON_AddObjectToObject(o, "model");
     cJSON_AddStringToObject(model, "path", s->opts.model_dir);
     cJSON_AddBoolToObject(model, "int8", s->opts.int8);
-    cJSON_AddNumberToObject(model, "max_seq_length", sx_encoder_max_len(s->encoder));
+    if (s->encoder) cJSON_AddNumberToObject(model, "max_seq_length", sx_encoder_max_len(s->encoder));
     cJSON_AddStringToObject(o, "version", SX_VERSION);
     respond_json(res, 200, o);
 }
@@ -597,11 +609,9 @@ static void handle_health(sx_srv *s, sx_request *rq, sx_response *res) {
     int ready = atomic_load(&s->ready);
     cJSON_AddStringToObject(o, "status", ready ? "ok" : "loading");
     cJSON_AddNumberToObject(o, "uptime_s", round((sx_now() - s->started) * 10) / 10);
-    if (ready) {
-        sx_store_info in;
-        sx_store_get_info(s->store, &in);
+    sx_backend_info in;
+    if (ready && sx_backend_get_info(s->backend, &in, NULL) == 0)
         cJSON_AddNumberToObject(o, "papers", (double)in.count);
-    }
     respond_json(res, ready ? 200 : 503, o);
     if (!ready) res->retry_after = 1;
 }
@@ -611,9 +621,8 @@ static void handle_metrics(sx_srv *s, sx_request *rq, sx_response *res) {
     g.ready = atomic_load(&s->ready);
     g.rss_bytes = sx_current_rss();
     g.cache_entries = s->cache ? sx_lru_size(s->cache) : 0;
-    if (g.ready) {
-        sx_store_info in;
-        sx_store_get_info(s->store, &in);
+    sx_backend_info in;
+    if (g.ready && sx_backend_get_info(s->backend, &in, NULL) == 0) {
         g.papers = in.count;
         g.index_bytes[0] = in.bytes_vectors;
         g.index_bytes[1] = in.bytes_graph;

@@ -5,7 +5,15 @@
  *     o.port = 8000;
  *     o.data_dir = "data/db";
  *     o.model_dir = "models/all-MiniLM-L6-v2";
- *     return sx_server_run(&o, &err) < 0 ? 1 : 0;   // until SIGTERM/SIGINT
+ *     sx_server *srv;
+ *     if (sx_server_start(&o, &srv, &err) < 0) ...
+ *     ... another thread (the CLI's signal thread) calls sx_server_stop(srv)
+ *     int rc = sx_server_wait(srv, &err);
+ *     sx_server_free(srv);
+ *
+ * The server installs no signal handlers: the program that embeds it owns
+ * the process (the CLI turns SIGTERM/SIGINT into sx_server_stop and ignores
+ * SIGPIPE).
  *
  * The server listens first and loads the model and the collection in the
  * background: GET /health answers 503 until searches will succeed, then 200.
@@ -42,10 +50,24 @@ typedef struct sx_server_opts {
 /* The defaults listed above. */
 sx_server_opts sx_server_defaults(void);
 
-/* Runs the server until SIGTERM or SIGINT, then stops accepting, lets
- * in-flight requests finish, checkpoints the collection and returns 0.
- * Returns a negative code (message in err) when it cannot listen or when
- * loading the model or the collection fails. */
-int sx_server_run(const sx_server_opts *o, sx_err *err);
+typedef struct sx_server sx_server;
+
+/* Listens and starts loading the model and the collection in the
+ * background. Returns a negative code (message in err) when it cannot
+ * listen. *out (OUT) is freed by sx_server_free. */
+int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err);
+
+/* Asks a started server to shut down (thread-safe; not async-signal-safe:
+ * call it from a thread, not a signal handler). */
+void sx_server_stop(sx_server *s);
+
+/* Waits until sx_server_stop is called or loading fails, then stops
+ * accepting, lets in-flight requests finish, flushes the backend (the local
+ * store checkpoints) and releases what it holds. Returns 0, or the loading
+ * error. sx_server_stop may still be called until sx_server_free. */
+int sx_server_wait(sx_server *s, sx_err *err);
+
+/* Frees a server sx_server_wait returned from. NULL is a no-op. */
+void sx_server_free(sx_server *s);
 
 #endif

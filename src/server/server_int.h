@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "../model/model.h"
+#include "backend.h"
 #include "lru.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -46,7 +47,7 @@ void sx_batcher_free(sx_batcher *b);
 
 /* ---- server state ---------------------------------------------------------- */
 
-typedef struct sx_srv {
+struct sx_server {
     sx_server_opts opts;
     struct MHD_Daemon *daemon;
     sx_metrics *metrics;
@@ -56,7 +57,7 @@ typedef struct sx_srv {
     /* Set by the loader thread; read by requests once ready is 1. */
     sx_encoder *encoder;
     sx_batcher *batcher;
-    sx_store *store;
+    sx_backend *backend;
     int dim;
     _Atomic int ready;   /* 1 once the model and collection are loaded */
     _Atomic int failed;  /* loading failed: the server is shutting down */
@@ -67,7 +68,14 @@ typedef struct sx_srv {
     _Atomic long conns;          /* connections open */
     _Atomic unsigned long long next_request_id;
     double started;
-} sx_srv;
+
+    /* Life cycle: the loader thread, and what wakes sx_server_wait. */
+    pthread_t loader;
+    pthread_mutex_t life_mu;
+    pthread_cond_t life_cv;
+    int wake; /* under life_mu */
+};
+typedef struct sx_server sx_srv;
 
 /* A response under construction. */
 typedef struct sx_response {
