@@ -371,6 +371,7 @@ static int upsert_command(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
         return REDISMODULE_OK;
     }
     sx_err err = {0};
+    int created = !k;
     if (!k) {
         sx_shard_params p = sx_shard_params_default();
         p.dim = dim;
@@ -406,6 +407,7 @@ static int upsert_command(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
         RedisModule_NotifyKeyspaceEvent(ctx, REDISMODULE_NOTIFY_MODULE, "semdex.upsert", argv[1]);
         maintain_if_due(ctx, argv[1], k);
     }
+    if (created && done == 0) RedisModule_DeleteKey(key); /* nothing to replicate: no key */
     if (rc < 0) reply_err(ctx, "item %d: %s (%d applied before it)", done, err.msg, done);
     else RedisModule_ReplyWithLongLong(ctx, done);
     note_max(&g_write_usec_max, now_usec() - t0);
