@@ -162,18 +162,21 @@ static void key_unref(sx_key *k) {
 
 /* ---- the allocator: RedisModule_Alloc, with a byte count for INFO ---- */
 
+/* malloc through Redis, counted in semdex_memory. */
 static void *mod_malloc(size_t n) {
     void *p = RedisModule_Alloc(n ? n : 1);
     if (p) atomic_fetch_add(&g_mem, (long long)RedisModule_MallocSize(p));
     return p;
 }
 
+/* calloc through Redis, counted. */
 static void *mod_calloc(size_t n, size_t m) {
     void *p = RedisModule_Calloc(n ? n : 1, m ? m : 1);
     if (p) atomic_fetch_add(&g_mem, (long long)RedisModule_MallocSize(p));
     return p;
 }
 
+/* realloc through Redis, counting the change. */
 static void *mod_realloc(void *p, size_t n) {
     long long old = p ? (long long)RedisModule_MallocSize(p) : 0;
     void *q = RedisModule_Realloc(p, n ? n : 1);
@@ -181,6 +184,7 @@ static void *mod_realloc(void *p, size_t n) {
     return q;
 }
 
+/* free through Redis, uncounted. */
 static void mod_free(void *p) {
     if (!p) return;
     atomic_fetch_sub(&g_mem, (long long)RedisModule_MallocSize(p));
@@ -712,6 +716,7 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* Queues a job for the workers (main thread). */
 static void pool_push(job *j) {
     j->next = NULL;
     atomic_fetch_add(&g_pool.depth, 1);
@@ -738,12 +743,15 @@ static int pool_start(int n) {
     return 0;
 }
 
+/* The unblock callback: writes the search reply on the main thread. */
 static int search_reply_cb(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     (void)argv, (void)argc;
     job_reply(ctx, RedisModule_GetBlockedClientPrivateData(ctx));
     return REDISMODULE_OK;
 }
 
+/* Frees a finished job, dropping its key reference (also when the client
+ * went away before the reply). */
 static void search_free_cb(RedisModuleCtx *ctx, void *privdata) {
     (void)ctx;
     job_free(privdata);
@@ -842,6 +850,7 @@ typedef struct rdb_out {
     size_t used;
 } rdb_out;
 
+/* sx_write_fn: appends to the buffer, saving each full 1 MiB as a chunk. */
 static int rdb_write(void *ctx, const void *buf, size_t len) {
     rdb_out *o = ctx;
     const char *p = buf;
@@ -879,6 +888,8 @@ typedef struct rdb_in {
     int end;
 } rdb_in;
 
+/* sx_read_fn: exactly len bytes across chunks; SX_EIO on an RDB error,
+ * SX_ECORRUPT when the chunks end first. */
 static int rdb_read(void *ctx, void *buf, size_t len) {
     rdb_in *in = ctx;
     char *p = buf;
@@ -943,6 +954,8 @@ typedef struct aof_ctx {
     size_t n;
 } aof_ctx;
 
+/* sx_shard_each callback: one SEMDEX.UPSERTL per paper, a MAINTAIN marker
+ * every AOF_MAINTAIN_EVERY papers. 0 or SX_ENOMEM. */
 static int aof_one(void *ctx, const sx_doc *d, const float *vec, int level) {
     aof_ctx *a = ctx;
     size_t len;
@@ -972,12 +985,14 @@ static void type_aof_rewrite(RedisModuleIO *io, RedisModuleString *key, void *va
     RedisModule_Free(a.buf);
 }
 
+/* MEMORY USAGE: every byte of the shard (SEMDEX.INFO bytes_total). */
 static size_t type_mem_usage(const void *value) {
     struct sx_shard_stats st;
     sx_shard_stats(((const sx_key *)value)->shard, &st);
     return sizeof(sx_key) + shard_bytes(&st);
 }
 
+/* sx_shard_digest callback: one buffer into the Redis digest. */
 static void digest_add(void *ctx, const void *buf, size_t len) {
     RedisModuleDigest *md = ctx;
     RedisModule_DigestAddStringBuffer(md, (const char *)buf, len);

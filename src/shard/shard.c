@@ -760,11 +760,13 @@ int sx_shard_stats(sx_shard *s, struct sx_shard_stats *out) {
 
 /* ---- canonical walks ---- */
 
+/* A live paper for the digest: its id and node. */
 typedef struct id_node {
     const char *id;
     uint32_t node;
 } id_node;
 
+/* qsort order of id_node: by id, bytewise. */
 static int id_node_cmp(const void *a, const void *b) {
     return strcmp(((const id_node *)a)->id, ((const id_node *)b)->id);
 }
