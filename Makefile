@@ -3,6 +3,7 @@
 #   make run     set up everything (packages, model, sample data, build) and serve
 #   make test    set up what tests need, build, run every test suite
 #   make         build build/semdex
+#   make module  build build/semdex.so, the Redis module (docs/cluster.md)
 #   make check   build and run the unit tests only (T=substring filters them)
 #   make asan    build and run the unit tests under AddressSanitizer + UBSan
 #   make tsan    build and run the concurrency tests under ThreadSanitizer
@@ -89,6 +90,7 @@ $(BUILD)/config.mk: scripts/configure
 	@scripts/configure > $@.tmp && mv $@.tmp $@
 
 .PHONY: testdata
+.PHONY: module module-asan
 .PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests fuzz bench clean distclean help
 
 all: $(BUILD)/semdex
@@ -119,6 +121,54 @@ $(BUILD)/gen/assets.c: $(ASSETS) $(BUILD)/tools/bin2c
 $(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CSTD) -O1 -c -o $@ $<
+
+# The Redis module (src/cluster/module.c, see docs/cluster.md): the shard
+# and what it calls, compiled position-independent under build/pic, with
+# symbols hidden but the entry point so none clashes with redis-server's.
+# redismodule.h comes from Debian's redis source package
+# (scripts/get-redismodule-h); it is never committed.
+MOD_DIRS := common index shard text
+MOD_SRC  := $(foreach d,$(MOD_DIRS),$(wildcard src/$(d)/*.c)) src/cluster/module.c
+PIC_OBJ  := $(call obj,$(BUILD)/pic,$(MOD_SRC))
+ASAN_PIC_OBJ := $(call obj,$(BUILD)/asan-pic,$(MOD_SRC))
+MOD_FLAGS := -fPIC -fvisibility=hidden -isystem $(BUILD)/include
+
+$(BUILD)/include/redismodule.h:
+	scripts/get-redismodule-h $(BUILD)/include
+
+$(BUILD)/pic/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  CC-PIC  $<')
+	$(Q)$(CC) $(BASE_CFLAGS) $(MOD_FLAGS) $(SIMD) -c -o $@ $<
+
+$(BUILD)/pic/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/pic/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/pic/obj/%_neon.o: SIMD = $(SIMD_NEON)
+$(BUILD)/pic/obj/src/cluster/module.o $(BUILD)/asan-pic/obj/src/cluster/module.o: $(BUILD)/include/redismodule.h
+
+$(BUILD)/semdex.so: $(PIC_OBJ)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -shared -o $@ $^ -Wl,--as-needed $(LDLIBS_ALL)
+
+# The same under AddressSanitizer + UBSan (clang): redis-server must run
+# with LD_PRELOAD of the ASan runtime (tests/e2e/redis-module.sh does so
+# when SEMDEX_MODULE=build/asan/semdex.so).
+$(BUILD)/asan-pic/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  CC-SAN  $<')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(MOD_FLAGS) $(SIMD) -c -o $@ $<
+
+$(BUILD)/asan-pic/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
+$(BUILD)/asan-pic/obj/%_avx512.o: SIMD = $(SIMD_AVX512)
+$(BUILD)/asan-pic/obj/%_neon.o: SIMD = $(SIMD_NEON)
+
+$(BUILD)/asan/semdex.so: $(ASAN_PIC_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -shared-libsan -shared -o $@ $^ $(LDLIBS_ALL)
+
+module: $(BUILD)/semdex.so
+module-asan: $(BUILD)/asan/semdex.so
 
 # Unit tests: one binary, every test in tests/list.h.
 $(BUILD)/tests/run: $(TEST_OBJ) $(LIB_OBJ)
@@ -236,7 +286,8 @@ run:
 test:
 	scripts/setup --test
 	scripts/get-model
-	$(MAKE) -j$(JOBS) all unit-tests asan-tests tsan-tests
+	scripts/get-redismodule-h
+	$(MAKE) -j$(JOBS) all unit-tests asan-tests tsan-tests module
 	scripts/test-data
 	tests/run-all
 
@@ -259,6 +310,6 @@ distclean: clean
 	rm -rf models data .venv
 
 help:
-	@sed -n '2,12p' Makefile
+	@sed -n '2,13p' Makefile
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -754,3 +754,54 @@ void test_index_bad_input(void) {
     CHECK_EQ(sx_index_payload(ix, h[1].node), 8);
     sx_index_free(ix);
 }
+
+/* sx_index_add_level: the level given is the level the node gets; drawn
+ * levels follow P(level >= l) = M^-l; two indexes fed the same vectors with
+ * the same levels answer alike, though one drew and the other was told. */
+void test_index_add_level(void) {
+    sx_err err = {0};
+    sx_index_params p = sx_index_params_default(32);
+    sx_index *a = NULL, *b = NULL;
+    CHECK_EQ(sx_index_create(&p, &a, &err), 0);
+    p.seed = 7; /* b's own generator would draw other levels */
+    CHECK_EQ(sx_index_create(&p, &b, &err), 0);
+    float *x = tv_random(2100, 32, 3);
+    uint32_t na, nb;
+    CHECK_EQ(sx_index_add_level(a, x, 0, 16, &na, &err), SX_EINVAL);
+    CHECK_EQ(sx_index_add_level(a, x, 0, -2, &na, &err), SX_EINVAL);
+    int up = 0;
+    for (int i = 0; i < 2000; i++) {
+        int level = i == 10 ? 5 : sx_index_draw_level(a);
+        CHECK(level >= 0 && level <= 15);
+        up += level > 0;
+        CHECK_EQ(sx_index_add_level(a, x + (size_t)i * 32, (uint64_t)i, level, &na, &err), 0);
+        CHECK_EQ(sx_index_add_level(b, x + (size_t)i * 32, (uint64_t)i, level, &nb, &err), 0);
+        CHECK_EQ(na, nb);
+        CHECK_EQ(sx_index_node_level(a, na), level);
+        sx_index_publish(a, na);
+        sx_index_publish(b, nb);
+    }
+    CHECK(up > 2000 / 16 / 2 && up < 2000 / 16 * 2); /* about 1/M above level 0 */
+    CHECK_EQ(sx_index_node_level(a, 99999), -1);
+    sx_index_stats sa, sb;
+    sx_index_get_stats(a, &sa);
+    sx_index_get_stats(b, &sb);
+    CHECK_EQ(sa.max_level, 5);
+    CHECK_EQ(sb.max_level, 5);
+    CHECK_EQ(sa.bytes_graph, sb.bytes_graph);
+    for (int i = 2000; i < 2100; i++) {
+        sx_index_query q = {.k = 10, .ef = 16};
+        sx_index_hit ha[10], hb[10];
+        int ka, kb;
+        CHECK_EQ(sx_index_search(a, x + (size_t)i * 32, &q, ha, &ka, NULL, &err), 0);
+        CHECK_EQ(sx_index_search(b, x + (size_t)i * 32, &q, hb, &kb, NULL, &err), 0);
+        CHECK_EQ(ka, kb);
+        for (int j = 0; j < ka; j++) {
+            CHECK_EQ(ha[j].node, hb[j].node);
+            CHECK(ha[j].score == hb[j].score);
+        }
+    }
+    sx_index_free(a);
+    sx_index_free(b);
+    free(x);
+}

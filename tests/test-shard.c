@@ -770,4 +770,237 @@ void test_shard_search_with_docs(void) {
     for (int i = 0; i < n; i++) CHECK(hits[i].doc == NULL);
     free(x);
     sx_shard_free(s);
+/* sx_doc_encode / sx_doc_decode: a round trip, and every truncation, every
+ * single-byte change of the length fields and assorted garbage refused or
+ * decoded into fields that lie inside the buffer. */
+void test_shard_doc_codec(void) {
+    sx_doc d = {"2101.00001", "A title caf\xc3\xa9", "An abstract.", NULL, "2021-01-05", "cs.LG stat.ML"};
+    void *buf = NULL;
+    size_t len = 0;
+    sx_err err = {0};
+    CHECK_MSG(sx_doc_encode(&d, &buf, &len, &err) == 0, "%s", err.msg);
+    CHECK_EQ(len, 4 + 6 * 5 + strlen(d.id) + strlen(d.title) + strlen(d.abstract) +
+                      strlen(d.update_date) + strlen(d.categories));
+    sx_doc o;
+    CHECK_MSG(sx_doc_decode(buf, len, &o, &err) == 0, "%s", err.msg);
+    CHECK_STR(o.id, d.id);
+    CHECK_STR(o.title, d.title);
+    CHECK_STR(o.abstract, d.abstract);
+    CHECK_STR(o.authors, "");
+    CHECK_STR(o.update_date, d.update_date);
+    CHECK_STR(o.categories, d.categories);
+    CHECK((const char *)o.id > (const char *)buf && (const char *)o.categories < (const char *)buf + len);
+    /* every truncation (the length header then disagrees, or is fixed up) */
+    uint8_t *c = malloc(len);
+    for (size_t n = 0; n < len; n++) {
+        memcpy(c, buf, n);
+        CHECK(sx_doc_decode(c, n, &o, &err) == SX_ECORRUPT);
+        if (n >= 4) {
+            c[0] = (uint8_t)n, c[1] = (uint8_t)(n >> 8), c[2] = c[3] = 0;
+            CHECK(sx_doc_decode(c, n, &o, &err) == SX_ECORRUPT);
+        }
+    }
+    /* one trailing byte too many */
+    uint8_t *big = malloc(len + 1);
+    memcpy(big, buf, len);
+    big[len] = 0;
+    big[0] = (uint8_t)(len + 1);
+    CHECK(sx_doc_decode(big, len + 1, &o, &err) == SX_ECORRUPT);
+    /* each byte of the buffer changed: refused, or still well-formed */
+    for (size_t i = 0; i < len; i++) {
+        for (int v = 0; v < 256; v += 51) {
+            memcpy(c, buf, len);
+            c[i] = (uint8_t)(c[i] ^ (v | 1));
+            int rc = sx_doc_decode(c, len, &o, &err);
+            CHECK(rc == 0 || rc == SX_ECORRUPT);
+            if (rc == 0) {
+                const char *f[6] = {o.id, o.title, o.abstract, o.authors, o.update_date, o.categories};
+                for (int k = 0; k < 6; k++)
+                    CHECK((const char *)f[k] >= (const char *)c && f[k] + strlen(f[k]) < (const char *)c + len);
+            }
+        }
+    }
+    /* a NUL inside a field, invalid UTF-8, random garbage */
+    memcpy(c, buf, len);
+    c[4 + 4 + 2] = 0; /* inside the id */
+    CHECK(sx_doc_decode(c, len, &o, &err) == SX_ECORRUPT);
+    memcpy(c, buf, len);
+    c[4 + 4] = 0xff;
+    CHECK(sx_doc_decode(c, len, &o, &err) == SX_ECORRUPT);
+    CHECK(strstr(err.msg, "UTF-8") != NULL);
+    tv_rng r = {5};
+    for (int t = 0; t < 2000; t++) {
+        size_t n = (size_t)(tv_next(&r) % (len + 8));
+        uint8_t *g = malloc(n + 1);
+        for (size_t i = 0; i < n; i++) g[i] = (uint8_t)tv_next(&r);
+        if (n >= 4 && t % 2) g[0] = (uint8_t)n, g[1] = (uint8_t)(n >> 8), g[2] = g[3] = 0;
+        int rc = sx_doc_decode(g, n, &o, &err);
+        CHECK(rc == 0 || rc == SX_ECORRUPT);
+        free(g);
+    }
+    CHECK(sx_doc_decode(NULL, 0, &o, &err) == SX_ECORRUPT);
+    free(big);
+    free(c);
+    free(buf);
+}
+
+/* The stores' validation rules (sx_doc_check, sx_vector_check). */
+void test_shard_check_rules(void) {
+    sx_err err = {0};
+    sx_doc ok = {"2101.00001", "T", "", "", "", "cs.LG"};
+    CHECK_EQ(sx_doc_check(&ok, &err), 0);
+    sx_doc d = ok;
+    d.id = NULL;
+    CHECK_EQ(sx_doc_check(&d, &err), SX_EINVAL);
+    d.id = "";
+    CHECK_EQ(sx_doc_check(&d, &err), SX_EINVAL);
+    d.id = "a b";
+    CHECK_EQ(sx_doc_check(&d, &err), SX_EINVAL);
+    d.id = "0123456789012345678901234567890123456789012345678901234567890123"; /* 64 */
+    CHECK_EQ(sx_doc_check(&d, &err), SX_EINVAL);
+    d.id = "math/0101001";
+    CHECK_EQ(sx_doc_check(&d, &err), 0);
+    d.title = "";
+    CHECK_EQ(sx_doc_check(&d, &err), SX_EINVAL);
+    d.title = "bad \xc3";
+    CHECK_EQ(sx_doc_check(&d, &err), SX_EINVAL);
+    d = ok;
+    d.categories = "cs.LG aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    CHECK_EQ(sx_doc_check(&d, &err), SX_EINVAL);
+    float v[DIM] = {0};
+    CHECK_EQ(sx_vector_check(v, DIM, &err), SX_EINVAL); /* zero */
+    v[3] = 1;
+    CHECK_EQ(sx_vector_check(v, DIM, &err), 0);
+    v[3] = 1.01f;
+    CHECK_EQ(sx_vector_check(v, DIM, &err), SX_EINVAL);
+    v[3] = NAN;
+    CHECK_EQ(sx_vector_check(v, DIM, &err), SX_EINVAL);
+    v[3] = INFINITY;
+    CHECK_EQ(sx_vector_check(v, DIM, &err), SX_EINVAL);
+}
+
+typedef struct digest_acc {
+    uint64_t h;
+    size_t calls;
+} digest_acc;
+
+static void digest_add(void *ctx, const void *buf, size_t len) {
+    digest_acc *a = ctx;
+    const uint8_t *p = buf;
+    for (size_t i = 0; i < len; i++) a->h = (a->h ^ p[i]) * 1099511628211ull;
+    a->h = (a->h ^ len) * 1099511628211ull;
+    a->calls++;
+}
+
+static uint64_t digest_of(sx_shard *s, size_t *calls) {
+    digest_acc a = {1469598103934665603ull, 0};
+    CHECK_EQ(sx_shard_digest(s, digest_add, &a), 0);
+    if (calls) *calls = a.calls;
+    return a.h;
+}
+
+static int each_count(void *ctx, const sx_doc *d, const float *vec, int level) {
+    size_t *n = ctx;
+    if (!d->id[0] || level < 0 || level > 15 || fabsf(vec[0]) > 1) return -1;
+    (*n)++;
+    return 0;
+}
+
+/* Replication: a "replica" given the master's operations with the levels
+ * the master drew, and housekeeping at the points the master ran it, answers
+ * every search with the same ids and scores; the digest ignores the graph
+ * but sees any change of content. */
+void test_shard_replay_levels(void) {
+    sx_shard *m = new_shard(SX_STORAGE_SQ8), *r = new_shard(SX_STORAGE_SQ8);
+    size_t n = TV_ASAN ? 1500 : 3000;
+    float *x = tv_clustered(n + 50, DIM, 33, 0);
+    sx_err err = {0};
+    int maint = 0, hist[16] = {0};
+    for (size_t i = 0; i < n; i++) {
+        char id[64], cats[128], title[128];
+        sx_doc d;
+        make_doc(i, id, cats, title, &d);
+        int level = -1;
+        CHECK_MSG(sx_shard_upsert_ex(m, &d, x + i * DIM, &level, &err) == 0, "%s", err.msg);
+        CHECK(level >= 0 && level <= 15);
+        hist[level]++;
+        CHECK_EQ(sx_shard_upsert_ex(r, &d, x + i * DIM, &level, &err), 0);
+        if (i % 7 == 3) { /* delete an earlier paper */
+            char old[64];
+            snprintf(old, sizeof old, "2101.%05zu", i / 2);
+            int a = sx_shard_delete_ex(m, old, NULL), b = sx_shard_delete_ex(r, old, NULL);
+            CHECK_EQ(a, b);
+        }
+        CHECK_EQ(sx_shard_maintenance_due(m), sx_shard_maintenance_due(r));
+        if (sx_shard_maintenance_due(m)) {
+            CHECK_EQ(sx_shard_maintain(m, &err), 0);
+            CHECK_EQ(sx_shard_maintain(r, &err), 0);
+            CHECK_EQ(sx_shard_maintenance_due(m), 0);
+            maint++;
+        }
+    }
+    CHECK(maint >= 2); /* the SQ8 training and at least one vacuum */
+    CHECK(hist[0] > (int)n * 8 / 10 && hist[1] > 0);
+    struct sx_shard_stats sm, sr;
+    sx_shard_stats(m, &sm);
+    sx_shard_stats(r, &sr);
+    CHECK_EQ(sm.count, sr.count);
+    CHECK_EQ(sm.deleted, sr.deleted);
+    CHECK_EQ(sm.bytes_graph, sr.bytes_graph);
+    const char *cats[] = {"sel.10"};
+    for (size_t q = 0; q < 50; q++) {
+        sx_search_opts o = {.k = 10, .ef = 32};
+        if (q % 2) o.categories = cats, o.n_categories = 1;
+        sx_hit a[10], b[10];
+        int na, nb;
+        CHECK_EQ(sx_shard_search(m, x + (n + q) * DIM, &o, a, &na, NULL, &err), 0);
+        CHECK_EQ(sx_shard_search(r, x + (n + q) * DIM, &o, b, &nb, NULL, &err), 0);
+        CHECK_EQ(na, nb);
+        for (int i = 0; i < na; i++) {
+            CHECK_STR(a[i].id, b[i].id);
+            CHECK(a[i].score == b[i].score);
+        }
+    }
+    size_t calls = 0;
+    uint64_t dm = digest_of(m, &calls);
+    CHECK_EQ(calls, 3 * sm.count);
+    CHECK(dm == digest_of(r, NULL));
+    /* the same contents inserted in another order, through sx_shard_upsert:
+     * another graph, the same digest */
+    sx_shard *o = new_shard(SX_STORAGE_SQ8);
+    int seen = 0;
+    for (size_t i = n; i-- > 0;) {
+        char id[64], cats2[128], title[128];
+        sx_doc d;
+        make_doc(i, id, cats2, title, &d);
+        sx_doc *got = NULL;
+        if (sx_shard_get(m, id, &got, NULL) == 0) {
+            CHECK_EQ(sx_shard_upsert(o, &d, x + i * DIM, &err), 0);
+            seen++;
+            free(got);
+        }
+    }
+    CHECK_EQ(seen, sm.count);
+    CHECK(dm == digest_of(o, NULL));
+    /* a changed document or vector changes it */
+    char id[64], cats3[128], title[128];
+    sx_doc d;
+    make_doc(5, id, cats3, title, &d);
+    snprintf(id, sizeof id, "2101.%05zu", n - 1);
+    d.title = "another title";
+    CHECK_EQ(sx_shard_upsert(o, &d, x + (n - 1) * DIM, &err), 0);
+    CHECK(dm != digest_of(o, NULL));
+    /* sx_shard_each: every live paper once, with its level */
+    size_t total = 0;
+    CHECK_EQ(sx_shard_each(r, each_count, &total, &err), 0);
+    CHECK_EQ(total, sr.count);
+    /* explicit levels out of range are refused */
+    int bad = 16;
+    CHECK_EQ(sx_shard_upsert_ex(r, &d, x, &bad, &err), SX_EINVAL);
+    bad = -2;
+    CHECK_EQ(sx_shard_upsert_ex(r, &d, x, &bad, &err), SX_EINVAL);
+    sx_shard_free(o);
+    sx_shard_free(m);
+    sx_shard_free(r);
+    free(x);
 }

@@ -48,7 +48,6 @@ void sx_lines_progress(const sx_lines *in, uint64_t *consumed, uint64_t *total);
 void sx_lines_close(sx_lines *in);
 
 /* Limits of one record, enforced before anything is stored. */
-#define SX_ID_MAX_LEN 63
 #define SX_TITLE_MAX 4096
 #define SX_ABSTRACT_MAX 65536
 #define SX_AUTHORS_MAX 262144
@@ -74,8 +73,9 @@ int sx_record_from_cjson(const cJSON *obj, sx_record *r, sx_err *err);
 /* Parses one JSON line (len bytes) and validates it as above. */
 int sx_record_parse(const char *json, size_t len, sx_record *r, sx_err *err);
 
-/* Checks a paper id: 1..SX_ID_MAX_LEN bytes of letters, digits, . / - _.
- * Returns 0 or SX_EINVAL. */
+/* Checks a paper id: 1..SX_ID_MAX_LEN bytes of letters, digits, . / - _
+ * (sx_doc_check_id of shard.h, the one place of the rule). Returns 0 or
+ * SX_EINVAL. */
 int sx_record_check_id(const char *id, sx_err *err);
 
 /* Frees what r owns and zeroes it. */

@@ -32,20 +32,9 @@ static int check_text(const char *field, const char *s, size_t max, sx_err *err)
     return 0;
 }
 
-static int is_id_char(int c) { return isalnum(c) || c == '.' || c == '/' || c == '-' || c == '_'; }
 static int is_cat_char(int c) { return isalnum(c) || c == '.' || c == '-' || c == '_'; }
 
-int sx_record_check_id(const char *id, sx_err *err) {
-    size_t len = strlen(id);
-    if (len == 0) return sx_err_set(err, SX_EINVAL, "'id' must not be empty");
-    if (len > SX_ID_MAX_LEN)
-        return sx_err_set(err, SX_EINVAL, "'id' is %zu bytes long; the limit is %d", len, SX_ID_MAX_LEN);
-    for (size_t i = 0; i < len; i++)
-        if (!is_id_char((unsigned char)id[i]))
-            return sx_err_set(err, SX_EINVAL,
-                              "'id' may contain only letters, digits and . / - _ (byte %zu)", i);
-    return 0;
-}
+int sx_record_check_id(const char *id, sx_err *err) { return sx_doc_check_id(id, err); }
 
 static int check_date(const char *s, sx_err *err) {
     int ok = strlen(s) == 10 && s[4] == '-' && s[7] == '-';

@@ -1177,7 +1177,16 @@ static int vec_finite(const float *v, int dim) {
     return 1;
 }
 
+int sx_index_draw_level(sx_index *ix) { return random_level(ix); }
+
 int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *node_out, sx_err *err) {
+    return sx_index_add_level(ix, vec, payload, -1, node_out, err);
+}
+
+int sx_index_add_level(sx_index *ix, const float *vec, uint64_t payload, int level,
+                       uint32_t *node_out, sx_err *err) {
+    if (level < -1 || level > MAX_LEVEL)
+        return sx_err_set(err, SX_EINVAL, "index: level %d not in 0..%d", level, MAX_LEVEL);
     if (!vec_finite(vec, ix->p.dim))
         return sx_err_set(err, SX_EINVAL, "index: vector has a NaN or infinite component");
     pthread_rwlock_rdlock(&ix->wlock);
@@ -1187,7 +1196,7 @@ int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *nod
     pthread_mutex_unlock(&ix->alloc_lock);
     uint32_t node = NONE;
     float *f = NULL;
-    int level = random_level(ix);
+    if (level < 0) level = random_level(ix);
     _Atomic uint32_t *up = NULL;
     if (rc == 0 && ix->sq8) f = sx_index_malloc((size_t)ix->p.dim * sizeof(float));
     if (rc == 0 && level) up = sx_index_calloc((size_t)level * (size_t)(1 + ix->p.M), sizeof(uint32_t));
@@ -1575,17 +1584,30 @@ static int needs_rerank(sx_index *ix) {
            atomic_load(&ix->rank_low) < RANK_LOW_LIMIT;
 }
 
+/* 1 when the SQ8 ranges should be learnt now. */
+static int train_due(sx_index *ix) {
+    long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
+    return ix->sq8 && !ix->trained && live >= ix->p.train_size;
+}
+
+/* 1 when deleted nodes should be vacuumed now: 5% deleted (at least 64), or
+ * half of a small index (a small index whose nodes are mostly deleted would
+ * otherwise link new nodes to almost nothing). */
+static int vacuum_due(sx_index *ix) {
+    long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
+    long del = atomic_load(&ix->n_deleted);
+    return del > 0 && ((del >= 64 && del * 20 >= live + del) || del >= live);
+}
+
+int sx_index_maintenance_due(sx_index *ix) {
+    return train_due(ix) || vacuum_due(ix) || needs_rerank(ix);
+}
+
 int sx_index_maintain(sx_index *ix, sx_err *err) {
     int rc = 0, expected = 0;
     while (rc == 0 && atomic_compare_exchange_strong(&ix->maintaining, &expected, 1)) {
-        long live = atomic_load(&ix->n_live) + atomic_load(&ix->n_pending);
-        if (ix->sq8 && !ix->trained && live >= ix->p.train_size) rc = train_now(ix, err);
-        long del = atomic_load(&ix->n_deleted);
-        /* 5% deleted (at least 64), or half of a small index: a small index
-         * whose nodes are mostly deleted would otherwise link new nodes to
-         * almost nothing */
-        if (rc == 0 && del > 0 && ((del >= 64 && del * 20 >= live + del) || del >= live))
-            rc = sx_index_vacuum(ix, err);
+        if (train_due(ix)) rc = train_now(ix, err);
+        if (rc == 0 && vacuum_due(ix)) rc = sx_index_vacuum(ix, err);
         if (rc == 0 && needs_rerank(ix)) {
             pthread_rwlock_rdlock(&ix->wlock);
             sctx *c = sctx_get(ix);
@@ -1771,6 +1793,11 @@ int sx_index_get_vector(sx_index *ix, uint32_t node, float *out, sx_err *err) {
 uint64_t sx_index_payload(sx_index *ix, uint32_t node) {
     if (node >= atomic_load(&ix->n_slots)) return 0;
     return ch(ix, node)->payload[off(node)];
+}
+
+int sx_index_node_level(sx_index *ix, uint32_t node) {
+    if (node >= atomic_load(&ix->n_slots) || (flags_of(ix, node) & F_FREE)) return -1;
+    return ch(ix, node)->level[off(node)];
 }
 
 void sx_index_set_payload(sx_index *ix, uint32_t node, uint64_t payload) {

@@ -168,6 +168,21 @@ void sx_index_free(sx_index *ix);
 int sx_index_add(sx_index *ix, const float *vec, uint64_t payload, uint32_t *node_out,
                  sx_err *err);
 
+/* sx_index_add with the node's level chosen by the caller: level -1 draws
+ * it as sx_index_add does, 0..15 uses it as given (SX_EINVAL otherwise).
+ * Two indexes given the same operations with the same levels, one thread
+ * writing, build the same graph: a Redis replica applies its master's
+ * inserts so. An explicit level leaves the level generator untouched. */
+int sx_index_add_level(sx_index *ix, const float *vec, uint64_t payload, int level,
+                       uint32_t *node_out, sx_err *err);
+
+/* Draws the level of a future node (0..15, P(level >= l) = M^-l) from the
+ * index's seeded generator, advancing it as an sx_index_add would. */
+int sx_index_draw_level(sx_index *ix);
+
+/* The level of a node (its top layer), or -1 for a free or unused slot. */
+int sx_index_node_level(sx_index *ix, uint32_t node);
+
 /* For an index loaded in place from a mapped snapshot (sx_index_load with
  * a mapped source): read its fp32 vectors with pread(fd) instead of through
  * the mapping, base being the mapping's address of file offset 0, so that
@@ -197,6 +212,12 @@ int sx_index_vacuum(sx_index *ix, sx_err *err);
  * the running one catches up with what they left). Call it holding no lock
  * of your own. */
 int sx_index_maintain(sx_index *ix, sx_err *err);
+
+/* 1 when sx_index_maintain has something to do now (SQ8 training, a vacuum
+ * or a fresh ranking is due), else 0. A few atomic loads: cheap enough to
+ * ask after every write. Depends only on the index's counts and ranks, never
+ * on timing. */
+int sx_index_maintenance_due(sx_index *ix);
 
 /* One search. allow (optional) is a bitmap over node slots: bit i set means
  * node i may be returned; slots at or beyond allow_bits are excluded. */

@@ -45,6 +45,7 @@
 #include "../text/text.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -112,25 +113,35 @@ static void doc_fields(const sx_doc *d, const char *f[NF]) {
     f[5] = field_or_empty(d->categories);
 }
 
-/* Builds the record of d (heap); *len_out its length. */
-static uint8_t *rec_build(const sx_doc *d, size_t *len_out) {
+/* The length of d's record (0 when it would not fit a u32 length). */
+static size_t rec_size(const sx_doc *d) {
     const char *f[NF];
-    size_t len[NF], total = 4;
+    size_t total = 4;
     doc_fields(d, f);
-    for (int i = 0; i < NF; i++) {
-        len[i] = strlen(f[i]);
-        total += 4 + len[i] + 1;
-    }
-    if (total > UINT32_MAX) return NULL;
-    uint8_t *r = sx_index_malloc(total);
-    if (!r) return NULL;
+    for (int i = 0; i < NF; i++) total += 4 + strlen(f[i]) + 1;
+    return total > UINT32_MAX ? 0 : total;
+}
+
+/* Writes d's record, rec_size(d) bytes, to r. */
+static void rec_write(const sx_doc *d, uint8_t *r, size_t total) {
+    const char *f[NF];
+    doc_fields(d, f);
     wr32(r, (uint32_t)total);
     size_t pos = 4;
     for (int i = 0; i < NF; i++) {
-        wr32(r + pos, (uint32_t)len[i]);
-        memcpy(r + pos + 4, f[i], len[i] + 1);
-        pos += 4 + len[i] + 1;
+        size_t len = strlen(f[i]);
+        wr32(r + pos, (uint32_t)len);
+        memcpy(r + pos + 4, f[i], len + 1);
+        pos += 4 + len + 1;
     }
+}
+
+/* Builds the record of d (index allocator); *len_out its length. */
+static uint8_t *rec_build(const sx_doc *d, size_t *len_out) {
+    size_t total = rec_size(d);
+    uint8_t *r = total ? sx_index_malloc(total) : NULL;
+    if (!r) return NULL;
+    rec_write(d, r, total);
     *len_out = total;
     return r;
 }
@@ -211,6 +222,87 @@ static int check_doc(const sx_doc *d, sx_err *err) {
         c += n;
         c += strspn(c, " \t");
     }
+    return 0;
+}
+
+/* 1 for the bytes an id may hold: ASCII letters, digits and . / - _. */
+static int is_id_char(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '/' || c == '-' || c == '_';
+}
+
+int sx_doc_check_id(const char *id, sx_err *err) {
+    size_t len = strlen(id);
+    if (len == 0) return sx_err_set(err, SX_EINVAL, "'id' must not be empty");
+    if (len > SX_ID_MAX_LEN)
+        return sx_err_set(err, SX_EINVAL, "'id' is %zu bytes long; the limit is %d", len, SX_ID_MAX_LEN);
+    for (size_t i = 0; i < len; i++)
+        if (!is_id_char((unsigned char)id[i]))
+            return sx_err_set(err, SX_EINVAL,
+                              "'id' may contain only letters, digits and . / - _ (byte %zu)", i);
+    return 0;
+}
+
+int sx_doc_check(const sx_doc *d, sx_err *err) {
+    if (!d) return sx_err_set(err, SX_EINVAL, "no document");
+    int rc = d->id ? sx_doc_check_id(d->id, err) : sx_err_set(err, SX_EINVAL, "'id' is missing");
+    if (rc == 0 && (!d->title || !d->title[0]))
+        rc = sx_err_set(err, SX_EINVAL, "'title' is missing or empty");
+    return rc < 0 ? rc : check_doc(d, err);
+}
+
+int sx_vector_check(const float *v, int dim, sx_err *err) {
+    double norm = 0;
+    if (!v) return sx_err_set(err, SX_EINVAL, "no vector");
+    for (int i = 0; i < dim; i++) {
+        if (!isfinite(v[i])) return sx_err_set(err, SX_EINVAL, "vector has a non-finite value at %d", i);
+        norm += (double)v[i] * v[i];
+    }
+    if (fabs(sqrt(norm) - 1.0) > 1e-3)
+        return sx_err_set(err, SX_EINVAL, "vector is not L2-normalised (norm %.4f)", sqrt(norm));
+    return 0;
+}
+
+int sx_doc_encode(const sx_doc *d, void **out, size_t *len, sx_err *err) {
+    *out = NULL;
+    *len = 0;
+    if (!d) return sx_err_set(err, SX_EINVAL, "encode: no document");
+    size_t total = rec_size(d);
+    if (!total) return sx_err_set(err, SX_EINVAL, "encode: document longer than 4 GiB");
+    uint8_t *r = malloc(total);
+    if (!r) return sx_err_set(err, SX_ENOMEM, "encode: out of memory");
+    rec_write(d, r, total);
+    *out = r;
+    *len = total;
+    return 0;
+}
+
+int sx_doc_decode(const void *buf, size_t len, sx_doc *out, sx_err *err) {
+    static const char *names[NF] = {"id", "title", "abstract", "authors", "update_date", "categories"};
+    const uint8_t *r = buf;
+    memset(out, 0, sizeof *out);
+    if (!buf || len < 4 + NF * 5)
+        return sx_err_set(err, SX_ECORRUPT, "document: %zu bytes, a record has at least %d", len, 4 + NF * 5);
+    if (rd32(r) != len)
+        return sx_err_set(err, SX_ECORRUPT, "document: header says %u bytes, got %zu", rd32(r), len);
+    const char *f[NF];
+    size_t pos = 4;
+    for (int i = 0; i < NF; i++) {
+        if (len - pos < 5)
+            return sx_err_set(err, SX_ECORRUPT, "document: truncated before field %s (byte %zu)", names[i], pos);
+        uint32_t n = rd32(r + pos);
+        if (n > len - pos - 5 || r[pos + 4 + n] != 0)
+            return sx_err_set(err, SX_ECORRUPT, "document: field %s (%u bytes at byte %zu) out of bounds",
+                              names[i], n, pos);
+        f[i] = (const char *)r + pos + 4;
+        if (memchr(f[i], 0, n))
+            return sx_err_set(err, SX_ECORRUPT, "document: field %s holds a NUL byte", names[i]);
+        if (sx_utf8_check(f[i], n, NULL) != 0)
+            return sx_err_set(err, SX_ECORRUPT, "document: field %s is not valid UTF-8", names[i]);
+        pos += 4 + (size_t)n + 1;
+    }
+    if (pos != len) return sx_err_set(err, SX_ECORRUPT, "document: %zu bytes after the last field", len - pos);
+    *out = (sx_doc){f[0], f[1], f[2], f[3], f[4], f[5]};
     return 0;
 }
 
@@ -414,16 +506,22 @@ void sx_shard_free(sx_shard *s) {
 
 /* ---- writes ---- */
 
-int sx_shard_upsert(sx_shard *s, const sx_doc *doc, const float *vec, sx_err *err) {
+/* Adds or replaces a paper with its node at *level (-1: drawn; OUT: the
+ * level used), then runs the index housekeeping when maintain is set. */
+static int upsert(sx_shard *s, const sx_doc *doc, const float *vec, int *level, int maintain,
+                  sx_err *err) {
     int rc = check_doc(doc, err);
     if (rc < 0) return rc;
     if (!vec) return sx_err_set(err, SX_EINVAL, "no vector for '%s'", doc->id);
+    if (*level < -1 || *level > 15)
+        return sx_err_set(err, SX_EINVAL, "level %d of '%s' not in 0..15", *level, doc->id);
     size_t len;
     uint8_t *rec = rec_build(doc, &len);
     if (!rec) return sx_err_set(err, SX_ENOMEM, "shard: out of memory for '%s'", doc->id);
     pthread_rwlock_rdlock(&s->save_lock);
     uint32_t node;
-    rc = sx_index_add(s->ix, vec, (uint64_t)(uintptr_t)rec, &node, err);
+    int lv = *level >= 0 ? *level : sx_index_draw_level(s->ix);
+    rc = sx_index_add_level(s->ix, vec, (uint64_t)(uintptr_t)rec, lv, &node, err);
     if (rc < 0) {
         pthread_rwlock_unlock(&s->save_lock);
         sx_index_free_mem(rec);
@@ -453,12 +551,23 @@ int sx_shard_upsert(sx_shard *s, const sx_doc *doc, const float *vec, sx_err *er
     mark_node(s, node, 1);
     sx_index_publish(s->ix, node);
     pthread_rwlock_unlock(&s->map_lock);
-    sx_index_maintain(s->ix, NULL);
+    if (maintain) sx_index_maintain(s->ix, NULL);
     pthread_rwlock_unlock(&s->save_lock);
+    *level = lv;
     return 0;
 }
 
-int sx_shard_delete(sx_shard *s, const char *id, sx_err *err) {
+int sx_shard_upsert(sx_shard *s, const sx_doc *doc, const float *vec, sx_err *err) {
+    int level = -1;
+    return upsert(s, doc, vec, &level, 1, err);
+}
+
+int sx_shard_upsert_ex(sx_shard *s, const sx_doc *doc, const float *vec, int *level, sx_err *err) {
+    return upsert(s, doc, vec, level, 0, err);
+}
+
+/* Deletes the paper id, then runs the housekeeping when maintain is set. */
+static int delete(sx_shard *s, const char *id, int maintain, sx_err *err) {
     if (!id || !*id) return sx_err_set(err, SX_EINVAL, "delete: no id");
     uint64_t h = hash_id(id);
     pthread_rwlock_rdlock(&s->save_lock);
@@ -476,9 +585,22 @@ int sx_shard_delete(sx_shard *s, const char *id, sx_err *err) {
     mark_node(s, node, 0);
     sx_index_delete(s->ix, node, NULL);
     pthread_rwlock_unlock(&s->map_lock);
-    sx_index_maintain(s->ix, NULL);
+    if (maintain) sx_index_maintain(s->ix, NULL);
     pthread_rwlock_unlock(&s->save_lock);
     return 0;
+}
+
+int sx_shard_delete(sx_shard *s, const char *id, sx_err *err) { return delete(s, id, 1, err); }
+
+int sx_shard_delete_ex(sx_shard *s, const char *id, sx_err *err) { return delete(s, id, 0, err); }
+
+int sx_shard_maintenance_due(sx_shard *s) { return sx_index_maintenance_due(s->ix); }
+
+int sx_shard_maintain(sx_shard *s, sx_err *err) {
+    pthread_rwlock_rdlock(&s->save_lock);
+    int rc = sx_index_maintain(s->ix, err);
+    pthread_rwlock_unlock(&s->save_lock);
+    return rc;
 }
 
 /* ---- reads ---- */
@@ -658,6 +780,82 @@ int sx_shard_stats(sx_shard *s, struct sx_shard_stats *out) {
     out->levels = is.max_level + 1;
     memcpy(out->nodes_per_level, is.nodes_per_level, sizeof out->nodes_per_level);
     return 0;
+}
+
+/* ---- canonical walks ---- */
+
+/* A live paper for the digest: its id and node. */
+typedef struct id_node {
+    const char *id;
+    uint32_t node;
+} id_node;
+
+/* qsort order of id_node: by id, bytewise. */
+static int id_node_cmp(const void *a, const void *b) {
+    return strcmp(((const id_node *)a)->id, ((const id_node *)b)->id);
+}
+
+int sx_shard_digest(sx_shard *s, void (*add)(void *ctx, const void *buf, size_t len), void *ctx) {
+    pthread_rwlock_rdlock(&s->map_lock);
+    size_t n = 0;
+    id_node *a = sx_index_malloc((s->used ? s->used : 1) * sizeof *a);
+    float *v = sx_index_malloc((size_t)s->p.dim * sizeof *v);
+    uint8_t *le = sx_index_malloc((size_t)s->p.dim * 4);
+    int rc = a && v && le ? 0 : SX_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < s->cap; i++) {
+        uint32_t node = s->nodes[i];
+        if (node == EMPTY || node == TOMB) continue;
+        const char *z;
+        if (node_field(s, node, rec_of(s, node), 0, &z, NULL) < 0) rc = SX_ECORRUPT;
+        else a[n++] = (id_node){z, node};
+    }
+    if (rc == 0) qsort(a, n, sizeof *a, id_node_cmp);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint32_t node = a[i].node;
+        const uint8_t *r = rec_of(s, node);
+        add(ctx, a[i].id, strlen(a[i].id));
+        rc = sx_index_get_vector(s->ix, node, v, NULL);
+        for (int j = 0; rc == 0 && j < s->p.dim; j++) {
+            uint32_t u;
+            memcpy(&u, &v[j], 4);
+            wr32(le + 4 * j, u);
+        }
+        if (rc == 0) add(ctx, le, (size_t)s->p.dim * 4);
+        if (rc == 0) add(ctx, r, rec_bound(s, node, r));
+    }
+    pthread_rwlock_unlock(&s->map_lock);
+    sx_index_free_mem(a);
+    sx_index_free_mem(v);
+    sx_index_free_mem(le);
+    return rc;
+}
+
+int sx_shard_each(sx_shard *s, int (*fn)(void *ctx, const sx_doc *d, const float *vec, int level),
+                  void *ctx, sx_err *err) {
+    float *v = sx_index_malloc((size_t)s->p.dim * sizeof *v);
+    if (!v) return sx_err_set(err, SX_ENOMEM, "shard: out of memory");
+    pthread_rwlock_rdlock(&s->save_lock);
+    pthread_rwlock_rdlock(&s->map_lock);
+    uint32_t n = sx_index_slots(s->ix);
+    int rc = 0;
+    for (uint32_t node = 0; rc == 0 && node < n; node++) {
+        const uint8_t *r = rec_of(s, node);
+        if (!r || !sx_index_is_live(s->ix, node)) continue;
+        const char *f[NF];
+        for (int i = 0; i < NF && rc == 0; i++)
+            if (node_field(s, node, r, i, &f[i], NULL) < 0)
+                rc = sx_err_set(err, SX_ECORRUPT, "shard: record of node %u is corrupt", node);
+        /* a live node whose id maps elsewhere is an old version in flight */
+        size_t at = rc == 0 ? map_find(s, f[0], hash_id(f[0])) : SIZE_MAX;
+        if (rc < 0 || at == SIZE_MAX || s->nodes[at] != node) continue;
+        sx_doc d = {f[0], f[1], f[2], f[3], f[4], f[5]};
+        rc = sx_index_get_vector(s->ix, node, v, err);
+        if (rc == 0) rc = fn(ctx, &d, v, sx_index_node_level(s->ix, node));
+    }
+    pthread_rwlock_unlock(&s->map_lock);
+    pthread_rwlock_unlock(&s->save_lock);
+    sx_index_free_mem(v);
+    return rc;
 }
 
 /* ---- save ---- */

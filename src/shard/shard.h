@@ -44,10 +44,48 @@ sx_shard_params sx_shard_params_default(void);
 
 /* A paper. All strings UTF-8 and NUL-terminated; NULL or "" when absent. */
 typedef struct sx_doc {
-    const char *id; /* arXiv id, 1..63 bytes (longer: SX_EINVAL) */
+    const char *id; /* arXiv id, 1..SX_ID_MAX_LEN bytes (longer: SX_EINVAL) */
     const char *title, *abstract, *authors, *update_date;
     const char *categories; /* space-separated codes, e.g. "cs.LG stat.ML" */
 } sx_doc;
+
+/* Longest paper id, in bytes. */
+#define SX_ID_MAX_LEN 63
+
+/* ---- the document codec ----
+ * The one byte form of a paper, used by the shard's memory and snapshots
+ * and on the wire between the gateway and the Redis module:
+ *
+ *     u32 total length (the record's, these 4 bytes included); then six
+ *     fields, id, title, abstract, authors, update_date, categories, each
+ *     u32 length + the bytes + one NUL
+ *
+ * all integers little-endian. */
+
+/* Encodes d (NULL fields as "") into *out (OUT, malloc'd, freed with
+ * free()), *len (OUT) bytes. SX_EINVAL beyond 4 GiB, SX_ENOMEM. */
+int sx_doc_encode(const sx_doc *d, void **out, size_t *len, sx_err *err);
+
+/* Decodes a record of exactly len bytes into *out (OUT), whose fields point
+ * into buf (valid while buf is). Checks everything, as buf may come from the
+ * network: the length header, every field in bounds and NUL-terminated, no
+ * NUL inside a field, UTF-8, nothing after the last field. SX_ECORRUPT with
+ * a message naming the field otherwise. */
+int sx_doc_decode(const void *buf, size_t len, sx_doc *out, sx_err *err);
+
+/* ---- validation: what a store or a Redis-hosted shard accepts ---- */
+
+/* A paper id: 1..SX_ID_MAX_LEN bytes of ASCII letters, digits, . / - _.
+ * Returns 0 or SX_EINVAL. */
+int sx_doc_check_id(const char *id, sx_err *err);
+
+/* A paper as the stores accept it: a valid id, a non-empty title, every
+ * field UTF-8, category codes of at most 63 bytes. 0 or SX_EINVAL. */
+int sx_doc_check(const sx_doc *d, sx_err *err);
+
+/* A vector as the stores accept it: dim finite floats of L2 norm 1 within
+ * 1e-3. 0 or SX_EINVAL. */
+int sx_vector_check(const float *v, int dim, sx_err *err);
 
 typedef struct sx_hit {
     float score; /* cosine, higher is better */
@@ -118,6 +156,26 @@ int sx_shard_upsert(sx_shard *s, const sx_doc *doc, const float *vec, sx_err *er
 /* Deletes a paper. SX_ENOTFOUND when the id is unknown. */
 int sx_shard_delete(sx_shard *s, const char *id, sx_err *err);
 
+/* sx_shard_upsert for replication: *level (IN/OUT) is the HNSW level of the
+ * paper's node, -1 to draw it (then OUT: the level drawn), 0..15 to use it.
+ * No housekeeping runs inside (see sx_shard_maintain): a master and a
+ * replica that apply the same upserts and deletes with the same levels, and
+ * maintain at the same points, build the same graph. */
+int sx_shard_upsert_ex(sx_shard *s, const sx_doc *doc, const float *vec, int *level, sx_err *err);
+
+/* sx_shard_delete without the housekeeping. */
+int sx_shard_delete_ex(sx_shard *s, const char *id, sx_err *err);
+
+/* 1 when sx_shard_maintain has work to do (SQ8 training, vacuum, ranking),
+ * else 0. Cheap; depends on the shard's contents only, never on timing. */
+int sx_shard_maintenance_due(sx_shard *s);
+
+/* The housekeeping sx_shard_upsert and sx_shard_delete run after each
+ * change: learns the SQ8 ranges once enough vectors exist, vacuums deleted
+ * nodes, ranks the graph afresh when needed (sx_index_maintain). Returns 0
+ * or a negative code. */
+int sx_shard_maintain(sx_shard *s, sx_err *err);
+
 /* A malloc'd copy of a paper (one block, strings inside it), freed with
  * free(). SX_ENOTFOUND when absent. */
 int sx_shard_get(sx_shard *s, const char *id, sx_doc **out, sx_err *err);
@@ -139,6 +197,19 @@ int sx_shard_stats(sx_shard *s, struct sx_shard_stats *out);
 
 /* The parameters of the shard. */
 sx_shard_params sx_shard_get_params(sx_shard *s);
+
+/* Feeds add(ctx, ...) the shard's contents in a canonical order: for each
+ * live paper, sorted by id, its id, its fp32 vector (dim little-endian
+ * floats) and its document record. Links, levels and slots are left out, so
+ * equal contents give equal digests however the graph was built. Upserts
+ * wait meanwhile. 0, SX_ENOMEM or SX_ECORRUPT. */
+int sx_shard_digest(sx_shard *s, void (*add)(void *ctx, const void *buf, size_t len), void *ctx);
+
+/* Calls fn(ctx, doc, vec, level) for each live paper in node order, with its
+ * document, fp32 vector (dim floats) and node level; stops at the first
+ * negative return of fn and returns it. Upserts and deletes wait meanwhile. */
+int sx_shard_each(sx_shard *s, int (*fn)(void *ctx, const sx_doc *d, const float *vec, int level),
+                  void *ctx, sx_err *err);
 
 /* Writes a snapshot: versioned, CRC-32C checksummed sections, explicit
  * little-endian, arrays 64-byte aligned (see section.c). Upserts and

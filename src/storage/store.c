@@ -331,24 +331,12 @@ static int replay_record(void *ctx, const void *payload, size_t len, sx_err *err
 
 /* ---- validation ---------------------------------------------------------- */
 
-static int check_vector(const float *v, int dim, sx_err *err) {
-    double norm = 0;
-    for (int i = 0; i < dim; i++) {
-        if (!isfinite(v[i])) return sx_err_set(err, SX_EINVAL, "vector has a non-finite value at %d", i);
-        norm += (double)v[i] * v[i];
-    }
-    if (fabs(sqrt(norm) - 1.0) > 1e-3)
-        return sx_err_set(err, SX_EINVAL, "vector is not L2-normalised (norm %.4f)", sqrt(norm));
-    return 0;
-}
-
+/* The rules are the shard's (sx_doc_check, sx_vector_check), so that a
+ * shard hosted in Redis refuses exactly what this store refuses. */
 static int check_batch(const sx_store *st, int n, const sx_doc *docs, const float *vecs, sx_err *err) {
     for (int i = 0; i < n; i++) {
-        int rc = docs[i].id ? sx_record_check_id(docs[i].id, err)
-                            : sx_err_set(err, SX_EINVAL, "'id' is missing");
-        if (rc == 0 && (!docs[i].title || !docs[i].title[0]))
-            rc = sx_err_set(err, SX_EINVAL, "'title' is missing or empty");
-        if (rc == 0) rc = check_vector(vecs + (size_t)i * (size_t)st->params.dim, st->params.dim, err);
+        int rc = sx_doc_check(&docs[i], err);
+        if (rc == 0) rc = sx_vector_check(vecs + (size_t)i * (size_t)st->params.dim, st->params.dim, err);
         if (rc < 0) return sx_err_prefix(err, "paper %d (%s)", i, docs[i].id ? docs[i].id : "no id");
     }
     return 0;
