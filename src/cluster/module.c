@@ -545,7 +545,11 @@ static int cmd_get(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (open_key(ctx, argv[1], REDISMODULE_READ, &key, &k) < 0) goto out;
     const char *id = RedisModule_StringPtrLen(argv[2], NULL);
     sx_doc *d = NULL;
-    if (!k || sx_shard_get(k->shard, id, &d, NULL) < 0) {
+    if (!k) {
+        reply_err(ctx, "no such key");
+        goto out;
+    }
+    if (sx_shard_get(k->shard, id, &d, NULL) < 0) {
         RedisModule_ReplyWithNull(ctx);
         goto out;
     }
@@ -651,30 +655,25 @@ static void job_free(job *j) {
     RedisModule_Free(j);
 }
 
-/* Runs a search job (any thread): the hits, then their documents. A hit
- * deleted between the two is dropped. */
+/* Runs a search job (any thread). The hits carry their documents (copied
+ * by the shard while the search holds the nodes), encoded here for the
+ * reply. */
 static void job_run(job *j) {
     unsigned long long t0 = now_usec();
     sx_shard *s = j->key->shard;
+    j->o.with_docs = j->withdocs;
     j->rc = sx_shard_search(s, j->q, &j->o, j->hits, &j->n_hits, NULL, &j->err);
     if (j->rc == 0 && j->withdocs) {
         j->docs = RedisModule_Calloc((size_t)j->n_hits + 1, sizeof *j->docs);
         j->doc_lens = RedisModule_Calloc((size_t)j->n_hits + 1, sizeof *j->doc_lens);
-        int m = 0;
-        for (int i = 0; i < j->n_hits; i++) {
-            sx_doc *d = NULL;
-            if (sx_shard_get(s, j->hits[i].id, &d, NULL) < 0) continue;
-            void *enc = NULL;
-            size_t len = 0;
-            if (sx_doc_encode(d, &enc, &len, NULL) == 0) {
-                j->hits[m] = j->hits[i];
-                j->docs[m] = enc;
-                j->doc_lens[m++] = len;
-            }
-            free(d);
+        for (int i = 0; i < j->n_hits && j->rc == 0; i++)
+            j->rc = sx_doc_encode(j->hits[i].doc, &j->docs[i], &j->doc_lens[i], &j->err);
+        if (j->rc < 0) {
+            for (int i = 0; i < j->n_hits; i++) free(j->docs[i]);
+            memset(j->docs, 0, (size_t)j->n_hits * sizeof *j->docs);
         }
-        j->n_hits = m;
     }
+    sx_hits_release(j->hits, j->n_hits);
     unsigned long long us = now_usec() - t0;
     atomic_fetch_add(&j->key->searches, 1);
     atomic_fetch_add(&j->key->search_usec, us);
@@ -803,9 +802,9 @@ static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             reply_err(ctx, "vector has a non-finite value at %d", i);
             goto out;
         }
-    if (!k) {
+    if (!k) { /* an error, not an empty result: see the gateway's exec_reads */
         RedisModule_Free(q);
-        RedisModule_ReplyWithArray(ctx, 0);
+        reply_err(ctx, "no such key");
         goto out;
     }
     j = RedisModule_Calloc(1, sizeof *j);
