@@ -51,8 +51,9 @@
  * Writes run on the main thread. An insert costs a search with
  * ef_construction plus the linking, about 0.3 ms in a 20K-paper shard on
  * the 2-core test machine, so a 500-paper UPSERT stalls the event loop for
- * about 150 ms (measured: 60 ms into an empty shard, up to 270 ms at 20K),
- * a 100-paper one for 30 ms: the gateway should send batches of about 100
+ * about 140 ms (measured: 30 ms into an empty shard, 137 ms median and
+ * 194 ms at most up to 20K), a 100-paper one for 30 ms: the gateway should
+ * send batches of about 100
  * papers per key, and INFO semdex reports the longest write
  * (write_usec_max). Cutting a batch into slices across event-loop
  * iterations was rejected: the batch would no longer be one unit for
@@ -75,7 +76,7 @@
  * housekeeping only at those markers. Training costs one pass over 1024
  * vectors (3 ms measured); a vacuum, due when 5% of the nodes are deleted,
  * repairs every list that points at them, on the event loop of master and
- * replica alike: 250 ms for 1,000 deleted nodes in a 20K shard (about
+ * replica alike: 255 ms for 1,000 deleted nodes in a 20K shard (about
  * 0.25 ms per deleted node), the longest stall the module causes, and the
  * reason shard keys should stay small (tens of thousands of papers).
  * Rejected: a vacuum on a background thread (inserts running meanwhile
