@@ -54,8 +54,11 @@ else
 SIMD_NEON :=
 endif
 
-LIB_DIRS := common text model index shard corpus storage server
-LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
+LIB_DIRS := common text model index shard corpus storage server cluster
+# src/cluster/module.c is the Redis module (semdex.so), built on its own: it
+# must not be linked into build/semdex or the unit tests.
+MODULE_SRC := src/cluster/module.c
+LIB_SRC  := $(filter-out $(MODULE_SRC),$(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c)))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
 

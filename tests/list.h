@@ -82,3 +82,9 @@ TEST(ratelimit_token_bucket)
 TEST(metrics_render)
 TEST(batcher_concurrent_then_callbacks)
 TEST(encoder_parallel_concurrent_calls)
+
+/* cluster (Redis Cluster client) */
+TEST(cluster_key_slot)
+TEST(cluster_parse_addr)
+TEST(cluster_classify_replies)
+TEST(cluster_parse_slots)
