@@ -129,7 +129,13 @@ $(BUILD)/tests/run: $(TEST_OBJ) $(LIB_OBJ)
 	@$(if $(Q),echo '  LD      $@')
 	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
-unit-tests: $(BUILD)/tests/run $(BUILD)/semdex
+# rc-tool drives the Redis Cluster client from tests/e2e/redis-cluster-client.sh.
+$(BUILD)/tests/rc-tool: tests/rc-tool.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+unit-tests: $(BUILD)/tests/run $(BUILD)/semdex $(BUILD)/tests/rc-tool
 
 check: unit-tests
 	$(BUILD)/tests/run $(T)

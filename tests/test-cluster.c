@@ -203,3 +203,25 @@ void test_cluster_parse_slots(void) {
         freeReplyObject(r);
     }
 }
+
+void test_cluster_create_errors(void) {
+    sx_rc *rc = (sx_rc *)1;
+    sx_err err = {0};
+    CHECK_EQ(sx_rc_create("", NULL, &rc, &err), SX_EINVAL);
+    CHECK(rc == NULL);
+    CHECK(strstr(err.msg, "no seed") != NULL);
+    CHECK_EQ(sx_rc_create("localhost", NULL, &rc, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "'localhost'") != NULL);
+    CHECK_EQ(sx_rc_create("127.0.0.1:6379,:80", NULL, &rc, &err), SX_EINVAL);
+    sx_rc_options o;
+    sx_rc_options_default(&o);
+    o.pool_size = 0;
+    CHECK_EQ(sx_rc_create("127.0.0.1:6379", &o, &rc, &err), SX_EINVAL);
+    /* Nothing listens on port 1: refused at once, and the message names it. */
+    sx_rc_options_default(&o);
+    double t0 = sx_now();
+    CHECK_EQ(sx_rc_create("127.0.0.1:1, 127.0.0.1:2", &o, &rc, &err), SX_EIO);
+    CHECK(sx_now() - t0 < 5.0);
+    CHECK(rc == NULL);
+    CHECK_MSG(strstr(err.msg, "127.0.0.1:1: ") && strstr(err.msg, "127.0.0.1:2: "), "%s", err.msg);
+}

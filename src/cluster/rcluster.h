@@ -73,6 +73,8 @@ typedef struct sx_rc_options {
     int refresh_interval_ms; /* at most one slot-map refresh per interval,
                                 except sx_rc_refresh (default 200) */
     int down_ms;             /* a node that failed is avoided this long (1000) */
+    int refresh_every_ms;    /* reload a map older than this on the next call,
+                                to see new replicas; 0: only on errors (10000) */
     int replica_reads;       /* 1: read_only commands are spread over master and
                                 replicas; 0: everything goes to masters (1) */
     int retry_unsure_writes; /* 1: a write whose reply was lost (timeout, reset
