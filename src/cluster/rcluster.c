@@ -61,7 +61,9 @@
  *   - ASK: next round goes to the named node behind ASKING, once; the map is
  *     not touched;
  *   - TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY: retried after a
- *     backoff that doubles from 10 ms to 200 ms;
+ *     backoff that doubles from 10 ms to 200 ms, until the deadline (these
+ *     do not count as attempts: a failover's CLUSTERDOWN lasts from the
+ *     master's FAIL flag to its replica's promotion, about a second);
  *   - a node failure (refused, reset, timeout): the node is marked down, a
  *     refresh is wanted, and the next round routes around it: a read goes to
  *     another copy at once; a write waits (backoff, refreshes) until the map
@@ -70,7 +72,8 @@
  *     came may have been applied: it is sent again only with
  *     retry_unsure_writes, otherwise it fails with a message that says so.
  *
- * A command gives up after max_attempts tries or at the deadline, with an
+ * A command gives up after max_attempts redirections or node failures, or at
+ * the deadline, with an
  * error naming its slot and the last node's error. Every socket operation is
  * bounded: connects by connect_timeout_ms, writes by a socket timeout, reads
  * by poll() with the round's remaining time (io_timeout_ms, plus the WAIT
@@ -803,8 +806,8 @@ static void settle(rc_call *k, int i, int *backoff) {
     rc_node *nd = s->target;
     snprintf(cmd->node, sizeof cmd->node, "%s", nd->addr);
     s->ask = NULL;
-    s->attempts++;
     if (s->outcome == O_NODE_ERR) {
+        s->attempts++;
         s->failed = nd;
         atomic_store(&c->refresh_wanted, 1);
         const char *why = s->why ? s->why : "failed";
@@ -840,6 +843,7 @@ static void settle(rc_call *k, int i, int *backoff) {
                nd->addr, (int)(r->len > 300 ? 300 : r->len), r->str);
     if (to.host[0] == '\0') snprintf(to.host, sizeof to.host, "%s", nd->at.host);
     if (kind == SX_RC_REPLY_MOVED || kind == SX_RC_REPLY_ASK) {
+        s->attempts++;
         rc_node *dest = node_get(c, &to);
         if (!dest) {
             s->done = 1;
@@ -855,7 +859,8 @@ static void settle(rc_call *k, int i, int *backoff) {
         freeReplyObject(r);
         return;
     }
-    /* BUSY or READONLY: keep the reply, in case it is the last word. */
+    /* BUSY or READONLY: keep the reply, in case it is the last word. Not an
+     * attempt: the backoff and the deadline bound these retries. */
     freeReplyObject(cmd->reply);
     cmd->reply = r;
     atomic_fetch_add(&c->n_busy, 1);

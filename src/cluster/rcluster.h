@@ -68,7 +68,8 @@ typedef struct sx_rc_options {
     int io_timeout_ms;       /* one round trip on one node before it counts as
                                 failed and the command moves on (default 1000) */
     int deadline_ms;         /* whole sx_rc_exec call, retries included (2000) */
-    int max_attempts;        /* tries per command, redirections included (6) */
+    int max_attempts;        /* redirections + node failures per command (6);
+                                busy retries are bounded by the deadline */
     int pool_size;           /* connections per node, at most (8) */
     int refresh_interval_ms; /* at most one slot-map refresh per interval,
                                 except sx_rc_refresh (default 200) */
