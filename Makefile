@@ -55,8 +55,11 @@ else
 SIMD_NEON :=
 endif
 
-LIB_DIRS := common text model index shard corpus storage server
-LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
+LIB_DIRS := common text model index shard corpus storage server cluster
+# src/cluster/module.c is the Redis module (semdex.so), built on its own: it
+# must not be linked into build/semdex or the unit tests.
+MODULE_SRC := src/cluster/module.c
+LIB_SRC  := $(filter-out $(MODULE_SRC),$(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c)))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := tests/runner.c $(wildcard tests/test-*.c)
 
@@ -176,7 +179,13 @@ $(BUILD)/tests/run: $(TEST_OBJ) $(LIB_OBJ)
 	@$(if $(Q),echo '  LD      $@')
 	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
-unit-tests: $(BUILD)/tests/run $(BUILD)/semdex
+# rc-tool drives the Redis Cluster client from tests/e2e/redis-cluster-client.sh.
+$(BUILD)/tests/rc-tool: tests/rc-tool.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+unit-tests: $(BUILD)/tests/run $(BUILD)/semdex $(BUILD)/tests/rc-tool
 
 check: unit-tests
 	$(BUILD)/tests/run $(T)

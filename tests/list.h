@@ -90,3 +90,10 @@ TEST(metrics_render)
 TEST(batcher_concurrent_then_callbacks)
 TEST(encoder_parallel_concurrent_calls)
 TEST(routes_over_backend)
+
+/* cluster (Redis Cluster client) */
+TEST(cluster_key_slot)
+TEST(cluster_parse_addr)
+TEST(cluster_classify_replies)
+TEST(cluster_parse_slots)
+TEST(cluster_create_errors)
