@@ -3,8 +3,9 @@
 #   make run     set up everything (packages, model, sample data, build) and serve
 #   make test    set up what tests need, build, run every test suite
 #   make         build build/semdex
-#   make module  build build/semdex.so, the Redis module (docs/cluster.md)
+#   make module  build build/semdex.so, the Redis module (docs/redis-module.md)
 #   make check   build and run the unit tests only (T=substring filters them)
+#   make cluster start a local Redis Cluster + gateways + HAProxy (docs/cluster.md)
 #   make asan    build and run the unit tests under AddressSanitizer + UBSan
 #   make tsan    build and run the concurrency tests under ThreadSanitizer
 #   make bench   build the benchmarks (see bench/README.md)
@@ -83,7 +84,7 @@ TSAN_TEST_OBJ:= $(call obj,$(BUILD)/tsan,$(TEST_SRC))
 
 # Goals that do not compile anything must work before the libraries are
 # installed (make test installs them first), so only the others read config.
-NOCONFIG_GOALS := run test setup model data clean distclean help
+NOCONFIG_GOALS := run test cluster setup model data clean distclean help
 ifneq ($(filter-out $(NOCONFIG_GOALS),$(or $(MAKECMDGOALS),all)),)
 include $(BUILD)/config.mk
 endif
@@ -93,7 +94,7 @@ $(BUILD)/config.mk: scripts/configure
 	@scripts/configure > $@.tmp && mv $@.tmp $@
 
 .PHONY: testdata
-.PHONY: module module-asan
+.PHONY: module module-asan cluster
 .PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests fuzz bench clean distclean help
 
 all: $(BUILD)/semdex
@@ -125,7 +126,7 @@ $(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CSTD) -O1 -c -o $@ $<
 
-# The Redis module (src/cluster/module.c, see docs/cluster.md): the shard
+# The Redis module (src/cluster/module.c, see docs/redis-module.md): the shard
 # and what it calls, compiled position-independent under build/pic, with
 # symbols hidden but the entry point so none clashes with redis-server's.
 # redismodule.h comes from Debian's redis source package
@@ -292,6 +293,15 @@ run:
 	$(MAKE) -j$(JOBS) all
 	scripts/run-default
 
+# A local Redis Cluster with the module, two gateways and HAProxy
+# (docs/cluster.md); `scripts/cluster down` stops it.
+cluster:
+	scripts/setup --test
+	scripts/get-model
+	scripts/get-redismodule-h
+	$(MAKE) -j$(JOBS) all module
+	scripts/cluster up
+
 test:
 	scripts/setup --test
 	scripts/get-model
@@ -319,6 +329,6 @@ distclean: clean
 	rm -rf models data .venv
 
 help:
-	@sed -n '2,13p' Makefile
+	@sed -n '2,14p' Makefile
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -91,9 +91,10 @@ TEST(batcher_concurrent_then_callbacks)
 TEST(encoder_parallel_concurrent_calls)
 TEST(routes_over_backend)
 
-/* cluster (Redis Cluster client) */
+/* cluster: the Redis Cluster client, the gateway */
 TEST(cluster_key_slot)
 TEST(cluster_parse_addr)
 TEST(cluster_classify_replies)
 TEST(cluster_parse_slots)
 TEST(cluster_create_errors)
+TEST(gateway_shard_key_names)

@@ -296,7 +296,7 @@ static int tb_del(void *impl, const char *id, sx_err *err) {
     return strcmp(id, "2401.00001") == 0 ? 0 : sx_err_set(err, SX_ENOTFOUND, "no paper");
 }
 
-static int tb_info(void *impl, sx_backend_info *out, sx_err *err) {
+static int tb_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     test_backend *t = impl;
     t->infos++;
     *out = (sx_backend_info){.kind = "cluster", .count = 1, .n_shards = 4, .masters = 3, .nodes = 6};

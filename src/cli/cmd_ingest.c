@@ -14,17 +14,23 @@
 
 #include "../corpus/corpus.h"
 #include "../model/model.h"
-#include "../storage/store.h"
+#include "../server/backend.h"
+#include "../cluster/gateway.h"
 #include "cli.h"
 #include "progress.h"
 
 static const char *k_usage =
     "--data DIR [options] FILE...\n"
+    "       semdex ingest --cluster HOST:PORT[,HOST:PORT...] [options] FILE...\n"
     "\n"
     "Reads Kaggle arXiv metadata JSON lines (plain, .gz or .zst; '-' is stdin) into the\n"
-    "collection in DIR (created when absent). Existing ids are replaced.\n"
+    "collection in DIR (created when absent), or into a Redis Cluster running the semdex\n"
+    "module. Existing ids are replaced.\n"
     "\n"
     "  --data DIR          collection directory\n"
+    "  --cluster SEEDS     Redis Cluster nodes to start from (papers are embedded here and\n"
+    "                      sent to their shard keys' masters, batched and pipelined)\n"
+    "  --wait N            cluster: replicas each batch must reach (1 when there are any)\n"
     "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
     "  --embeddings F.npy  take vectors from this float32 (rows, dim) .npy instead of\n"
     "                      the encoder: row i belongs to the i-th non-empty input line\n"
@@ -32,24 +38,25 @@ static const char *k_usage =
     "  --batch N           papers per batch (256)\n"
     "  --threads N         encoder threads (all cores)\n"
     "  --int8              use the int8 encoder\n"
-    "  --shards S          shards of a new collection (1)\n"
+    "  --shards S          shards of a new collection (1; cluster: shard keys, 16)\n"
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
     "  --quiet             no progress output\n";
 
 #define MAX_REPORTED 10
 
 typedef struct {
-    const char *data_dir, *model_dir, *npy_path;
+    const char *data_dir, *cluster, *model_dir, *npy_path;
     long limit, batch;
     int threads, int8, quiet;
     sx_store_opts store;
+    sx_gateway_opts gateway;
 } ingest_opts;
 
 typedef struct {
     ingest_opts o;
     sx_encoder *enc;
     sx_npy *npy;
-    sx_store *store;
+    sx_backend *backend;
     int dim;
     sx_record *recs;
     uint64_t *rows;   /* .npy row of each batched record */
@@ -65,6 +72,7 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
     long v;
     *o = (ingest_opts){.model_dir = "models/all-MiniLM-L6-v2", .batch = 256, .limit = -1};
     o->store = sx_store_defaults(384);
+    o->gateway = sx_gateway_defaults();
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -77,6 +85,11 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
         if (!val) return cli_usage("ingest", k_usage);
         i++;
         if (strcmp(a, "--data") == 0) o->data_dir = val;
+        else if (strcmp(a, "--cluster") == 0) o->cluster = val;
+        else if (strcmp(a, "--wait") == 0) {
+            if (cli_parse_int("ingest", a, val, 0, 16, &v) < 0) return 2;
+            o->gateway.wait_replicas = (int)v;
+        }
         else if (strcmp(a, "--model") == 0) o->model_dir = val;
         else if (strcmp(a, "--embeddings") == 0) o->npy_path = val;
         else if (strcmp(a, "--limit") == 0) {
@@ -87,8 +100,9 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
             if (cli_parse_int("ingest", a, val, 0, 1024, &v) < 0) return 2;
             o->threads = (int)v;
         } else if (strcmp(a, "--shards") == 0) {
-            if (cli_parse_int("ingest", a, val, 1, 256, &v) < 0) return 2;
+            if (cli_parse_int("ingest", a, val, 1, SX_GATEWAY_MAX_SHARDS, &v) < 0) return 2;
             o->store.n_shards = (int)v;
+            o->gateway.n_shards = (int)v;
         } else if (strcmp(a, "--storage") == 0) {
             if (strcmp(val, "sq8") == 0) o->store.params.storage = SX_STORAGE_SQ8;
             else if (strcmp(val, "fp32") == 0) o->store.params.storage = SX_STORAGE_FP32;
@@ -98,7 +112,8 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
             return cli_usage("ingest", k_usage);
         }
     }
-    if (!o->data_dir || i >= argc) return cli_usage("ingest", k_usage);
+    if (!o->data_dir == !o->cluster || i >= argc) return cli_usage("ingest", k_usage);
+    if (o->data_dir && o->store.n_shards > 256) return cli_fail("ingest", "--shards must be 1..256 for --data"), 2;
     *first_file = i;
     return 0;
 }
@@ -138,7 +153,7 @@ static int flush(ingest *g, sx_err *err) {
         else sx_record_text(&docs[i], texts[i], lens[i] + 1);
     }
     if (rc == 0 && !g->npy) rc = sx_encoder_embed(g->enc, g->n, (const char *const *)texts, lens, g->vecs, err);
-    if (rc == 0) rc = sx_store_upsert(g->store, g->n, docs, g->vecs, err);
+    if (rc == 0) rc = sx_backend_upsert(g->backend, g->n, docs, g->vecs, err);
     if (rc == 0) g->ingested += (uint64_t)g->n;
     for (int i = 0; i < g->n; i++) {
         if (texts) free(texts[i]);
@@ -225,13 +240,20 @@ static int setup(ingest *g, sx_err *err) {
         if ((rc = sx_encoder_load(g->o.model_dir, &eo, &g->enc, err)) < 0) return rc;
         g->dim = sx_encoder_dim(g->enc);
     }
-    sx_store_opts so = g->o.store;
-    so.params.dim = g->dim;
-    so.n_threads = g->o.threads;
-    if ((rc = sx_store_open(g->o.data_dir, &so, &g->store, err)) < 0) return rc;
-    if (sx_store_dim(g->store) != g->dim)
-        return sx_err_set(err, SX_EINVAL, "%s holds %d-dimensional vectors, the input gives %d",
-                          g->o.data_dir, sx_store_dim(g->store), g->dim);
+    if (g->o.cluster) {
+        sx_gateway_opts go = g->o.gateway;
+        go.dim = g->dim;
+        go.replica_reads = 0;
+        if ((rc = sx_backend_open_cluster(g->o.cluster, &go, &g->backend, err)) < 0) return rc;
+    } else {
+        sx_store_opts so = g->o.store;
+        so.params.dim = g->dim;
+        so.n_threads = g->o.threads;
+        if ((rc = sx_backend_open_local(g->o.data_dir, &so, &g->backend, err)) < 0) return rc;
+        if (g->backend->dim != g->dim)
+            return sx_err_set(err, SX_EINVAL, "%s holds %d-dimensional vectors, the input gives %d",
+                              g->o.data_dir, g->backend->dim, g->dim);
+    }
     g->recs = calloc((size_t)g->o.batch, sizeof *g->recs);
     g->rows = calloc((size_t)g->o.batch, sizeof *g->rows);
     g->vecs = malloc((size_t)g->o.batch * (size_t)g->dim * sizeof *g->vecs);
@@ -244,7 +266,7 @@ static void teardown(ingest *g) {
     free(g->recs);
     free(g->rows);
     free(g->vecs);
-    sx_store_close(g->store);
+    sx_backend_close(g->backend);
     sx_encoder_free(g->enc);
     sx_npy_close(g->npy);
 }
@@ -280,13 +302,13 @@ int cli_cmd_ingest(int argc, char **argv) {
         rc = ingest_file(&g, argv[i], &pr, &bytes_done, bytes_total);
     if (rc == 0 && (rc = flush(&g, &err)) < 0) cli_fail("ingest", "%s", err.msg);
     if (!g.o.quiet) cli_progress_end(&pr);
-    if (rc == 0) {
+    if (rc == 0 && g.o.data_dir) {
         fprintf(stderr, "ingest: checkpointing %s\n", g.o.data_dir);
-        if ((rc = sx_store_checkpoint(g.store, &err)) < 0) cli_fail("ingest", "%s", err.msg);
+        if ((rc = sx_backend_flush(g.backend, &err)) < 0) cli_fail("ingest", "%s", err.msg);
     }
     double dt = sx_now() - t0;
-    sx_store_info in;
-    sx_store_get_info(g.store, &in);
+    sx_backend_info in = {0};
+    sx_backend_get_info(g.backend, &in, 0, NULL);
     fprintf(stderr, "ingest: %llu papers upserted in %.1f s (%.0f papers/s); the collection holds %llu\n",
             (unsigned long long)g.ingested, dt, dt > 0 ? (double)g.ingested / dt : 0.0,
             (unsigned long long)in.count);

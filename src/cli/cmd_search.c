@@ -6,17 +6,20 @@
 #include <string.h>
 
 #include "../model/model.h"
+#include "../cluster/gateway.h"
 #include "../server/backend.h"
 #include "cli.h"
 
 static const char *k_usage =
     "--data DIR [--model DIR] [-k N] [--categories a,b] [--ef N] [--int8] QUERY\n"
+    "       semdex search --cluster HOST:PORT[,HOST:PORT...] [options] QUERY\n"
     "\n"
-    "Prints the papers of the collection in DIR closest in meaning to QUERY,\n"
-    "one per line: rank, score, id, title.\n";
+    "Prints the papers of the collection in DIR (or in the Redis Cluster reached\n"
+    "through the seeds) closest in meaning to QUERY, one per line: rank, score,\n"
+    "id, title.\n";
 
 int cli_cmd_search(int argc, char **argv) {
-    const char *data = NULL, *model = "models/all-MiniLM-L6-v2", *query = NULL;
+    const char *data = NULL, *cluster = NULL, *model = "models/all-MiniLM-L6-v2", *query = NULL;
     char cats_buf[1024] = "";
     const char *cats[32];
     int n_cats = 0, int8 = 0;
@@ -36,6 +39,7 @@ int cli_cmd_search(int argc, char **argv) {
         if (!val) return cli_usage("search", k_usage);
         i++;
         if (strcmp(a, "--data") == 0) data = val;
+        else if (strcmp(a, "--cluster") == 0) cluster = val;
         else if (strcmp(a, "--model") == 0) model = val;
         else if (strcmp(a, "-k") == 0) {
             if (cli_parse_int("search", a, val, 1, 1000, &k) < 0) return 2;
@@ -49,14 +53,19 @@ int cli_cmd_search(int argc, char **argv) {
             return cli_usage("search", k_usage);
         }
     }
-    if (!data || !query) return cli_usage("search", k_usage);
+    if (!data == !cluster || !query) return cli_usage("search", k_usage);
     sx_err err = {0};
     sx_encoder *enc = NULL;
     sx_backend *b = NULL;
     sx_encoder_opts eo = {.int8 = int8};
     int rc = sx_encoder_load(model, &eo, &enc, &err);
     sx_store_opts so = sx_store_defaults(rc == 0 ? sx_encoder_dim(enc) : 384);
-    if (rc == 0) rc = sx_backend_open_local(data, &so, &b, &err);
+    if (rc == 0 && data) rc = sx_backend_open_local(data, &so, &b, &err);
+    if (rc == 0 && cluster) {
+        sx_gateway_opts go = sx_gateway_defaults();
+        go.dim = sx_encoder_dim(enc);
+        rc = sx_backend_open_cluster(cluster, &go, &b, &err);
+    }
     int dim = rc == 0 ? sx_encoder_dim(enc) : 0;
     float *vec = rc == 0 ? malloc((size_t)dim * sizeof *vec) : NULL;
     sx_hit *hits = rc == 0 ? malloc((size_t)k * sizeof *hits) : NULL;

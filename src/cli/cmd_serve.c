@@ -11,10 +11,17 @@
 
 static const char *k_usage =
     "--data DIR [options]\n"
+    "       semdex serve --cluster HOST:PORT[,HOST:PORT...] [options]\n"
     "\n"
-    "Serves the collection in DIR (created empty when absent) over HTTP.\n"
+    "Serves the collection in DIR (created empty when absent) over HTTP, or, as a\n"
+    "gateway, the collection held by a Redis Cluster running the semdex module.\n"
     "\n"
     "  --data DIR          collection directory (snapshots + write-ahead log)\n"
+    "  --cluster SEEDS     Redis Cluster nodes to start from (gateway mode)\n"
+    "  --wait N            gateway: replicas a write must reach before it is\n"
+    "                      acknowledged (1 when the cluster has replicas, else 0)\n"
+    "  --wait-timeout MS   gateway: how long to wait for them (1000)\n"
+    "  --no-replica-reads  gateway: search and read on masters only\n"
     "  --port N            TCP port (8000)\n"
     "  --host ADDR         IPv4 address to bind (127.0.0.1; 0.0.0.0 for all)\n"
     "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
@@ -28,7 +35,8 @@ static const char *k_usage =
     "  --api-key KEY       key required by write routes (or env SEMDEX_API_KEY)\n"
     "  --max-body BYTES    largest request body (33554432)\n"
     "  --timeout S         idle connection timeout in seconds (30)\n"
-    "  --shards S          shards of a new collection (1)\n"
+    "  --shards S          shards of a new collection (1; gateway: shard keys of a new\n"
+    "                      cluster collection, 16, and must match an existing one)\n"
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
     "  --ef N              default ef_search of a new collection (64)\n"
     "  --log-level L       debug, info, warn or error (info)\n";
@@ -97,10 +105,21 @@ int cli_cmd_serve(int argc, char **argv) {
         } else if (strcmp(a, "--int8") == 0) {
             o.int8 = 1;
             continue;
+        } else if (strcmp(a, "--no-replica-reads") == 0) {
+            o.gateway.replica_reads = 0;
+            continue;
         }
         if (!val) return cli_usage("serve", k_usage);
         i++;
         if (strcmp(a, "--data") == 0) o.data_dir = val;
+        else if (strcmp(a, "--cluster") == 0) o.cluster = val;
+        else if (strcmp(a, "--wait") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 16, &v) < 0) return 2;
+            o.gateway.wait_replicas = (int)v;
+        } else if (strcmp(a, "--wait-timeout") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 60000, &v) < 0) return 2;
+            o.gateway.wait_timeout_ms = (int)v;
+        }
         else if (strcmp(a, "--model") == 0) o.model_dir = val;
         else if (strcmp(a, "--host") == 0) o.host = val;
         else if (strcmp(a, "--api-key") == 0) o.api_key = val;
@@ -132,8 +151,9 @@ int cli_cmd_serve(int argc, char **argv) {
             if (cli_parse_int("serve", a, val, 1, 86400, &v) < 0) return 2;
             o.timeout_s = (int)v;
         } else if (strcmp(a, "--shards") == 0) {
-            if (cli_parse_int("serve", a, val, 1, 256, &v) < 0) return 2;
+            if (cli_parse_int("serve", a, val, 1, SX_GATEWAY_MAX_SHARDS, &v) < 0) return 2;
             o.store.n_shards = (int)v;
+            o.gateway.n_shards = (int)v;
         } else if (strcmp(a, "--ef") == 0) {
             if (cli_parse_int("serve", a, val, 1, 4096, &v) < 0) return 2;
             o.store.params.ef_search = (int)v;
@@ -151,6 +171,10 @@ int cli_cmd_serve(int argc, char **argv) {
             return cli_usage("serve", k_usage);
         }
     }
-    if (!o.data_dir) return cli_usage("serve", k_usage);
+    if (!o.data_dir == !o.cluster) {
+        if (o.data_dir) cli_fail("serve", "--data and --cluster exclude each other");
+        return cli_usage("serve", k_usage);
+    }
+    if (o.data_dir && o.store.n_shards > 256) return cli_fail("serve", "--shards must be 1..256 for --data"), 2;
     return serve(&o);
 }

@@ -9,7 +9,7 @@
  * shard itself knows nothing of Redis; its allocator is routed to
  * RedisModule_Alloc at load, so Redis's memory accounting sees it.
  *
- * Commands (docs/cluster.md has the exact protocol):
+ * Commands (docs/redis-module.md has the exact protocol):
  *
  *     SEMDEX.UPSERT key id vector doc [id vector doc ...]  write
  *     SEMDEX.DEL key id                                    write

@@ -57,8 +57,9 @@ typedef struct sx_backend_ops {
     int (*upsert)(void *impl, int n, const sx_doc *docs, const float *vecs, sx_err *err);
     /* Deletes a paper: 0 or SX_ENOTFOUND. */
     int (*del)(void *impl, const char *id, sx_err *err);
-    /* What it holds (OUT). */
-    int (*info)(void *impl, sx_backend_info *out, sx_err *err);
+    /* What it holds (OUT). recent: 1 when figures up to a second old will
+     * do (health checks, metrics), 0 for exact ones. */
+    int (*info)(void *impl, sx_backend_info *out, int recent, sx_err *err);
     /* Makes the next start fast (local: a checkpoint); NULL when not needed. */
     int (*flush)(void *impl, sx_err *err);
     /* Frees impl. */
@@ -84,7 +85,7 @@ int sx_backend_search(sx_backend *b, const float *q, const sx_search_opts *o, sx
 int sx_backend_get(sx_backend *b, const char *id, sx_doc **doc, float *vec, sx_err *err);
 int sx_backend_upsert(sx_backend *b, int n, const sx_doc *docs, const float *vecs, sx_err *err);
 int sx_backend_delete(sx_backend *b, const char *id, sx_err *err);
-int sx_backend_get_info(sx_backend *b, sx_backend_info *out, sx_err *err);
+int sx_backend_get_info(sx_backend *b, sx_backend_info *out, int recent, sx_err *err);
 /* 0 when the backend has nothing to flush. */
 int sx_backend_flush(sx_backend *b, sx_err *err);
 /* Closes and frees; NULL is a no-op. */

@@ -32,7 +32,7 @@ static int local_upsert(void *impl, int n, const sx_doc *docs, const float *vecs
 
 static int local_del(void *impl, const char *id, sx_err *err) { return sx_store_delete(impl, id, err); }
 
-static int local_info(void *impl, sx_backend_info *out, sx_err *err) {
+static int local_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     sx_store_info in;
     sx_store_get_info(impl, &in);
     *out = (sx_backend_info){
@@ -100,8 +100,8 @@ int sx_backend_upsert(sx_backend *b, int n, const sx_doc *docs, const float *vec
 
 int sx_backend_delete(sx_backend *b, const char *id, sx_err *err) { return b->ops->del(b->impl, id, err); }
 
-int sx_backend_get_info(sx_backend *b, sx_backend_info *out, sx_err *err) {
-    return b->ops->info(b->impl, out, err);
+int sx_backend_get_info(sx_backend *b, sx_backend_info *out, int recent, sx_err *err) {
+    return b->ops->info(b->impl, out, recent, err);
 }
 
 int sx_backend_flush(sx_backend *b, sx_err *err) { return b->ops->flush ? b->ops->flush(b->impl, err) : 0; }

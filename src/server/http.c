@@ -63,6 +63,7 @@ sx_server_opts sx_server_defaults(void) {
     o.data_dir = "data/db";
     o.model_dir = "models/all-MiniLM-L6-v2";
     o.store = sx_store_defaults(384);
+    o.gateway = sx_gateway_defaults();
     o.embed_batch = 64;
     o.embed_workers = 1;
     o.cache_entries = 10000;
@@ -288,8 +289,13 @@ static void wake(sx_srv *s) {
     pthread_mutex_unlock(&s->life_mu);
 }
 
-/* Opens the backend the options name. */
+/* Opens the backend the options name: a Redis Cluster or the local store. */
 static int open_backend(sx_srv *s) {
+    if (s->opts.cluster) {
+        sx_gateway_opts go = s->opts.gateway;
+        go.dim = s->dim;
+        return sx_backend_open_cluster(s->opts.cluster, &go, &s->backend, &s->load_err);
+    }
     sx_store_opts so = s->opts.store;
     so.params.dim = s->dim;
     so.progress = 1;
@@ -320,7 +326,7 @@ static void *loader_main(void *arg) {
         return NULL;
     }
     sx_backend_info in = {0};
-    sx_backend_get_info(s->backend, &in, NULL);
+    sx_backend_get_info(s->backend, &in, 0, NULL);
     atomic_store(&s->ready, 1);
     sx_log(SX_LOG_INFO, "ready backend=%s papers=%llu shards=%d load_seconds=%.2f rss_mb=%.0f",
            s->backend->ops->name, (unsigned long long)in.count, in.n_shards, sx_now() - t0,

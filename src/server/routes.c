@@ -558,7 +558,7 @@ static void handle_paper_delete(sx_srv *s, sx_request *rq, sx_response *res) {
 static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     sx_backend_info in;
     sx_err err = {0};
-    if (sx_backend_get_info(s->backend, &in, &err) < 0) {
+    if (sx_backend_get_info(s->backend, &in, 0, &err) < 0) {
         respond_sx_error(res, &err);
         return;
     }
@@ -604,16 +604,24 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     respond_json(res, 200, o);
 }
 
+/* 200 once searches succeed; 503 while loading, and (cluster) while the
+ * backend cannot answer, so a load balancer takes this gateway out. */
 static void handle_health(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *o = cJSON_CreateObject();
-    int ready = atomic_load(&s->ready);
-    cJSON_AddStringToObject(o, "status", ready ? "ok" : "loading");
-    cJSON_AddNumberToObject(o, "uptime_s", round((sx_now() - s->started) * 10) / 10);
+    int ready = atomic_load(&s->ready), ok = ready;
     sx_backend_info in;
-    if (ready && sx_backend_get_info(s->backend, &in, NULL) == 0)
+    sx_err err = {0};
+    if (ready && sx_backend_get_info(s->backend, &in, 1, &err) < 0) ok = 0;
+    cJSON_AddStringToObject(o, "status", ok ? "ok" : ready ? "unavailable" : "loading");
+    cJSON_AddNumberToObject(o, "uptime_s", round((sx_now() - s->started) * 10) / 10);
+    if (ok) {
+        cJSON_AddStringToObject(o, "backend", in.kind);
         cJSON_AddNumberToObject(o, "papers", (double)in.count);
-    respond_json(res, ready ? 200 : 503, o);
-    if (!ready) res->retry_after = 1;
+    } else if (ready) {
+        cJSON_AddStringToObject(o, "error", err.msg);
+    }
+    respond_json(res, ok ? 200 : 503, o);
+    if (!ok) res->retry_after = 1;
 }
 
 static void handle_metrics(sx_srv *s, sx_request *rq, sx_response *res) {
@@ -622,7 +630,7 @@ static void handle_metrics(sx_srv *s, sx_request *rq, sx_response *res) {
     g.rss_bytes = sx_current_rss();
     g.cache_entries = s->cache ? sx_lru_size(s->cache) : 0;
     sx_backend_info in;
-    if (g.ready && sx_backend_get_info(s->backend, &in, NULL) == 0) {
+    if (g.ready && sx_backend_get_info(s->backend, &in, 1, NULL) == 0) {
         g.papers = in.count;
         g.index_bytes[0] = in.bytes_vectors;
         g.index_bytes[1] = in.bytes_graph;

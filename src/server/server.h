@@ -26,12 +26,16 @@
 #include <stddef.h>
 
 #include "../common/sx.h"
+#include "../cluster/gateway.h"
 #include "../storage/store.h"
 
 typedef struct sx_server_opts {
     const char *host;          /* address to bind ("127.0.0.1"; "0.0.0.0" for all) */
     int port;                  /* TCP port (8000) */
     const char *data_dir;      /* collection directory (snapshots + log) */
+    const char *cluster;       /* when set: serve the Redis Cluster reached through
+                                  these seeds "host:port,..." instead of data_dir */
+    sx_gateway_opts gateway;   /* cluster mode: shard keys, WAIT, timeouts */
     const char *model_dir;     /* encoder model folder */
     sx_store_opts store;       /* shards and index parameters for a new collection */
     int threads;               /* encoder threads (0 = all cores) */
