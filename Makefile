@@ -306,7 +306,7 @@ test:
 	scripts/setup --test
 	scripts/get-model
 	scripts/get-redismodule-h
-	$(MAKE) -j$(JOBS) all unit-tests asan-tests tsan-tests module
+	$(MAKE) -j$(JOBS) all unit-tests asan-tests tsan-tests module module-asan
 	scripts/test-data
 	tests/run-all
 
