@@ -28,13 +28,16 @@
  * reached fails the search (503): a partial answer would silently miss
  * papers.
  *
- * Writes. Papers are grouped by shard key; each key gets one SEMDEX.UPSERT
- * carrying all its papers (vectors as raw little-endian float32, documents
+ * Writes. Papers are grouped by shard key, at most UPSERT_MAX to a
+ * SEMDEX.UPSERT (vectors as raw little-endian float32, documents
  * in the shard's record codec, sx_doc_encode), pipelined per master and
  * followed, on the same connection, by WAIT n: a write is acknowledged only
- * when n replicas have it. A batch that spans several keys is atomic per key,
- * not across keys: when one key fails the others may have been applied, and
- * the error says so (re-sending the batch is safe: upserts are idempotent).
+ * when n replicas have it. Each command is atomic (the module checks every
+ * paper before applying any), a batch as a whole is not: when one command
+ * fails the others may have been applied, and the error says so (re-sending
+ * the batch is safe: upserts are idempotent). Every paper is validated here
+ * first (sx_doc_encode), so a bad paper fails the batch before anything is
+ * sent.
  *
  * Info. /health and /metrics ask for the collection's figures often (HAProxy
  * checks every second); the sum over SEMDEX.INFO of every key is cached for
@@ -57,7 +60,12 @@
 
 #define META_KEY "semdex:meta"
 #define INFO_TTL 1.0
-#define UPSERT_MAX 100 /* papers in one SEMDEX.UPSERT */
+/* Papers in one SEMDEX.UPSERT. A write runs on the node's event loop, about
+ * 0.3 ms per paper: 8 keep a command near 2-3 ms (measured: 2.3 ms average
+ * over 7,600 commands while ingesting 50,000 papers into 3 masters), and
+ * pipelining keeps the throughput of bigger commands (4,500 papers/s at 8,
+ * 4,570 at 100, whose commands stalled their node for 20-25 ms). */
+#define UPSERT_MAX 8
 
 typedef struct gateway {
     sx_rc *rc;
@@ -411,7 +419,7 @@ static int run_writes(gateway *g, sx_rc_cmd *cmds, int n, sx_err *err) {
     if (first >= 0) {
         int rc = cmd_error(&cmds[first], cmds[first].argv[1], err);
         if (n > 1 && failed < n)
-            sx_err_prefix(err, "%d of %d shard keys failed (the others were written)", failed, n);
+            sx_err_prefix(err, "%d of %d write commands failed (the others were applied; the batch may be sent again)", failed, n);
         return rc;
     }
     if (short_of >= 0)
