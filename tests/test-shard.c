@@ -770,6 +770,8 @@ void test_shard_search_with_docs(void) {
     for (int i = 0; i < n; i++) CHECK(hits[i].doc == NULL);
     free(x);
     sx_shard_free(s);
+}
+
 /* sx_doc_encode / sx_doc_decode: a round trip, and every truncation, every
  * single-byte change of the length fields and assorted garbage refused or
  * decoded into fields that lie inside the buffer. */
