@@ -37,7 +37,7 @@ static const float *map_npy(const char *path, size_t *rows, size_t *cols) {
     const unsigned char *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED || memcmp(p, "\x93NUMPY", 6) != 0) return NULL;
-    size_t hl = p[6] == 1 ? (size_t)(p[8] | p[9] << 8) : (size_t)(p[8] | p[9] << 8 | p[10] << 16);
+    size_t hl = p[6] == 1 ? sx_le16_get(p + 8) : sx_le32_get(p + 8);
     size_t ho = p[6] == 1 ? 10 : 12;
     char h[512] = {0};
     memcpy(h, p + ho, hl < 511 ? hl : 511);

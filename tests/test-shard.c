@@ -798,7 +798,7 @@ void test_shard_doc_codec(void) {
         memcpy(c, buf, n);
         CHECK(sx_doc_decode(c, n, &o, &err) == SX_ECORRUPT);
         if (n >= 4) {
-            c[0] = (uint8_t)n, c[1] = (uint8_t)(n >> 8), c[2] = c[3] = 0;
+            sx_le32_put(c, (uint32_t)n);
             CHECK(sx_doc_decode(c, n, &o, &err) == SX_ECORRUPT);
         }
     }
@@ -835,7 +835,7 @@ void test_shard_doc_codec(void) {
         size_t n = (size_t)(tv_next(&r) % (len + 8));
         uint8_t *g = malloc(n + 1);
         for (size_t i = 0; i < n; i++) g[i] = (uint8_t)tv_next(&r);
-        if (n >= 4 && t % 2) g[0] = (uint8_t)n, g[1] = (uint8_t)(n >> 8), g[2] = g[3] = 0;
+        if (n >= 4 && t % 2) sx_le32_put(g, (uint32_t)n);
         int rc = sx_doc_decode(g, n, &o, &err);
         CHECK(rc == 0 || rc == SX_ECORRUPT);
         free(g);

@@ -1967,20 +1967,6 @@ int sx_index_save(sx_index *ix, sx_sink *out, sx_err *err) {
     return 0;
 }
 
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Copies n little-endian 32-bit values. */
-static void copy_le32(void *dst, const uint8_t *src, size_t n) {
-    if (sx_host_little_endian()) {
-        memcpy(dst, src, n * 4);
-        return;
-    }
-    uint32_t *d = dst;
-    for (size_t i = 0; i < n; i++) d[i] = rd32(src + 4 * i);
-}
-
 static int corrupt(sx_err *err, const char *what, uint32_t node) {
     return sx_err_set(err, SX_ECORRUPT, "index: %s (node %u)", what, node);
 }
@@ -2073,13 +2059,13 @@ static int load_body(sx_source *src, sx_index *ix, uint32_t n, uint64_t e, sx_er
         if (vf.owned) {
             ix->f32_owned = vf.owned;
             vf.owned = NULL;
-            if (!sx_host_little_endian()) copy_le32(ix->f32_owned, ix->f32_owned, vf.len / 4);
+            sx_le32_copy(ix->f32_owned, ix->f32_owned, vf.len / 4);
             f32base = ix->f32_owned;
         } else if (sx_host_little_endian() && ((uintptr_t)vf.data & 3) == 0) {
             f32base = (const float *)(const void *)vf.data;
             ix->f32_in_place = 1;
         } else if ((ix->f32_owned = sx_index_malloc(vf.len ? vf.len : 1)) != NULL) {
-            copy_le32(ix->f32_owned, vf.data, vf.len / 4);
+            sx_le32_copy(ix->f32_owned, vf.data, vf.len / 4);
             f32base = ix->f32_owned;
         } else {
             rc = sx_err_set(err, SX_ENOMEM, "index: out of memory");
@@ -2103,9 +2089,9 @@ static int load_body(sx_source *src, sx_index *ix, uint32_t n, uint64_t e, sx_er
         uint32_t o = off(i);
         c->level[o] = (fl & F_FREE) ? 0 : lv;
         atomic_init(&c->flags[o], fl);
-        copy_le32((void *)(c->links0 + (size_t)o * s0), l0.data + (size_t)i * s0 * 4, s0);
+        sx_le32_copy((void *)(c->links0 + (size_t)o * s0), l0.data + (size_t)i * s0 * 4, s0);
         if (ix->sq8) memcpy(c->codes + (size_t)o * d, cd.data + (size_t)i * d, d);
-        else copy_le32(c->codes + (size_t)o * d * 4, cd.data + (size_t)i * d * 4, d);
+        else sx_le32_copy(c->codes + (size_t)o * d * 4, cd.data + (size_t)i * d * 4, d);
         if (ix->sq8 && !(fl & F_FREE)) c->f32[o] = f32base + (size_t)i * d;
         if (!(fl & F_FREE) && lv) {
             size_t words = (size_t)lv * su;
@@ -2118,7 +2104,7 @@ static int load_body(sx_source *src, sx_index *ix, uint32_t n, uint64_t e, sx_er
                 rc = sx_err_set(err, SX_ENOMEM, "index: out of memory loading");
                 break;
             }
-            copy_le32((void *)c->upper[o], lu.data + upos, words);
+            sx_le32_copy((void *)c->upper[o], lu.data + upos, words);
             upos += words * 4;
             atomic_fetch_add(&ix->upper_bytes, words * 4);
         }

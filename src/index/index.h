@@ -374,10 +374,6 @@ int sx_section_u32(const sx_section *sec, uint64_t *pos, uint32_t *v);
 int sx_section_u64(const sx_section *sec, uint64_t *pos, uint64_t *v);
 int sx_section_f32(const sx_section *sec, uint64_t *pos, float *v);
 
-/* 1 when this host stores 32-bit values little-endian (arrays can be used in
- * place), else 0. */
-int sx_host_little_endian(void);
-
 /* Writes the index (parameters, graph, codes, fp32 vectors) as sections.
  * Concurrent inserts/deletes wait; searches go on. */
 int sx_index_save(sx_index *ix, sx_sink *out, sx_err *err);

@@ -93,14 +93,6 @@ struct sx_shard {
 
 /* ---- records ---- */
 
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void wr32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
 
 static const char *field_or_empty(const char *s) { return s ? s : ""; }
 
@@ -126,11 +118,11 @@ static size_t rec_size(const sx_doc *d) {
 static void rec_write(const sx_doc *d, uint8_t *r, size_t total) {
     const char *f[NF];
     doc_fields(d, f);
-    wr32(r, (uint32_t)total);
+    sx_le32_put(r, (uint32_t)total);
     size_t pos = 4;
     for (int i = 0; i < NF; i++) {
         size_t len = strlen(f[i]);
-        wr32(r + pos, (uint32_t)len);
+        sx_le32_put(r + pos, (uint32_t)len);
         memcpy(r + pos + 4, f[i], len + 1);
         pos += 4 + len + 1;
     }
@@ -149,11 +141,11 @@ static uint8_t *rec_build(const sx_doc *d, size_t *len_out) {
 /* Field i of record r, whose length is known to be bound; bounds-checked.
  * Returns 0 or SX_ECORRUPT. */
 static int rec_field(const uint8_t *r, uint64_t bound, int i, const char **out, uint32_t *len) {
-    uint32_t total = rd32(r), pos = 4;
+    uint32_t total = sx_le32_get(r), pos = 4;
     if (total != bound) return SX_ECORRUPT;
     for (int k = 0;; k++) {
         if (total < 8 || pos > total - 4) return SX_ECORRUPT;
-        uint32_t n = rd32(r + pos);
+        uint32_t n = sx_le32_get(r + pos);
         if (n > total - pos - 4 - 1 || r[pos + 4 + n] != 0) return SX_ECORRUPT;
         if (k == i) {
             *out = (const char *)r + pos + 4;
@@ -164,7 +156,6 @@ static int rec_field(const uint8_t *r, uint64_t bound, int i, const char **out, 
     }
 }
 
-static uint64_t rd64(const uint8_t *p);
 static const uint8_t *rec_of(sx_shard *s, uint32_t node) {
     return (const uint8_t *)(uintptr_t)sx_index_payload(s->ix, node);
 }
@@ -177,10 +168,10 @@ static int rec_owned(const sx_shard *s, const uint8_t *r) {
  * from the snapshot's offset table for a record in the snapshot (so that a
  * lazily loaded, unverified record cannot lead a read out of bounds). */
 static uint64_t rec_bound(const sx_shard *s, uint32_t node, const uint8_t *r) {
-    if (rec_owned(s, r)) return rd32(r);
+    if (rec_owned(s, r)) return sx_le32_get(r);
     if (node >= s->n_doc_offsets) return 0;
     const uint8_t *o = s->doc_offsets + 8 * (size_t)node;
-    return rd64(o + 8) - rd64(o);
+    return sx_le64_get(o + 8) - sx_le64_get(o);
 }
 
 /* Field i of node's record; 0 or SX_ECORRUPT (also when there is none). */
@@ -194,7 +185,7 @@ static void release_cb(void *ctx, uint32_t node, uint64_t payload) {
     sx_shard *s = ctx;
     const uint8_t *r = (const uint8_t *)(uintptr_t)payload;
     if (rec_owned(s, r)) {
-        atomic_fetch_sub(&s->doc_bytes, rd32(r));
+        atomic_fetch_sub(&s->doc_bytes, sx_le32_get(r));
         sx_index_free_mem((void *)r);
     }
 }
@@ -283,14 +274,14 @@ int sx_doc_decode(const void *buf, size_t len, sx_doc *out, sx_err *err) {
     memset(out, 0, sizeof *out);
     if (!buf || len < 4 + NF * 5)
         return sx_err_set(err, SX_ECORRUPT, "document: %zu bytes, a record has at least %d", len, 4 + NF * 5);
-    if (rd32(r) != len)
-        return sx_err_set(err, SX_ECORRUPT, "document: header says %u bytes, got %zu", rd32(r), len);
+    if (sx_le32_get(r) != len)
+        return sx_err_set(err, SX_ECORRUPT, "document: header says %u bytes, got %zu", sx_le32_get(r), len);
     const char *f[NF];
     size_t pos = 4;
     for (int i = 0; i < NF; i++) {
         if (len - pos < 5)
             return sx_err_set(err, SX_ECORRUPT, "document: truncated before field %s (byte %zu)", names[i], pos);
-        uint32_t n = rd32(r + pos);
+        uint32_t n = sx_le32_get(r + pos);
         if (n > len - pos - 5 || r[pos + 4 + n] != 0)
             return sx_err_set(err, SX_ECORRUPT, "document: field %s (%u bytes at byte %zu) out of bounds",
                               names[i], n, pos);
@@ -815,12 +806,10 @@ int sx_shard_digest(sx_shard *s, void (*add)(void *ctx, const void *buf, size_t 
         const uint8_t *r = rec_of(s, node);
         add(ctx, a[i].id, strlen(a[i].id));
         rc = sx_index_get_vector(s->ix, node, v, NULL);
-        for (int j = 0; rc == 0 && j < s->p.dim; j++) {
-            uint32_t u;
-            memcpy(&u, &v[j], 4);
-            wr32(le + 4 * j, u);
+        if (rc == 0) {
+            sx_le32_copy(le, v, (size_t)s->p.dim);
+            add(ctx, le, (size_t)s->p.dim * 4);
         }
-        if (rc == 0) add(ctx, le, (size_t)s->p.dim * 4);
         if (rc == 0) add(ctx, r, rec_bound(s, node, r));
     }
     pthread_rwlock_unlock(&s->map_lock);
@@ -1000,12 +989,12 @@ static int load_docs(sx_source *src, sx_shard *s, uint32_t n, int lazy, sx_err *
         return bad(err, "document section too short");
     }
     const uint8_t *blob = sec.data + head;
-    uint64_t blen = sec.len - head, prev = rd64(sec.data);
+    uint64_t blen = sec.len - head, prev = sx_le64_get(sec.data);
     if (prev != 0) rc = bad(err, "document offsets do not start at 0");
     /* the structure always; each record's fields only when not lazy (so a
      * lazy mapped load does not page the documents in) */
     for (uint32_t i = 0; i < n && rc == 0; i++) {
-        uint64_t next = rd64(sec.data + 8 * ((uint64_t)i + 1));
+        uint64_t next = sx_le64_get(sec.data + 8 * ((uint64_t)i + 1));
         if (next < prev || next > blen) {
             rc = bad(err, "document offsets out of order or out of bounds");
             break;

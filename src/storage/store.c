@@ -210,30 +210,28 @@ static int read_manifest(sx_store *st, sx_err *err) {
 
 /* ---- log records -------------------------------------------------------- */
 
+static void put_u32(sx_buf *b, uint32_t v) {
+    unsigned char h[4];
+    sx_le32_put(h, v);
+    sx_buf_append(b, h, 4);
+}
+
 static void put_str(sx_buf *b, const char *s) {
     uint32_t len = s ? (uint32_t)strlen(s) : 0;
-    unsigned char h[4] = {(unsigned char)len, (unsigned char)(len >> 8), (unsigned char)(len >> 16),
-                          (unsigned char)(len >> 24)};
-    sx_buf_append(b, h, 4);
+    put_u32(b, len);
     if (len) sx_buf_append(b, s, len);
 }
 
-static void put_u32(sx_buf *b, uint32_t v) {
-    unsigned char h[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    sx_buf_append(b, h, 4);
-}
-
 static void put_floats(sx_buf *b, const float *v, int n) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    for (int i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        put_u32(b, u);
+    if (sx_host_little_endian()) {
+        sx_buf_append(b, v, (size_t)n * sizeof(float));
+        return;
     }
-#else
-    sx_buf_append(b, v, (size_t)n * sizeof(float));
-#endif
+    for (int i = 0; i < n; i++) {
+        unsigned char h[4];
+        sx_le_float_put(h, v[i]);
+        sx_buf_append(b, h, 4);
+    }
 }
 
 /* A cursor over a log record. */
@@ -243,7 +241,7 @@ typedef struct {
 
 static int get_u32(cursor *c, uint32_t *v) {
     if (c->end - c->p < 4) return -1;
-    *v = (uint32_t)c->p[0] | (uint32_t)c->p[1] << 8 | (uint32_t)c->p[2] << 16 | (uint32_t)c->p[3] << 24;
+    *v = sx_le32_get(c->p);
     c->p += 4;
     return 0;
 }
@@ -262,11 +260,8 @@ static int get_str(cursor *c, char **out) {
 
 static int get_floats(cursor *c, float *v, uint32_t n) {
     if ((size_t)(c->end - c->p) < (size_t)n * 4) return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t u = 0;
-        if (get_u32(c, &u) < 0) return -1;
-        memcpy(&v[i], &u, 4);
-    }
+    sx_le32_copy(v, c->p, n);
+    c->p += (size_t)n * 4;
     return 0;
 }
 
