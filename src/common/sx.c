@@ -8,6 +8,7 @@
 #include "sx.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,4 +239,13 @@ void sx_le32_copy(void *dst, const void *src, size_t n) {
         uint32_t v = sx_le32_get(s + 4 * i); /* read whole before writing: dst may be src */
         memcpy(d + 4 * i, &v, 4);
     }
+}
+
+double sx_l2_normalize(float *v, int dim) {
+    double n = 0;
+    for (int i = 0; i < dim; i++) n += (double)v[i] * v[i];
+    n = sqrt(n);
+    if (n > 0)
+        for (int i = 0; i < dim; i++) v[i] = (float)(v[i] / n);
+    return n;
 }

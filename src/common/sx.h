@@ -168,6 +168,15 @@ int sx_host_little_endian(void);
  * and host order: the same operation both ways. dst may equal src. */
 void sx_le32_copy(void *dst, const void *src, size_t n);
 
+/* ---- vectors ---- */
+
+/* Scales v (dim floats) to unit L2 norm and returns the norm it had. The
+ * zero-vector rule, the same everywhere: a vector whose norm is not > 0 (all
+ * zeros, or NaN in it) is left unchanged, so it stays invalid and the
+ * shard's sx_vector_check refuses it; callers that answer a user check the
+ * returned norm first. */
+double sx_l2_normalize(float *v, int dim);
+
 /* A growable byte buffer. Zero-initialise it ({0}); every append keeps a
  * terminating NUL after the data (not counted in len). After an allocation
  * failure the buffer stays failed (oom = 1) and appends do nothing, so a
