@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../src/shard/shard.h"
+#include "../src/storage/snapfile.h"
 #include "testmem.h"
 #include "testvec.h"
 
@@ -352,10 +353,10 @@ void test_shard_save_load(void) {
         /* file, mapped: verified and lazy */
         char path[512];
         snprintf(path, sizeof path, "%s/shard.sx", test_tmpdir());
-        CHECK_MSG(sx_shard_save_file(s, path, &err) == 0, "%s", err.msg);
+        CHECK_MSG(sx_snapfile_save(s, path, &err) == 0, "%s", err.msg);
         for (int lazy = 0; lazy < 2; lazy++) {
             sx_shard *c = NULL;
-            CHECK_MSG(sx_shard_map_file(path, lazy ? SX_LOAD_LAZY : 0, &c, &err) == 0, "%s", err.msg);
+            CHECK_MSG(sx_snapfile_map(path, lazy ? SX_LOAD_LAZY : 0, &c, &err) == 0, "%s", err.msg);
             same_results(s, c, qv, 40);
             same_docs(s, c, n);
             struct sx_shard_stats ss;
@@ -396,11 +397,11 @@ void test_shard_save_load(void) {
     /* a missing file and an empty file */
     sx_shard *z = NULL;
     sx_err err = {0};
-    CHECK_EQ(sx_shard_map_file("tests/fixtures/no-such-file", 0, &z, &err), SX_ENOTFOUND);
+    CHECK_EQ(sx_snapfile_map("tests/fixtures/no-such-file", 0, &z, &err), SX_ENOTFOUND);
     char path[512];
     snprintf(path, sizeof path, "%s/empty.sx", test_tmpdir());
     fclose(fopen(path, "wb"));
-    CHECK_EQ(sx_shard_map_file(path, 0, &z, &err), SX_ECORRUPT);
+    CHECK_EQ(sx_snapfile_map(path, 0, &z, &err), SX_ECORRUPT);
     free(x);
     free(qv);
 }
@@ -612,7 +613,7 @@ void test_shard_fixture_loads(void) {
     sx_err err = {0};
     for (int lazy = 0; lazy < 2; lazy++) {
         sx_shard *s = NULL;
-        CHECK_MSG(sx_shard_map_file("tests/fixtures/shard/small-v1.sx", lazy ? SX_LOAD_LAZY : 0, &s, &err) == 0,
+        CHECK_MSG(sx_snapfile_map("tests/fixtures/shard/small-v1.sx", lazy ? SX_LOAD_LAZY : 0, &s, &err) == 0,
                   "%s", err.msg);
         CHECK_EQ(sx_shard_count(s), 39);
         sx_shard_params p = sx_shard_get_params(s);

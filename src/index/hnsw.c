@@ -133,7 +133,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CHUNK_SHIFT 12
 #define CHUNK (1u << CHUNK_SHIFT)
@@ -217,8 +216,9 @@ struct sx_index {
     const uint8_t *f32_lo, *f32_hi; /* fp32 block not owned per node */
     void *f32_owned;                /* that block when loaded from a stream */
     int f32_in_place;               /* the block is used in place from a mapping */
-    int cold_fd;                    /* >= 0: read the in-place block with pread() */
-    const uint8_t *cold_base;       /* address of file offset 0 in the mapping */
+    sx_cold_read_fn cold_read;      /* non-NULL: read the in-place block through it */
+    void *cold_ctx;
+    const uint8_t *cold_base;       /* address of offset 0 in the mapping */
     _Atomic size_t upper_bytes, f32_heap_bytes;
 };
 
@@ -245,17 +245,17 @@ static inline const float *f32_of(const sx_index *ix, uint32_t id) {
     return ix->sq8 ? ch(ix, id)->f32[off(id)] : (const float *)(const void *)code_of(ix, id);
 }
 
-/* The fp32 vector of id, read with pread() into buf (dim floats) when it
- * lies in a mapped snapshot whose file the owner handed over
- * (sx_index_set_cold_file), else used in place. Reading cold vectors through
- * the file keeps them in the page cache only: touched through the mapping,
- * every re-ranked vector would stay in this process's resident memory. */
+/* The fp32 vector of id, read into buf (dim floats) by the owner's reader
+ * when it lies in a mapped snapshot (sx_index_set_cold_reader), else used in
+ * place. Reading cold vectors through the file keeps them in the page cache
+ * only: touched through the mapping, every re-ranked vector would stay in
+ * this process's resident memory. */
 static const float *f32_get(const sx_index *ix, uint32_t id, float *buf) {
     const float *v = f32_of(ix, id);
     const uint8_t *b = (const uint8_t *)v;
-    if (ix->cold_fd >= 0 && v && b >= ix->f32_lo && b < ix->f32_hi) {
+    if (ix->cold_read && v && b >= ix->f32_lo && b < ix->f32_hi) {
         size_t len = (size_t)ix->p.dim * sizeof(float);
-        if (pread(ix->cold_fd, buf, len, (off_t)(b - ix->cold_base)) == (ssize_t)len) return buf;
+        if (ix->cold_read(ix->cold_ctx, buf, len, (uint64_t)(b - ix->cold_base)) == 0) return buf;
     }
     return v;
 }
@@ -1040,7 +1040,6 @@ int sx_index_create(const sx_index_params *p, sx_index **out, sx_err *err) {
     ix->code_size = ix->sq8 ? p->dim : p->dim * (int)sizeof(float);
     ix->mult = 1.0 / log((double)p->M);
     ix->k = sx_kernels_best();
-    ix->cold_fd = -1;
     ix->dir = sx_index_calloc(DIR_SIZE, sizeof(chunk *));
     atomic_init(&ix->ep, ep_pack(NONE, 0));
     atomic_init(&ix->rank_low, RANK_MID - 1);
@@ -1718,9 +1717,9 @@ static int search_impl(sx_index *ix, const float *vec, const sx_index_query *q, 
     int m = 0;
     if ((uint32_t)e == NONE) {
         m = 0;
-    } else if (brute && !exact && ix->sq8 && ix->cold_fd >= 0) {
+    } else if (brute && !exact && ix->sq8 && ix->cold_read) {
         /* The fp32 vectors are read from the file: scan the codes, then
-         * re-rank a generous top from fp32 (a pread each, not thousands). */
+         * re-rank a generous top from fp32 (a file read each, not thousands). */
         st.strategy = SX_STRATEGY_BRUTE;
         int keep = 4 * q->k > 64 ? 4 * q->k : 64;
         if (rerank > keep) keep = rerank;
@@ -1776,10 +1775,11 @@ int sx_index_search_exact(sx_index *ix, const float *vec, const sx_index_query *
 
 /* ---- accessors ---- */
 
-void sx_index_set_cold_file(sx_index *ix, int fd, const void *base) {
+void sx_index_set_cold_reader(sx_index *ix, sx_cold_read_fn read, void *ctx, const void *base) {
     if (!ix->f32_in_place) return;
     ix->cold_base = base;
-    ix->cold_fd = fd;
+    ix->cold_ctx = ctx;
+    ix->cold_read = read;
 }
 
 int sx_index_get_vector(sx_index *ix, uint32_t node, float *out, sx_err *err) {

@@ -44,17 +44,11 @@
 
 #include "../text/text.h"
 
-#include <errno.h>
 #include <math.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define NF 6 /* fields of a record */
 #define EMPTY UINT32_MAX
@@ -85,9 +79,8 @@ struct sx_shard {
     const uint8_t *doc_offsets;       /* their offset table (n_doc_offsets + 1) */
     uint32_t n_doc_offsets;
     void *docs_owned;                 /* that block, when loaded from a stream */
-    void *mapping;                    /* a snapshot mmap'd by sx_shard_map_file */
-    int map_fd;                       /* its file, kept open for pread() (-1: none) */
-    size_t mapping_len;
+    void (*backing_release)(void *ctx); /* what a mapped load reads from (sx_shard_set_backing) */
+    void *backing_ctx;
     _Atomic size_t doc_bytes;
 };
 
@@ -442,7 +435,6 @@ static int shard_new(const sx_shard_params *p, sx_index *ix, sx_shard **out, sx_
         return sx_err_set(err, SX_ENOMEM, "shard: out of memory");
     }
     s->p = *p;
-    s->map_fd = -1;
     s->ix = ix;
     pthread_rwlock_init(&s->map_lock, NULL);
     pthread_rwlock_init(&s->save_lock, NULL);
@@ -488,8 +480,7 @@ void sx_shard_free(sx_shard *s) {
     }
     sx_index_free_mem(s->cats);
     sx_index_free_mem(s->docs_owned);
-    if (s->mapping) munmap(s->mapping, s->mapping_len);
-    if (s->map_fd >= 0) close(s->map_fd);
+    if (s->backing_release) s->backing_release(s->backing_ctx);
     pthread_rwlock_destroy(&s->map_lock);
     pthread_rwlock_destroy(&s->save_lock);
     sx_index_free_mem(s);
@@ -1099,78 +1090,14 @@ int sx_shard_load(sx_read_fn r, void *ctx, sx_shard **out, sx_err *err) {
     return load_any(&src, 0, out, err);
 }
 
-static int load_mapped(const void *base, size_t len, int flags, int file_mapping, sx_shard **out,
-                       sx_err *err) {
-    sx_source src = {NULL, NULL, base, len, 0, !(flags & SX_LOAD_LAZY), file_mapping};
+int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err) {
+    sx_source src = {NULL, NULL, base, len, 0, !(flags & SX_LOAD_LAZY), !!(flags & SX_LOAD_FILE)};
     return load_any(&src, !!(flags & SX_LOAD_LAZY), out, err);
 }
 
-int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err) {
-    return load_mapped(base, len, flags, 0, out, err);
-}
-
-/* ---- files ---- */
-
-static int file_write(void *ctx, const void *buf, size_t len) {
-    return fwrite(buf, 1, len, ctx) == len ? 0 : SX_EIO;
-}
-
-int sx_shard_save_file(sx_shard *s, const char *path, sx_err *err) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return sx_err_set(err, SX_EINVAL, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return sx_err_set(err, SX_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = sx_shard_save(s, file_write, f, err);
-    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        rc = sx_err_set(err, SX_EIO, "%s: write failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && rc == 0) rc = sx_err_set(err, SX_EIO, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = sx_err_set(err, SX_EIO, "%s: rename failed: %s", path, strerror(errno));
-    if (rc < 0) {
-        unlink(tmp);
-        return sx_err_prefix(err, "%s", path);
-    }
-    return 0;
-}
-
-int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) {
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sx_err_set(err, errno == ENOENT ? SX_ENOTFOUND : SX_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-        close(fd);
-        return sx_err_set(err, SX_ECORRUPT, "%s: not a snapshot (empty or not a file)", path);
-    }
-    size_t len = (size_t)st.st_size;
-    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-        close(fd);
-        return sx_err_set(err, SX_EIO, "%s: mmap failed: %s", path, strerror(errno));
-    }
-    int rc = load_mapped(m, len, flags, 1, out, err);
-    if (rc < 0) {
-        munmap(m, len);
-        close(fd);
-        return sx_err_prefix(err, "%s", path);
-    }
-    (*out)->mapping = m;
-    (*out)->mapping_len = len;
-    /* Re-ranking reads fp32 vectors through the file rather than the
-     * mapping, so they stay in the page cache, out of resident memory. */
-    (*out)->map_fd = fd;
-    sx_index_set_cold_file((*out)->ix, fd, m);
-#ifdef MADV_DONTNEED
-    /* Verifying the checksums read every page; let them go from this process
-     * (they stay in the page cache) so that only what searches touch later
-     * -- the documents of results -- counts in its resident memory. The
-     * mapping is read-only: nothing is lost. */
-    madvise(m, len, MADV_DONTNEED);
-#endif
-#ifdef MADV_RANDOM
-    madvise(m, len, MADV_RANDOM); /* no read-ahead around a document */
-#endif
-    return 0;
+void sx_shard_set_backing(sx_shard *s, const void *base, sx_cold_read_fn read,
+                          void (*release)(void *ctx), void *ctx) {
+    if (read) sx_index_set_cold_reader(s->ix, read, ctx, base);
+    s->backing_release = release;
+    s->backing_ctx = ctx;
 }

@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "../corpus/corpus.h"
+#include "snapfile.h"
 #include "wal.h"
 
 #define MANIFEST_VERSION 1
@@ -125,35 +126,6 @@ static void wal_name(char *out, size_t cap, uint64_t gen) {
     snprintf(out, cap, "wal-%llu.log", (unsigned long long)gen);
 }
 
-typedef struct {
-    FILE *f;
-} file_io;
-
-static int write_cb(void *ctx, const void *buf, size_t len) {
-    file_io *io = ctx;
-    return fwrite(buf, 1, len, io->f) == len ? 0 : SX_EIO;
-}
-
-/* Writes a file through fn under a temporary name, fsyncs and renames it into
- * place. */
-static int write_file_atomic(const sx_store *st, const char *name,
-                             int (*fn)(void *ctx, FILE *f, sx_err *err), void *ctx, sx_err *err) {
-    char path[4096], tmp[4200];
-    path_of(path, sizeof path, st, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return sx_err_set(err, SX_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = fn(ctx, f, err);
-    if (rc == 0 && fflush(f) != 0) rc = sx_err_set(err, SX_EIO, "%s: write failed: %s", tmp, strerror(errno));
-    if (rc == 0 && sx_fsync_fd(fileno(f)) != 0)
-        rc = sx_err_set(err, SX_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && rc == 0) rc = sx_err_set(err, SX_EIO, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = sx_err_set(err, SX_EIO, "%s: rename failed: %s", path, strerror(errno));
-    if (rc < 0) unlink(tmp);
-    return rc;
-}
-
 /* ---- manifest ----------------------------------------------------------- */
 
 static const char *storage_name(int storage) { return storage == SX_STORAGE_SQ8 ? "sq8" : "fp32"; }
@@ -172,7 +144,9 @@ static int write_manifest_body(void *ctx, FILE *f, sx_err *err) {
 }
 
 static int write_manifest(sx_store *st, sx_err *err) {
-    int rc = write_file_atomic(st, "MANIFEST", write_manifest_body, st, err);
+    char path[4096];
+    path_of(path, sizeof path, st, "MANIFEST");
+    int rc = sx_snapfile_replace(path, write_manifest_body, st, err);
     return rc < 0 ? rc : sx_fsync_dir(st->dir, err);
 }
 
@@ -563,16 +537,6 @@ done:
 
 /* ---- snapshots and checkpoints ------------------------------------------ */
 
-typedef struct {
-    sx_shard *shard;
-} save_ctx;
-
-static int save_body(void *ctx, FILE *f, sx_err *err) {
-    save_ctx *s = ctx;
-    file_io io = {f};
-    return sx_shard_save(s->shard, write_cb, &io, err);
-}
-
 /* Removes files of generations other than keep (leftovers of a crash). */
 static void remove_other_generations(sx_store *st, uint64_t keep) {
     DIR *d = opendir(st->dir);
@@ -595,14 +559,13 @@ static void remove_other_generations(sx_store *st, uint64_t keep) {
 /* Writes generation gen's snapshots and empty log. Called with wmu held (or
  * before the store is shared). */
 static int write_generation(sx_store *st, uint64_t gen, sx_wal **wal_out, sx_err *err) {
+    char name[64], path[4096];
     for (int i = 0; i < st->n_shards; i++) {
-        char name[64];
         snap_name(name, sizeof name, gen, i);
-        save_ctx s = {st->shards[i]};
-        int rc = write_file_atomic(st, name, save_body, &s, err);
+        path_of(path, sizeof path, st, name);
+        int rc = sx_snapfile_save(st->shards[i], path, err);
         if (rc < 0) return rc;
     }
-    char name[64], path[4096];
     wal_name(name, sizeof name, gen);
     path_of(path, sizeof path, st, name);
     unlink(path); /* a leftover of an interrupted checkpoint */
@@ -701,7 +664,7 @@ static void load_one(void *ctx, int i) {
     char name[64], path[4096];
     snap_name(name, sizeof name, j->st->generation, i);
     path_of(path, sizeof path, j->st, name);
-    j->rc[i] = sx_shard_map_file(path, 0, &j->st->shards[i], &j->errs[i]);
+    j->rc[i] = sx_snapfile_map(path, 0, &j->st->shards[i], &j->errs[i]);
     if (j->rc[i] == SX_ENOTFOUND || j->rc[i] == SX_EIO)
         j->rc[i] = sx_err_set(&j->errs[i], SX_ECORRUPT, "%s: missing or unreadable snapshot: %s", path,
                               j->errs[i].msg);
