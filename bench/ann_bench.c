@@ -51,8 +51,8 @@ static int npy_open(const char *path, npy *out) {
     const unsigned char *p = out->map;
     if (out->map_len < 16 || memcmp(p, "\x93NUMPY", 6) != 0) return -1;
     size_t hl, ho;
-    if (p[6] == 1) hl = p[8] | (size_t)p[9] << 8, ho = 10;
-    else hl = p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16 | (size_t)p[11] << 24, ho = 12;
+    if (p[6] == 1) hl = sx_le16_get(p + 8), ho = 10;
+    else hl = sx_le32_get(p + 8), ho = 12;
     char h[1024] = {0};
     memcpy(h, p + ho, hl < sizeof h - 1 ? hl : sizeof h - 1);
     if (strstr(h, "'<f4'")) out->kind = 'f';

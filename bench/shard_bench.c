@@ -26,6 +26,7 @@
 
 #include "../src/corpus/corpus.h"
 #include "../src/shard/shard.h"
+#include "../src/storage/snapfile.h"
 
 static double now(void) { return sx_now(); }
 
@@ -37,7 +38,7 @@ static const float *map_npy(const char *path, size_t *rows, size_t *cols) {
     const unsigned char *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED || memcmp(p, "\x93NUMPY", 6) != 0) return NULL;
-    size_t hl = p[6] == 1 ? (size_t)(p[8] | p[9] << 8) : (size_t)(p[8] | p[9] << 8 | p[10] << 16);
+    size_t hl = p[6] == 1 ? sx_le16_get(p + 8) : sx_le32_get(p + 8);
     size_t ho = p[6] == 1 ? 10 : 12;
     char h[512] = {0};
     memcpy(h, p + ho, hl < 511 ? hl : 511);
@@ -113,7 +114,7 @@ static int serve(const char *snap, const char *qpath, int lazy) {
     double t0 = now();
     sx_shard *s;
     sx_err err = {0};
-    if (sx_shard_map_file(snap, lazy ? SX_LOAD_LAZY : 0, &s, &err) < 0) {
+    if (sx_snapfile_map(snap, lazy ? SX_LOAD_LAZY : 0, &s, &err) < 0) {
         fprintf(stderr, "shard_bench: %s\n", err.msg);
         return 1;
     }
@@ -198,7 +199,7 @@ int main(int argc, char **argv) {
            st.count, threads, read_s, build_s, sx_current_rss(), st.bytes_vectors, st.bytes_graph,
            st.bytes_fp32, st.bytes_documents, st.bytes_bitmaps, st.bytes_idmap, st.categories);
     t0 = now();
-    if (sx_shard_save_file(s, snap, &err) < 0) {
+    if (sx_snapfile_save(s, snap, &err) < 0) {
         fprintf(stderr, "shard_bench: %s\n", err.msg);
         return 1;
     }

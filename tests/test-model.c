@@ -434,7 +434,7 @@ static unsigned char *st_image(const char *header, size_t data_len, size_t *size
     size_t hl = strlen(header);
     *size = 8 + hl + data_len;
     unsigned char *img = calloc(1, *size + 1);
-    for (int i = 0; i < 8; i++) img[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    sx_le64_put(img, hl);
     memcpy(img + 8, header, hl);
     for (size_t i = 0; i < data_len; i++) img[8 + hl + i] = (unsigned char)(i * 7);
     return img;

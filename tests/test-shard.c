@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../src/shard/shard.h"
+#include "../src/storage/snapfile.h"
 #include "testmem.h"
 #include "testvec.h"
 
@@ -352,10 +353,10 @@ void test_shard_save_load(void) {
         /* file, mapped: verified and lazy */
         char path[512];
         snprintf(path, sizeof path, "%s/shard.sx", test_tmpdir());
-        CHECK_MSG(sx_shard_save_file(s, path, &err) == 0, "%s", err.msg);
+        CHECK_MSG(sx_snapfile_save(s, path, &err) == 0, "%s", err.msg);
         for (int lazy = 0; lazy < 2; lazy++) {
             sx_shard *c = NULL;
-            CHECK_MSG(sx_shard_map_file(path, lazy ? SX_LOAD_LAZY : 0, &c, &err) == 0, "%s", err.msg);
+            CHECK_MSG(sx_snapfile_map(path, lazy ? SX_LOAD_LAZY : 0, &c, &err) == 0, "%s", err.msg);
             same_results(s, c, qv, 40);
             same_docs(s, c, n);
             struct sx_shard_stats ss;
@@ -396,11 +397,11 @@ void test_shard_save_load(void) {
     /* a missing file and an empty file */
     sx_shard *z = NULL;
     sx_err err = {0};
-    CHECK_EQ(sx_shard_map_file("tests/fixtures/no-such-file", 0, &z, &err), SX_ENOTFOUND);
+    CHECK_EQ(sx_snapfile_map("tests/fixtures/no-such-file", 0, &z, &err), SX_ENOTFOUND);
     char path[512];
     snprintf(path, sizeof path, "%s/empty.sx", test_tmpdir());
     fclose(fopen(path, "wb"));
-    CHECK_EQ(sx_shard_map_file(path, 0, &z, &err), SX_ECORRUPT);
+    CHECK_EQ(sx_snapfile_map(path, 0, &z, &err), SX_ECORRUPT);
     free(x);
     free(qv);
 }
@@ -612,7 +613,7 @@ void test_shard_fixture_loads(void) {
     sx_err err = {0};
     for (int lazy = 0; lazy < 2; lazy++) {
         sx_shard *s = NULL;
-        CHECK_MSG(sx_shard_map_file("tests/fixtures/shard/small-v1.sx", lazy ? SX_LOAD_LAZY : 0, &s, &err) == 0,
+        CHECK_MSG(sx_snapfile_map("tests/fixtures/shard/small-v1.sx", lazy ? SX_LOAD_LAZY : 0, &s, &err) == 0,
                   "%s", err.msg);
         CHECK_EQ(sx_shard_count(s), 39);
         sx_shard_params p = sx_shard_get_params(s);
@@ -798,7 +799,7 @@ void test_shard_doc_codec(void) {
         memcpy(c, buf, n);
         CHECK(sx_doc_decode(c, n, &o, &err) == SX_ECORRUPT);
         if (n >= 4) {
-            c[0] = (uint8_t)n, c[1] = (uint8_t)(n >> 8), c[2] = c[3] = 0;
+            sx_le32_put(c, (uint32_t)n);
             CHECK(sx_doc_decode(c, n, &o, &err) == SX_ECORRUPT);
         }
     }
@@ -835,7 +836,7 @@ void test_shard_doc_codec(void) {
         size_t n = (size_t)(tv_next(&r) % (len + 8));
         uint8_t *g = malloc(n + 1);
         for (size_t i = 0; i < n; i++) g[i] = (uint8_t)tv_next(&r);
-        if (n >= 4 && t % 2) g[0] = (uint8_t)n, g[1] = (uint8_t)(n >> 8), g[2] = g[3] = 0;
+        if (n >= 4 && t % 2) sx_le32_put(g, (uint32_t)n);
         int rc = sx_doc_decode(g, n, &o, &err);
         CHECK(rc == 0 || rc == SX_ECORRUPT);
         free(g);

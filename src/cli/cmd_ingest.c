@@ -125,13 +125,6 @@ static void report_malformed(ingest *g, const char *file, uint64_t line, const c
     g->malformed++;
 }
 
-static void normalize(float *v, int dim) {
-    double n = 0;
-    for (int i = 0; i < dim; i++) n += (double)v[i] * v[i];
-    n = n > 0 ? 1.0 / sqrt(n) : 0;
-    for (int i = 0; i < dim; i++) v[i] = (float)(v[i] * n);
-}
-
 /* Embeds (or looks up) and upserts the batched records. */
 static int flush(ingest *g, sx_err *err) {
     if (g->n == 0) return 0;
@@ -145,7 +138,7 @@ static int flush(ingest *g, sx_err *err) {
         if (g->npy) {
             float *v = g->vecs + (size_t)i * (size_t)g->dim;
             sx_npy_row(g->npy, g->rows[i], v);
-            normalize(v, g->dim);
+            sx_l2_normalize(v, g->dim);
             continue;
         }
         lens[i] = sx_record_text(&docs[i], NULL, 0);

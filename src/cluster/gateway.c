@@ -104,24 +104,9 @@ static int cmd_error(const sx_rc_cmd *c, const char *what, sx_err *err) {
 }
 
 /* The vector as the module reads it: dim little-endian float32. */
-static void vector_bytes(const float *v, int dim, unsigned char *out) {
-    for (int i = 0; i < dim; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        out[4 * i] = (unsigned char)u;
-        out[4 * i + 1] = (unsigned char)(u >> 8);
-        out[4 * i + 2] = (unsigned char)(u >> 16);
-        out[4 * i + 3] = (unsigned char)(u >> 24);
-    }
-}
+static void vector_bytes(const float *v, int dim, unsigned char *out) { sx_le32_copy(out, v, (size_t)dim); }
 
-static void vector_from_bytes(const unsigned char *b, int dim, float *out) {
-    for (int i = 0; i < dim; i++) {
-        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
-                     (uint32_t)b[4 * i + 3] << 24;
-        memcpy(&out[i], &u, 4);
-    }
-}
+static void vector_from_bytes(const unsigned char *b, int dim, float *out) { sx_le32_copy(out, b, (size_t)dim); }
 
 /* A malloc'd sx_doc (one block, as sx_shard_get returns) from a record the
  * module sent; NULL with err set when it does not decode. */

@@ -257,23 +257,10 @@ static int arg_vector(RedisModuleString *s, int dim, float **out, int *dim_out, 
     }
     int n = (int)(len / 4);
     float *v = RedisModule_Alloc(len);
-    for (int i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
-                     (uint32_t)b[4 * i + 3] << 24;
-        memcpy(&v[i], &u, 4);
-    }
+    sx_le32_copy(v, b, (size_t)n);
     *out = v;
     if (dim_out) *dim_out = n;
     return 0;
-}
-
-/* Appends v (n floats) as little-endian bytes to out (4n bytes). */
-static void put_vector(const float *v, int n, uint8_t *out) {
-    for (int i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        for (int j = 0; j < 4; j++) out[4 * i + j] = (uint8_t)(u >> (8 * j));
-    }
 }
 
 /* Opens key for mode; *out the value or NULL when empty. Replies WRONGTYPE
@@ -563,7 +550,7 @@ static int cmd_get(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (sx_shard_get_vector(k->shard, id, v, &err) < 0 || sx_doc_encode(d, &enc, &len, &err) < 0) {
         reply_err(ctx, "%s", err.msg);
     } else {
-        put_vector(v, dim, b);
+        sx_le32_copy(b, v, (size_t)dim); /* little-endian on the wire */
         RedisModule_ReplyWithArray(ctx, 2);
         RedisModule_ReplyWithStringBuffer(ctx, enc, len);
         RedisModule_ReplyWithStringBuffer(ctx, (const char *)b, (size_t)dim * 4);
@@ -960,7 +947,7 @@ static int aof_one(void *ctx, const sx_doc *d, const float *vec, int level) {
     aof_ctx *a = ctx;
     size_t len;
     if (sx_doc_encode(d, &a->enc, &len, NULL) < 0) return SX_ENOMEM;
-    put_vector(vec, a->dim, a->buf);
+    sx_le32_copy(a->buf, vec, (size_t)a->dim);
     RedisModule_EmitAOF(a->io, "SEMDEX.UPSERTL", "sclbb", a->key, d->id, (long long)level, (const char *)a->buf,
                         (size_t)a->dim * 4, (const char *)a->enc, len);
     free(a->enc);

@@ -8,6 +8,7 @@
 #include "sx.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,4 +221,31 @@ void sx_buf_printf(sx_buf *b, const char *fmt, ...) {
 void sx_buf_free(sx_buf *b) {
     free(b->data);
     memset(b, 0, sizeof *b);
+}
+
+int sx_host_little_endian(void) {
+    const uint16_t one = 1;
+    return *(const uint8_t *)&one == 1;
+}
+
+void sx_le32_copy(void *dst, const void *src, size_t n) {
+    if (sx_host_little_endian()) {
+        if (dst != src) memmove(dst, src, n * 4);
+        return;
+    }
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = sx_le32_get(s + 4 * i); /* read whole before writing: dst may be src */
+        memcpy(d + 4 * i, &v, 4);
+    }
+}
+
+double sx_l2_normalize(float *v, int dim) {
+    double n = 0;
+    for (int i = 0; i < dim; i++) n += (double)v[i] * v[i];
+    n = sqrt(n);
+    if (n > 0)
+        for (int i = 0; i < dim; i++) v[i] = (float)(v[i] / n);
+    return n;
 }

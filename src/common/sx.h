@@ -25,6 +25,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Result codes: 0 is success, everything else is negative. */
 enum {
@@ -107,6 +108,74 @@ uint32_t sx_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* The portable CRC-32C that sx_crc32c's hardware path is tested against. */
 uint32_t sx_crc32c_portable(uint32_t crc, const void *buf, size_t len);
+
+/* ---- little-endian bytes ----
+ *
+ * Every byte format semdex writes (snapshots, the write-ahead log, Redis
+ * values, vectors on the wire) is little-endian whatever the host; these are
+ * the only functions that turn values into such bytes and back. p need not
+ * be aligned. */
+
+static inline void sx_le16_put(void *p, uint16_t v) {
+    uint8_t *b = p;
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+
+static inline uint16_t sx_le16_get(const void *p) {
+    const uint8_t *b = p;
+    return (uint16_t)(b[0] | b[1] << 8);
+}
+
+static inline void sx_le32_put(void *p, uint32_t v) {
+    uint8_t *b = p;
+    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t sx_le32_get(const void *p) {
+    const uint8_t *b = p;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static inline void sx_le64_put(void *p, uint64_t v) {
+    sx_le32_put(p, (uint32_t)v);
+    sx_le32_put((uint8_t *)p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint64_t sx_le64_get(const void *p) {
+    return sx_le32_get(p) | (uint64_t)sx_le32_get((const uint8_t *)p + 4) << 32;
+}
+
+/* A float as the 4 little-endian bytes of its IEEE-754 binary32 pattern. */
+static inline void sx_le_float_put(void *p, float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    sx_le32_put(p, u);
+}
+
+static inline float sx_le_float_get(const void *p) {
+    uint32_t u = sx_le32_get(p);
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+/* 1 when this host stores 32-bit values little-endian (arrays of them can
+ * be read and written in place), else 0. */
+int sx_host_little_endian(void);
+
+/* Converts n 32-bit values (integers or floats) between little-endian bytes
+ * and host order: the same operation both ways. dst may equal src. */
+void sx_le32_copy(void *dst, const void *src, size_t n);
+
+/* ---- vectors ---- */
+
+/* Scales v (dim floats) to unit L2 norm and returns the norm it had. The
+ * zero-vector rule, the same everywhere: a vector whose norm is not > 0 (all
+ * zeros, or NaN in it) is left unchanged, so it stays invalid and the
+ * shard's sx_vector_check refuses it; callers that answer a user check the
+ * returned norm first. */
+double sx_l2_normalize(float *v, int dim);
 
 /* A growable byte buffer. Zero-initialise it ({0}); every append keeps a
  * terminating NUL after the data (not counted in len). After an allocation

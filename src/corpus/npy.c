@@ -76,10 +76,10 @@ int sx_npy_open(const char *path, sx_npy **out, sx_err *err) {
     if (memcmp(p, "\x93NUMPY", 6) != 0) {
         rc = sx_err_set(err, SX_ECORRUPT, "%s: not an .npy file (bad magic)", path);
     } else if (p[6] == 1) {
-        hlen = (size_t)p[8] | (size_t)p[9] << 8;
+        hlen = sx_le16_get(p + 8);
         hoff = 10;
     } else if (p[6] == 2 || p[6] == 3) {
-        hlen = (size_t)p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16 | (size_t)p[11] << 24;
+        hlen = sx_le32_get(p + 8);
         hoff = 12;
     } else {
         rc = sx_err_set(err, SX_EUNSUPPORTED, "%s: .npy version %d is not supported", path, p[6]);

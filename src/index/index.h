@@ -183,13 +183,19 @@ int sx_index_draw_level(sx_index *ix);
 /* The level of a node (its top layer), or -1 for a free or unused slot. */
 int sx_index_node_level(sx_index *ix, uint32_t node);
 
+/* Reads len bytes at offset of the snapshot an index was loaded from in
+ * place into buf. Returns 0, or a negative SX_E* code (the index then reads
+ * the bytes through the mapping). */
+typedef int (*sx_cold_read_fn)(void *ctx, void *buf, size_t len, uint64_t offset);
+
 /* For an index loaded in place from a mapped snapshot (sx_index_load with
- * a mapped source): read its fp32 vectors with pread(fd) instead of through
- * the mapping, base being the mapping's address of file offset 0, so that
- * re-ranking keeps them in the page cache rather than in this process's
- * resident memory. The caller keeps fd open until sx_index_free. No effect
- * when the vectors were copied to the heap. */
-void sx_index_set_cold_file(sx_index *ix, int fd, const void *base);
+ * a mapped source): read its fp32 vectors with read(ctx, ...) instead of
+ * through the mapping, base being the mapping's address of offset 0. The
+ * owner of a file mapping passes a pread() on the file, so that re-ranking
+ * keeps the vectors in the page cache rather than in this process's
+ * resident memory; the index itself never touches a file. ctx stays valid
+ * until sx_index_free. No effect when the vectors were copied to the heap. */
+void sx_index_set_cold_reader(sx_index *ix, sx_cold_read_fn read, void *ctx, const void *base);
 
 /* Makes an added node visible to searches. */
 void sx_index_publish(sx_index *ix, uint32_t node);
@@ -373,10 +379,6 @@ void sx_section_release(sx_section *sec);
 int sx_section_u32(const sx_section *sec, uint64_t *pos, uint32_t *v);
 int sx_section_u64(const sx_section *sec, uint64_t *pos, uint64_t *v);
 int sx_section_f32(const sx_section *sec, uint64_t *pos, float *v);
-
-/* 1 when this host stores 32-bit values little-endian (arrays can be used in
- * place), else 0. */
-int sx_host_little_endian(void);
 
 /* Writes the index (parameters, graph, codes, fp32 vectors) as sections.
  * Concurrent inserts/deletes wait; searches go on. */

@@ -32,22 +32,6 @@
 #define ALIGN 64
 #define MAX_SECTION ((uint64_t)1 << 40)
 
-int sx_host_little_endian(void) {
-    const uint16_t one = 1;
-    return *(const uint8_t *)&one == 1;
-}
-
-static void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
-
 static void tag_name(uint32_t tag, char out[5]) {
     for (int i = 0; i < 4; i++) {
         char c = (char)(tag >> (8 * i));
@@ -76,13 +60,13 @@ int sx_sink_write(sx_sink *s, const void *buf, size_t len) {
 
 int sx_sink_u32(sx_sink *s, uint32_t v) {
     uint8_t b[4];
-    put32(b, v);
+    sx_le32_put(b, v);
     return sx_sink_write(s, b, 4);
 }
 
 int sx_sink_u64(sx_sink *s, uint64_t v) {
     uint8_t b[8];
-    put64(b, v);
+    sx_le64_put(b, v);
     return sx_sink_write(s, b, 8);
 }
 
@@ -114,10 +98,10 @@ int sx_sink_begin(sx_sink *s, uint32_t tag, uint64_t len) {
     uint8_t h[ALIGN] = {0};
     int rc = pad(s);
     if (rc < 0) return rc;
-    put32(h, SEC_MAGIC);
-    put32(h + 4, tag);
-    put64(h + 8, len);
-    put32(h + 16, sx_crc32c(0, h, 16));
+    sx_le32_put(h, SEC_MAGIC);
+    sx_le32_put(h + 4, tag);
+    sx_le64_put(h + 8, len);
+    sx_le32_put(h + 16, sx_crc32c(0, h, 16));
     s->crc = 0;
     return raw_write(s, h, sizeof h);
 }
@@ -126,8 +110,8 @@ int sx_sink_end(sx_sink *s) {
     uint8_t f[ALIGN] = {0};
     int rc = pad(s);
     if (rc < 0) return rc;
-    put32(f, END_MAGIC);
-    put32(f + 4, s->crc);
+    sx_le32_put(f, END_MAGIC);
+    sx_le32_put(f + 4, s->crc);
     return raw_write(s, f, sizeof f);
 }
 
@@ -218,14 +202,14 @@ int sx_source_section(sx_source *src, uint32_t tag, int bulk, sx_section *out, s
     if (rc == 0) rc = src_bytes(src, hb, ALIGN, &h, want, err);
     if (rc < 0) return sx_err_prefix(err, "section '%s' header", want);
     uint64_t at = src->offset - ALIGN;
-    if (get32(h) != SEC_MAGIC || get32(h + 16) != sx_crc32c(0, h, 16))
+    if (sx_le32_get(h) != SEC_MAGIC || sx_le32_get(h + 16) != sx_crc32c(0, h, 16))
         return sx_err_set(err, SX_ECORRUPT, "bad section header at byte %llu (expected '%s')",
                           (unsigned long long)at, want);
-    tag_name(get32(h + 4), got);
-    if (get32(h + 4) != tag)
+    tag_name(sx_le32_get(h + 4), got);
+    if (sx_le32_get(h + 4) != tag)
         return sx_err_set(err, SX_ECORRUPT, "section '%s' at byte %llu where '%s' was expected",
                           got, (unsigned long long)at, want);
-    uint64_t len = get64(h + 8);
+    uint64_t len = sx_le64_get(h + 8);
     if (len > MAX_SECTION)
         return sx_err_set(err, SX_ECORRUPT, "section '%s' claims %llu bytes", want,
                           (unsigned long long)len);
@@ -245,8 +229,8 @@ int sx_source_section(sx_source *src, uint32_t tag, int bulk, sx_section *out, s
     }
     int check = src->read || !bulk || src->verify_bulk;
     int drop = !src->read && bulk && src->file_mapping;
-    if (get32(f) != END_MAGIC ||
-        (check && get32(f + 4) != (drop ? crc_dropping(out->data, len) : sx_crc32c(0, out->data, (size_t)len)))) {
+    if (sx_le32_get(f) != END_MAGIC ||
+        (check && sx_le32_get(f + 4) != (drop ? crc_dropping(out->data, len) : sx_crc32c(0, out->data, (size_t)len)))) {
         sx_section_release(out);
         return sx_err_set(err, SX_ECORRUPT, "section '%s' at byte %llu: checksum mismatch", want,
                           (unsigned long long)at);
@@ -264,14 +248,14 @@ void sx_section_release(sx_section *sec) {
 
 int sx_section_u32(const sx_section *sec, uint64_t *pos, uint32_t *v) {
     if (*pos > sec->len || sec->len - *pos < 4) return SX_ECORRUPT;
-    *v = get32(sec->data + *pos);
+    *v = sx_le32_get(sec->data + *pos);
     *pos += 4;
     return 0;
 }
 
 int sx_section_u64(const sx_section *sec, uint64_t *pos, uint64_t *v) {
     if (*pos > sec->len || sec->len - *pos < 8) return SX_ECORRUPT;
-    *v = get64(sec->data + *pos);
+    *v = sx_le64_get(sec->data + *pos);
     *pos += 8;
     return 0;
 }

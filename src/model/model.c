@@ -832,11 +832,7 @@ static void pool_out(const fwd *f, float *out) {
                 for (int j = 0; j < H; j++) acc[j] += x[(size_t)i * H + j];
             for (int j = 0; j < H; j++) o[j] = (float)(acc[j] / f->seq_len[s]);
         }
-        double norm = 0;
-        for (int j = 0; j < H; j++) norm += (double)o[j] * o[j];
-        norm = sqrt(norm);
-        float inv = (float)(1.0 / (norm > 1e-12 ? norm : 1e-12));
-        for (int j = 0; j < H; j++) o[j] *= inv;
+        sx_l2_normalize(o, H);
     }
 }
 

@@ -152,8 +152,7 @@ static int parse_header(sx_st_file *f, sx_err *err) {
     if (f->size < 8)
         return sx_err_set(err, SX_ECORRUPT, "%s: %zu bytes, too short for a safetensors file",
                           f->label, f->size);
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | f->base[i];
+    uint64_t n = sx_le64_get(f->base);
     if (n > f->size - 8 || n > HEADER_MAX)
         return sx_err_set(err, SX_ECORRUPT,
                           "%s: header length %llu does not fit in a %zu-byte file (truncated "
@@ -299,7 +298,7 @@ int sx_st_read_f32(const sx_st_file *f, const char *name, int ndim, const int64_
         memcpy(out, src, n * 4);
     } else {
         for (size_t i = 0; i < n; i++) {
-            uint16_t h = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8));
+            uint16_t h = sx_le16_get(src + 2 * i);
             out[i] = t->dtype == SX_DT_F16 ? sx_f16_to_f32(h) : sx_bf16_to_f32(h);
         }
     }

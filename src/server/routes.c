@@ -432,14 +432,6 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     respond_json(res, 200, out);
 }
 
-static void l2_normalize(float *v, int dim) {
-    double n = 0;
-    for (int i = 0; i < dim; i++) n += (double)v[i] * v[i];
-    n = sqrt(n);
-    if (n > 0)
-        for (int i = 0; i < dim; i++) v[i] = (float)(v[i] / n);
-}
-
 /* Validates every paper of the batch into recs; answers 400 on the first bad one. */
 static int parse_papers(sx_srv *s, const cJSON *arr, sx_record *recs, int n, sx_response *res) {
     for (int i = 0; i < n; i++) {
@@ -474,7 +466,7 @@ static int embed_papers(sx_srv *s, sx_record *recs, int n, float *vecs, sx_err *
         float *v = vecs + (size_t)i * (size_t)s->dim;
         if (recs[i].embedding) {
             memcpy(v, recs[i].embedding, (size_t)s->dim * sizeof *v);
-            l2_normalize(v, s->dim);
+            sx_l2_normalize(v, s->dim);
             continue;
         }
         lens[m] = sx_record_text(&recs[i].doc, NULL, 0);

@@ -44,17 +44,11 @@
 
 #include "../text/text.h"
 
-#include <errno.h>
 #include <math.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define NF 6 /* fields of a record */
 #define EMPTY UINT32_MAX
@@ -85,21 +79,12 @@ struct sx_shard {
     const uint8_t *doc_offsets;       /* their offset table (n_doc_offsets + 1) */
     uint32_t n_doc_offsets;
     void *docs_owned;                 /* that block, when loaded from a stream */
-    void *mapping;                    /* a snapshot mmap'd by sx_shard_map_file */
-    int map_fd;                       /* its file, kept open for pread() (-1: none) */
-    size_t mapping_len;
+    void (*backing_release)(void *ctx); /* what a mapped load reads from (sx_shard_set_backing) */
+    void *backing_ctx;
     _Atomic size_t doc_bytes;
 };
 
 /* ---- records ---- */
-
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void wr32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
 
 static const char *field_or_empty(const char *s) { return s ? s : ""; }
@@ -126,11 +111,11 @@ static size_t rec_size(const sx_doc *d) {
 static void rec_write(const sx_doc *d, uint8_t *r, size_t total) {
     const char *f[NF];
     doc_fields(d, f);
-    wr32(r, (uint32_t)total);
+    sx_le32_put(r, (uint32_t)total);
     size_t pos = 4;
     for (int i = 0; i < NF; i++) {
         size_t len = strlen(f[i]);
-        wr32(r + pos, (uint32_t)len);
+        sx_le32_put(r + pos, (uint32_t)len);
         memcpy(r + pos + 4, f[i], len + 1);
         pos += 4 + len + 1;
     }
@@ -149,11 +134,11 @@ static uint8_t *rec_build(const sx_doc *d, size_t *len_out) {
 /* Field i of record r, whose length is known to be bound; bounds-checked.
  * Returns 0 or SX_ECORRUPT. */
 static int rec_field(const uint8_t *r, uint64_t bound, int i, const char **out, uint32_t *len) {
-    uint32_t total = rd32(r), pos = 4;
+    uint32_t total = sx_le32_get(r), pos = 4;
     if (total != bound) return SX_ECORRUPT;
     for (int k = 0;; k++) {
         if (total < 8 || pos > total - 4) return SX_ECORRUPT;
-        uint32_t n = rd32(r + pos);
+        uint32_t n = sx_le32_get(r + pos);
         if (n > total - pos - 4 - 1 || r[pos + 4 + n] != 0) return SX_ECORRUPT;
         if (k == i) {
             *out = (const char *)r + pos + 4;
@@ -164,7 +149,6 @@ static int rec_field(const uint8_t *r, uint64_t bound, int i, const char **out, 
     }
 }
 
-static uint64_t rd64(const uint8_t *p);
 static const uint8_t *rec_of(sx_shard *s, uint32_t node) {
     return (const uint8_t *)(uintptr_t)sx_index_payload(s->ix, node);
 }
@@ -177,10 +161,10 @@ static int rec_owned(const sx_shard *s, const uint8_t *r) {
  * from the snapshot's offset table for a record in the snapshot (so that a
  * lazily loaded, unverified record cannot lead a read out of bounds). */
 static uint64_t rec_bound(const sx_shard *s, uint32_t node, const uint8_t *r) {
-    if (rec_owned(s, r)) return rd32(r);
+    if (rec_owned(s, r)) return sx_le32_get(r);
     if (node >= s->n_doc_offsets) return 0;
     const uint8_t *o = s->doc_offsets + 8 * (size_t)node;
-    return rd64(o + 8) - rd64(o);
+    return sx_le64_get(o + 8) - sx_le64_get(o);
 }
 
 /* Field i of node's record; 0 or SX_ECORRUPT (also when there is none). */
@@ -194,7 +178,7 @@ static void release_cb(void *ctx, uint32_t node, uint64_t payload) {
     sx_shard *s = ctx;
     const uint8_t *r = (const uint8_t *)(uintptr_t)payload;
     if (rec_owned(s, r)) {
-        atomic_fetch_sub(&s->doc_bytes, rd32(r));
+        atomic_fetch_sub(&s->doc_bytes, sx_le32_get(r));
         sx_index_free_mem((void *)r);
     }
 }
@@ -283,14 +267,14 @@ int sx_doc_decode(const void *buf, size_t len, sx_doc *out, sx_err *err) {
     memset(out, 0, sizeof *out);
     if (!buf || len < 4 + NF * 5)
         return sx_err_set(err, SX_ECORRUPT, "document: %zu bytes, a record has at least %d", len, 4 + NF * 5);
-    if (rd32(r) != len)
-        return sx_err_set(err, SX_ECORRUPT, "document: header says %u bytes, got %zu", rd32(r), len);
+    if (sx_le32_get(r) != len)
+        return sx_err_set(err, SX_ECORRUPT, "document: header says %u bytes, got %zu", sx_le32_get(r), len);
     const char *f[NF];
     size_t pos = 4;
     for (int i = 0; i < NF; i++) {
         if (len - pos < 5)
             return sx_err_set(err, SX_ECORRUPT, "document: truncated before field %s (byte %zu)", names[i], pos);
-        uint32_t n = rd32(r + pos);
+        uint32_t n = sx_le32_get(r + pos);
         if (n > len - pos - 5 || r[pos + 4 + n] != 0)
             return sx_err_set(err, SX_ECORRUPT, "document: field %s (%u bytes at byte %zu) out of bounds",
                               names[i], n, pos);
@@ -451,7 +435,6 @@ static int shard_new(const sx_shard_params *p, sx_index *ix, sx_shard **out, sx_
         return sx_err_set(err, SX_ENOMEM, "shard: out of memory");
     }
     s->p = *p;
-    s->map_fd = -1;
     s->ix = ix;
     pthread_rwlock_init(&s->map_lock, NULL);
     pthread_rwlock_init(&s->save_lock, NULL);
@@ -497,8 +480,7 @@ void sx_shard_free(sx_shard *s) {
     }
     sx_index_free_mem(s->cats);
     sx_index_free_mem(s->docs_owned);
-    if (s->mapping) munmap(s->mapping, s->mapping_len);
-    if (s->map_fd >= 0) close(s->map_fd);
+    if (s->backing_release) s->backing_release(s->backing_ctx);
     pthread_rwlock_destroy(&s->map_lock);
     pthread_rwlock_destroy(&s->save_lock);
     sx_index_free_mem(s);
@@ -815,12 +797,10 @@ int sx_shard_digest(sx_shard *s, void (*add)(void *ctx, const void *buf, size_t 
         const uint8_t *r = rec_of(s, node);
         add(ctx, a[i].id, strlen(a[i].id));
         rc = sx_index_get_vector(s->ix, node, v, NULL);
-        for (int j = 0; rc == 0 && j < s->p.dim; j++) {
-            uint32_t u;
-            memcpy(&u, &v[j], 4);
-            wr32(le + 4 * j, u);
+        if (rc == 0) {
+            sx_le32_copy(le, v, (size_t)s->p.dim);
+            add(ctx, le, (size_t)s->p.dim * 4);
         }
-        if (rc == 0) add(ctx, le, (size_t)s->p.dim * 4);
         if (rc == 0) add(ctx, r, rec_bound(s, node, r));
     }
     pthread_rwlock_unlock(&s->map_lock);
@@ -1000,12 +980,12 @@ static int load_docs(sx_source *src, sx_shard *s, uint32_t n, int lazy, sx_err *
         return bad(err, "document section too short");
     }
     const uint8_t *blob = sec.data + head;
-    uint64_t blen = sec.len - head, prev = rd64(sec.data);
+    uint64_t blen = sec.len - head, prev = sx_le64_get(sec.data);
     if (prev != 0) rc = bad(err, "document offsets do not start at 0");
     /* the structure always; each record's fields only when not lazy (so a
      * lazy mapped load does not page the documents in) */
     for (uint32_t i = 0; i < n && rc == 0; i++) {
-        uint64_t next = rd64(sec.data + 8 * ((uint64_t)i + 1));
+        uint64_t next = sx_le64_get(sec.data + 8 * ((uint64_t)i + 1));
         if (next < prev || next > blen) {
             rc = bad(err, "document offsets out of order or out of bounds");
             break;
@@ -1110,78 +1090,14 @@ int sx_shard_load(sx_read_fn r, void *ctx, sx_shard **out, sx_err *err) {
     return load_any(&src, 0, out, err);
 }
 
-static int load_mapped(const void *base, size_t len, int flags, int file_mapping, sx_shard **out,
-                       sx_err *err) {
-    sx_source src = {NULL, NULL, base, len, 0, !(flags & SX_LOAD_LAZY), file_mapping};
+int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err) {
+    sx_source src = {NULL, NULL, base, len, 0, !(flags & SX_LOAD_LAZY), !!(flags & SX_LOAD_FILE)};
     return load_any(&src, !!(flags & SX_LOAD_LAZY), out, err);
 }
 
-int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err) {
-    return load_mapped(base, len, flags, 0, out, err);
-}
-
-/* ---- files ---- */
-
-static int file_write(void *ctx, const void *buf, size_t len) {
-    return fwrite(buf, 1, len, ctx) == len ? 0 : SX_EIO;
-}
-
-int sx_shard_save_file(sx_shard *s, const char *path, sx_err *err) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return sx_err_set(err, SX_EINVAL, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return sx_err_set(err, SX_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = sx_shard_save(s, file_write, f, err);
-    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        rc = sx_err_set(err, SX_EIO, "%s: write failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && rc == 0) rc = sx_err_set(err, SX_EIO, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = sx_err_set(err, SX_EIO, "%s: rename failed: %s", path, strerror(errno));
-    if (rc < 0) {
-        unlink(tmp);
-        return sx_err_prefix(err, "%s", path);
-    }
-    return 0;
-}
-
-int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err) {
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sx_err_set(err, errno == ENOENT ? SX_ENOTFOUND : SX_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-        close(fd);
-        return sx_err_set(err, SX_ECORRUPT, "%s: not a snapshot (empty or not a file)", path);
-    }
-    size_t len = (size_t)st.st_size;
-    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-        close(fd);
-        return sx_err_set(err, SX_EIO, "%s: mmap failed: %s", path, strerror(errno));
-    }
-    int rc = load_mapped(m, len, flags, 1, out, err);
-    if (rc < 0) {
-        munmap(m, len);
-        close(fd);
-        return sx_err_prefix(err, "%s", path);
-    }
-    (*out)->mapping = m;
-    (*out)->mapping_len = len;
-    /* Re-ranking reads fp32 vectors through the file rather than the
-     * mapping, so they stay in the page cache, out of resident memory. */
-    (*out)->map_fd = fd;
-    sx_index_set_cold_file((*out)->ix, fd, m);
-#ifdef MADV_DONTNEED
-    /* Verifying the checksums read every page; let them go from this process
-     * (they stay in the page cache) so that only what searches touch later
-     * -- the documents of results -- counts in its resident memory. The
-     * mapping is read-only: nothing is lost. */
-    madvise(m, len, MADV_DONTNEED);
-#endif
-#ifdef MADV_RANDOM
-    madvise(m, len, MADV_RANDOM); /* no read-ahead around a document */
-#endif
-    return 0;
+void sx_shard_set_backing(sx_shard *s, const void *base, sx_cold_read_fn read,
+                          void (*release)(void *ctx), void *ctx) {
+    if (read) sx_index_set_cold_reader(s->ix, read, ctx, base);
+    s->backing_release = release;
+    s->backing_ctx = ctx;
 }

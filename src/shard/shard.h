@@ -11,7 +11,7 @@
  *     sx_search_opts o = {.k = 10, .categories = cats, .n_categories = 1};
  *     sx_hit hits[10]; int n;
  *     sx_shard_search(s, query, &o, hits, &n, NULL, &err);
- *     sx_shard_save(s, write_cb, file, &err);      // or sx_shard_save_file
+ *     sx_shard_save(s, write_cb, file, &err);      // files: storage/snapfile.h
  *     sx_shard_free(s);
  *
  * Every function is thread-safe: searches run in parallel with each other
@@ -225,6 +225,11 @@ enum {
     SX_LOAD_LAZY = 1, /* skip the CRC of the bulk sections (fp32 vectors,
                          documents), so they are paged in only when used;
                          their structure is still checked */
+    SX_LOAD_FILE = 2, /* base is a read-only mapping of a file: the pages of
+                         a bulk section are dropped from the process once
+                         checksummed (they stay in the page cache), so
+                         verifying a large snapshot never makes it all
+                         resident at once */
 };
 
 /* Uses a snapshot in memory (e.g. mmap'd, page aligned) in place: the fp32
@@ -233,11 +238,13 @@ enum {
  * sx_shard_free; later changes go to the heap. */
 int sx_shard_load_mapped(const void *base, size_t len, int flags, sx_shard **out, sx_err *err);
 
-/* Saves to path atomically (a temporary file renamed over it). */
-int sx_shard_save_file(sx_shard *s, const char *path, sx_err *err);
-
-/* Maps the snapshot file at path read-only and loads it in place; the shard
- * owns the mapping. */
-int sx_shard_map_file(const char *path, int flags, sx_shard **out, sx_err *err);
+/* Hands a shard loaded in place (sx_shard_load_mapped at base) what backs
+ * it, so that the shard owns it from now on: read (may be NULL) serves the
+ * fp32 vectors (sx_index_set_cold_reader), release(ctx) (may be NULL) runs
+ * in sx_shard_free once nothing reads base any more. A shard never opens a
+ * file itself: storage/snapfile.c maps snapshot files and passes a pread()
+ * and an munmap() here. */
+void sx_shard_set_backing(sx_shard *s, const void *base, sx_cold_read_fn read,
+                          void (*release)(void *ctx), void *ctx);
 
 #endif /* SX_SHARD_H */

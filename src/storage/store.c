@@ -1,5 +1,6 @@
 /*
- * store.c - the durable local collection.
+ * store.c - the durable local collection: log, snapshots, manifest,
+ * recovery, checkpoints.
  *
  * What it guarantees. A write (a batch upsert or a delete) is acknowledged
  * only after its log record is fsync'd, so an acknowledged write survives
@@ -29,8 +30,10 @@
  * graceful shutdown, at the end of an ingest, and in a background thread when
  * the log grows past checkpoint_bytes, which bounds replay time at start-up.
  *
- * Sharding. A paper lives in shard crc32c(id) mod S. Searches fan out to all
- * shards on a thread pool and merge the per-shard top-k.
+ * Sharding. The shards in memory are a collection (collection.c): a paper
+ * lives in shard crc32c(id) mod S, batches are applied in parallel, and
+ * searches fan out to every shard and merge. This file makes the collection
+ * durable; the collection knows nothing of files or the log.
  *
  * Log record format (little-endian): u8 op, then for op 1 (upsert batch)
  * u32 count, u32 dim, and per paper six strings (u32 length + bytes: id,
@@ -56,6 +59,8 @@
 #include <unistd.h>
 
 #include "../corpus/corpus.h"
+#include "collection.h"
+#include "snapfile.h"
 #include "wal.h"
 
 #define MANIFEST_VERSION 1
@@ -65,9 +70,8 @@
 struct sx_store {
     char *dir;
     int lock_fd;
-    int n_shards;
     sx_shard_params params;
-    sx_shard **shards;
+    sx_collection coll;  /* the shards in memory (collection.c) */
     sx_pool *pool;
     uint64_t generation;
     uint64_t checkpoint_bytes;
@@ -109,8 +113,6 @@ sx_store_opts sx_store_defaults(int dim) {
 
 int sx_store_dim(const sx_store *st) { return st->params.dim; }
 
-static int shard_of(const sx_store *st, const char *id) { return sx_shard_route(id, st->n_shards); }
-
 /* ---- paths and files ---------------------------------------------------- */
 
 static void path_of(char *out, size_t cap, const sx_store *st, const char *name) {
@@ -125,35 +127,6 @@ static void wal_name(char *out, size_t cap, uint64_t gen) {
     snprintf(out, cap, "wal-%llu.log", (unsigned long long)gen);
 }
 
-typedef struct {
-    FILE *f;
-} file_io;
-
-static int write_cb(void *ctx, const void *buf, size_t len) {
-    file_io *io = ctx;
-    return fwrite(buf, 1, len, io->f) == len ? 0 : SX_EIO;
-}
-
-/* Writes a file through fn under a temporary name, fsyncs and renames it into
- * place. */
-static int write_file_atomic(const sx_store *st, const char *name,
-                             int (*fn)(void *ctx, FILE *f, sx_err *err), void *ctx, sx_err *err) {
-    char path[4096], tmp[4200];
-    path_of(path, sizeof path, st, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return sx_err_set(err, SX_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = fn(ctx, f, err);
-    if (rc == 0 && fflush(f) != 0) rc = sx_err_set(err, SX_EIO, "%s: write failed: %s", tmp, strerror(errno));
-    if (rc == 0 && sx_fsync_fd(fileno(f)) != 0)
-        rc = sx_err_set(err, SX_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && rc == 0) rc = sx_err_set(err, SX_EIO, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = sx_err_set(err, SX_EIO, "%s: rename failed: %s", path, strerror(errno));
-    if (rc < 0) unlink(tmp);
-    return rc;
-}
-
 /* ---- manifest ----------------------------------------------------------- */
 
 static const char *storage_name(int storage) { return storage == SX_STORAGE_SQ8 ? "sq8" : "fp32"; }
@@ -164,7 +137,7 @@ static int write_manifest_body(void *ctx, FILE *f, sx_err *err) {
     int n = snprintf(body, sizeof body,
                      "semdex-manifest %d\ngeneration %llu\nshards %d\ndim %d\nM %d\n"
                      "ef_construction %d\nef_search %d\nstorage %s\nrerank %d\n",
-                     MANIFEST_VERSION, (unsigned long long)st->generation, st->n_shards,
+                     MANIFEST_VERSION, (unsigned long long)st->generation, st->coll.n_shards,
                      st->params.dim, st->params.M, st->params.ef_construction,
                      st->params.ef_search, storage_name(st->params.storage), st->params.rerank);
     fprintf(f, "%scrc32c %08x\n", body, sx_crc32c(0, body, (size_t)n));
@@ -172,7 +145,9 @@ static int write_manifest_body(void *ctx, FILE *f, sx_err *err) {
 }
 
 static int write_manifest(sx_store *st, sx_err *err) {
-    int rc = write_file_atomic(st, "MANIFEST", write_manifest_body, st, err);
+    char path[4096];
+    path_of(path, sizeof path, st, "MANIFEST");
+    int rc = sx_snapfile_replace(path, write_manifest_body, st, err);
     return rc < 0 ? rc : sx_fsync_dir(st->dir, err);
 }
 
@@ -194,14 +169,14 @@ static int read_manifest(sx_store *st, sx_err *err) {
              sscanf(data,
                     "semdex-manifest %d\ngeneration %llu\nshards %d\ndim %d\nM %d\n"
                     "ef_construction %d\nef_search %d\nstorage %15s\nrerank %d\n",
-                    &version, &gen, &st->n_shards, &st->params.dim, &st->params.M,
+                    &version, &gen, &st->coll.n_shards, &st->params.dim, &st->params.M,
                     &st->params.ef_construction, &st->params.ef_search, storage,
                     &st->params.rerank) == 9;
     free(data);
     if (!ok) return sx_err_set(err, SX_ECORRUPT, "%s: damaged (checksum or syntax); refusing to open", path);
     if (version != MANIFEST_VERSION)
         return sx_err_set(err, SX_EUNSUPPORTED, "%s: format version %d is not supported", path, version);
-    if (st->n_shards < 1 || st->n_shards > 256 || st->params.dim < 1)
+    if (st->coll.n_shards < 1 || st->coll.n_shards > 256 || st->params.dim < 1)
         return sx_err_set(err, SX_ECORRUPT, "%s: impossible values", path);
     st->params.storage = strcmp(storage, "sq8") == 0 ? SX_STORAGE_SQ8 : SX_STORAGE_FP32;
     st->generation = gen;
@@ -210,30 +185,28 @@ static int read_manifest(sx_store *st, sx_err *err) {
 
 /* ---- log records -------------------------------------------------------- */
 
+static void put_u32(sx_buf *b, uint32_t v) {
+    unsigned char h[4];
+    sx_le32_put(h, v);
+    sx_buf_append(b, h, 4);
+}
+
 static void put_str(sx_buf *b, const char *s) {
     uint32_t len = s ? (uint32_t)strlen(s) : 0;
-    unsigned char h[4] = {(unsigned char)len, (unsigned char)(len >> 8), (unsigned char)(len >> 16),
-                          (unsigned char)(len >> 24)};
-    sx_buf_append(b, h, 4);
+    put_u32(b, len);
     if (len) sx_buf_append(b, s, len);
 }
 
-static void put_u32(sx_buf *b, uint32_t v) {
-    unsigned char h[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    sx_buf_append(b, h, 4);
-}
-
 static void put_floats(sx_buf *b, const float *v, int n) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    for (int i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        put_u32(b, u);
+    if (sx_host_little_endian()) {
+        sx_buf_append(b, v, (size_t)n * sizeof(float));
+        return;
     }
-#else
-    sx_buf_append(b, v, (size_t)n * sizeof(float));
-#endif
+    for (int i = 0; i < n; i++) {
+        unsigned char h[4];
+        sx_le_float_put(h, v[i]);
+        sx_buf_append(b, h, 4);
+    }
 }
 
 /* A cursor over a log record. */
@@ -243,7 +216,7 @@ typedef struct {
 
 static int get_u32(cursor *c, uint32_t *v) {
     if (c->end - c->p < 4) return -1;
-    *v = (uint32_t)c->p[0] | (uint32_t)c->p[1] << 8 | (uint32_t)c->p[2] << 16 | (uint32_t)c->p[3] << 24;
+    *v = sx_le32_get(c->p);
     c->p += 4;
     return 0;
 }
@@ -262,23 +235,12 @@ static int get_str(cursor *c, char **out) {
 
 static int get_floats(cursor *c, float *v, uint32_t n) {
     if ((size_t)(c->end - c->p) < (size_t)n * 4) return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t u = 0;
-        if (get_u32(c, &u) < 0) return -1;
-        memcpy(&v[i], &u, 4);
-    }
+    sx_le32_copy(v, c->p, n);
+    c->p += (size_t)n * 4;
     return 0;
 }
 
 /* ---- applying changes to the shards ------------------------------------- */
-
-static int apply_upsert(sx_store *st, const sx_doc *doc, const float *vec, sx_err *err) {
-    return sx_shard_upsert(st->shards[shard_of(st, doc->id)], doc, vec, err);
-}
-
-static int apply_delete(sx_store *st, const char *id, sx_err *err) {
-    return sx_shard_delete(st->shards[shard_of(st, id)], id, err);
-}
 
 typedef struct {
     int n;
@@ -286,7 +248,17 @@ typedef struct {
     const float *vecs;
 } upsert_args;
 
-static int apply_upsert_batch(sx_store *st, void *ctx, sx_err *err);
+static int apply_upsert_batch(sx_store *st, void *ctx, sx_err *err) {
+    const upsert_args *a = ctx;
+    return sx_collection_upsert(&st->coll, a->n, a->docs, a->vecs, err);
+}
+
+static int apply_delete_one(sx_store *st, void *ctx, sx_err *err) {
+    /* A concurrent delete of the same paper won the race: the paper is gone
+     * either way, and replay ignores deletes of absent papers too. */
+    int rc = sx_collection_delete(&st->coll, ctx, err);
+    return rc == SX_ENOTFOUND ? 0 : rc;
+}
 
 /* Applies one log record (at open, replaying the log): a delete, or a batch
  * parsed whole and applied like the write that logged it. */
@@ -299,9 +271,9 @@ static int replay_record(void *ctx, const void *payload, size_t len, sx_err *err
     if (op == OP_DELETE) {
         char *id = NULL;
         if (get_str(&c, &id) < 0) return sx_err_set(err, SX_ECORRUPT, "malformed delete record");
-        int rc = apply_delete(st, id, err);
+        int rc = apply_delete_one(st, id, err);
         free(id);
-        return rc == SX_ENOTFOUND ? 0 : rc;
+        return rc;
     }
     uint32_t count, dim;
     if (op != OP_UPSERT || get_u32(&c, &count) < 0 || get_u32(&c, &dim) < 0 ||
@@ -383,65 +355,6 @@ static int durable_write(sx_store *st, const sx_buf *rec, int (*apply)(sx_store 
     return rc;
 }
 
-typedef struct {
-    sx_store *st;
-    const upsert_args *a;
-    int *rc;
-    sx_err *errs;
-} apply_job;
-
-static void apply_one(void *ctx, int i) {
-    apply_job *j = ctx;
-    j->rc[i] = apply_upsert(j->st, &j->a->docs[i], j->a->vecs + (size_t)i * (size_t)j->st->params.dim,
-                            &j->errs[i]);
-}
-
-/* 1 when two papers of the batch have the same id (their order matters). */
-static int has_duplicate_ids(const upsert_args *a) {
-    size_t cap = 16;
-    while (cap < (size_t)a->n * 2) cap *= 2;
-    const char **slots = calloc(cap, sizeof *slots);
-    if (!slots) return 1; /* be safe: apply in order */
-    int dup = 0;
-    for (int i = 0; i < a->n && !dup; i++) {
-        const char *id = a->docs[i].id;
-        size_t h = sx_crc32c(0, id, strlen(id)) & (cap - 1);
-        while (slots[h] && !(dup = strcmp(slots[h], id) == 0)) h = (h + 1) & (cap - 1);
-        slots[h] = id;
-    }
-    free(slots);
-    return dup;
-}
-
-/* Applies a batch. Papers are independent unless an id repeats, so they are
- * inserted in parallel (the shards take concurrent upserts; linking a node
- * into the graph is what an ingest spends its time on). */
-static int apply_upsert_batch(sx_store *st, void *ctx, sx_err *err) {
-    upsert_args *a = ctx;
-    if (a->n == 1 || sx_pool_threads(st->pool) == 1 || has_duplicate_ids(a)) {
-        for (int i = 0; i < a->n; i++) {
-            int rc = apply_upsert(st, &a->docs[i], a->vecs + (size_t)i * (size_t)st->params.dim, err);
-            if (rc < 0) return rc;
-        }
-        return 0;
-    }
-    int *rcs = calloc((size_t)a->n, sizeof *rcs);
-    sx_err *errs = calloc((size_t)a->n, sizeof *errs);
-    if (!rcs || !errs) {
-        free(rcs);
-        free(errs);
-        return sx_err_set(err, SX_ENOMEM, "out of memory");
-    }
-    apply_job j = {st, a, rcs, errs};
-    sx_pool_run(st->pool, a->n, apply_one, &j);
-    int rc = 0;
-    for (int i = 0; i < a->n && rc == 0; i++)
-        if (rcs[i] < 0) rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
-    free(rcs);
-    free(errs);
-    return rc;
-}
-
 int sx_store_upsert(sx_store *st, int n, const sx_doc *docs, const float *vecs, sx_err *err) {
     if (n <= 0) return 0;
     int rc = check_batch(st, n, docs, vecs, err);
@@ -467,13 +380,6 @@ int sx_store_upsert(sx_store *st, int n, const sx_doc *docs, const float *vecs, 
     return rc;
 }
 
-static int apply_delete_one(sx_store *st, void *ctx, sx_err *err) {
-    /* A concurrent delete of the same paper won the race: the paper is gone
-     * either way, and replay ignores deletes of absent papers too. */
-    int rc = apply_delete(st, ctx, err);
-    return rc == SX_ENOTFOUND ? 0 : rc;
-}
-
 int sx_store_delete(sx_store *st, const char *id, sx_err *err) {
     /* Only log deletes of papers that exist, so an unknown id changes nothing. */
     sx_doc *d = NULL;
@@ -492,91 +398,19 @@ int sx_store_delete(sx_store *st, const char *id, sx_err *err) {
 /* ---- reads --------------------------------------------------------------- */
 
 int sx_store_get(sx_store *st, const char *id, sx_doc **out, sx_err *err) {
-    if (sx_record_check_id(id, NULL) < 0) return sx_err_set(err, SX_ENOTFOUND, "no paper with id '%.80s'", id);
-    return sx_shard_get(st->shards[shard_of(st, id)], id, out, err);
+    return sx_collection_get(&st->coll, id, out, err);
 }
 
 int sx_store_get_vector(sx_store *st, const char *id, float *out, sx_err *err) {
-    if (sx_record_check_id(id, NULL) < 0) return sx_err_set(err, SX_ENOTFOUND, "no paper with id '%.80s'", id);
-    return sx_shard_get_vector(st->shards[shard_of(st, id)], id, out, err);
-}
-
-typedef struct {
-    sx_store *st;
-    const float *q;
-    const sx_search_opts *o;
-    sx_hit *hits;        /* n_shards * k */
-    int *n_hits;
-    sx_search_stats *stats;
-    int *rc;
-    sx_err *errs;
-} search_job;
-
-static void search_one(void *ctx, int i) {
-    search_job *j = ctx;
-    j->rc[i] = sx_shard_search(j->st->shards[i], j->q, j->o, j->hits + (size_t)i * (size_t)j->o->k,
-                               &j->n_hits[i], &j->stats[i], &j->errs[i]);
+    return sx_collection_get_vector(&st->coll, id, out, err);
 }
 
 int sx_store_search(sx_store *st, const float *q, const sx_search_opts *o, sx_hit *hits, int *n_hits,
                     sx_search_stats *stats, sx_err *err) {
-    *n_hits = 0;
-    if (o->k <= 0) return 0;
-    int S = st->n_shards;
-    if (S == 1) return sx_shard_search(st->shards[0], q, o, hits, n_hits, stats, err);
-    sx_hit *all = malloc((size_t)S * (size_t)o->k * sizeof *all);
-    int *counts = calloc((size_t)S, sizeof *counts);
-    int *rcs = calloc((size_t)S, sizeof *rcs);
-    sx_search_stats *sts = calloc((size_t)S, sizeof *sts);
-    sx_err *errs = calloc((size_t)S, sizeof *errs);
-    int rc = 0;
-    if (!all || !counts || !rcs || !sts || !errs) {
-        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
-        goto done;
-    }
-    search_job j = {st, q, o, all, counts, sts, rcs, errs};
-    sx_pool_run(st->pool, S, search_one, &j);
-    int total = 0;
-    for (int i = 0; i < S; i++) {
-        if (rcs[i] < 0 && rc == 0) rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
-        memmove(all + total, all + (size_t)i * (size_t)o->k, (size_t)counts[i] * sizeof *all);
-        total += counts[i];
-    }
-    if (rc < 0) {
-        sx_hits_release(all, total);
-        goto done;
-    }
-    *n_hits = sx_hits_merge(all, total, o->k);
-    memcpy(hits, all, (size_t)*n_hits * sizeof *hits);
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        for (int i = 0; i < S; i++) {
-            stats->visited += sts[i].visited;
-            stats->distance_evals += sts[i].distance_evals;
-            if (sts[i].strategy > stats->strategy) stats->strategy = sts[i].strategy;
-            stats->selectivity += sts[i].selectivity / S;
-        }
-    }
-done:
-    free(all);
-    free(counts);
-    free(rcs);
-    free(sts);
-    free(errs);
-    return rc;
+    return sx_collection_search(&st->coll, q, o, hits, n_hits, stats, err);
 }
 
 /* ---- snapshots and checkpoints ------------------------------------------ */
-
-typedef struct {
-    sx_shard *shard;
-} save_ctx;
-
-static int save_body(void *ctx, FILE *f, sx_err *err) {
-    save_ctx *s = ctx;
-    file_io io = {f};
-    return sx_shard_save(s->shard, write_cb, &io, err);
-}
 
 /* Removes files of generations other than keep (leftovers of a crash). */
 static void remove_other_generations(sx_store *st, uint64_t keep) {
@@ -600,14 +434,13 @@ static void remove_other_generations(sx_store *st, uint64_t keep) {
 /* Writes generation gen's snapshots and empty log. Called with wmu held (or
  * before the store is shared). */
 static int write_generation(sx_store *st, uint64_t gen, sx_wal **wal_out, sx_err *err) {
-    for (int i = 0; i < st->n_shards; i++) {
-        char name[64];
+    char name[64], path[4096];
+    for (int i = 0; i < st->coll.n_shards; i++) {
         snap_name(name, sizeof name, gen, i);
-        save_ctx s = {st->shards[i]};
-        int rc = write_file_atomic(st, name, save_body, &s, err);
+        path_of(path, sizeof path, st, name);
+        int rc = sx_snapfile_save(st->coll.shards[i], path, err);
         if (rc < 0) return rc;
     }
-    char name[64], path[4096];
     wal_name(name, sizeof name, gen);
     path_of(path, sizeof path, st, name);
     unlink(path); /* a leftover of an interrupted checkpoint */
@@ -706,7 +539,7 @@ static void load_one(void *ctx, int i) {
     char name[64], path[4096];
     snap_name(name, sizeof name, j->st->generation, i);
     path_of(path, sizeof path, j->st, name);
-    j->rc[i] = sx_shard_map_file(path, 0, &j->st->shards[i], &j->errs[i]);
+    j->rc[i] = sx_snapfile_map(path, 0, &j->st->coll.shards[i], &j->errs[i]);
     if (j->rc[i] == SX_ENOTFOUND || j->rc[i] == SX_EIO)
         j->rc[i] = sx_err_set(&j->errs[i], SX_ECORRUPT, "%s: missing or unreadable snapshot: %s", path,
                               j->errs[i].msg);
@@ -715,17 +548,17 @@ static void load_one(void *ctx, int i) {
 }
 
 static int load_snapshots(sx_store *st, sx_err *err) {
-    int *rcs = calloc((size_t)st->n_shards, sizeof *rcs);
-    sx_err *errs = calloc((size_t)st->n_shards, sizeof *errs);
+    int *rcs = calloc((size_t)st->coll.n_shards, sizeof *rcs);
+    sx_err *errs = calloc((size_t)st->coll.n_shards, sizeof *errs);
     if (!rcs || !errs) {
         free(rcs);
         free(errs);
         return sx_err_set(err, SX_ENOMEM, "out of memory");
     }
     load_job j = {st, rcs, errs};
-    sx_pool_run(st->pool, st->n_shards, load_one, &j);
+    sx_pool_run(st->pool, st->coll.n_shards, load_one, &j);
     int rc = 0;
-    for (int i = 0; i < st->n_shards && rc == 0; i++)
+    for (int i = 0; i < st->coll.n_shards && rc == 0; i++)
         if (rcs[i] < 0) rc = sx_err_set(err, rcs[i], "%s", errs[i].msg);
     free(rcs);
     free(errs);
@@ -733,8 +566,8 @@ static int load_snapshots(sx_store *st, sx_err *err) {
 }
 
 static int create_shards(sx_store *st, sx_err *err) {
-    for (int i = 0; i < st->n_shards; i++) {
-        int rc = sx_shard_create(&st->params, &st->shards[i], err);
+    for (int i = 0; i < st->coll.n_shards; i++) {
+        int rc = sx_shard_create(&st->params, &st->coll.shards[i], err);
         if (rc < 0) return rc;
     }
     return 0;
@@ -746,12 +579,14 @@ static int open_contents(sx_store *st, const sx_store_opts *o, sx_err *err) {
     int fresh = rc == SX_ENOTFOUND;
     if (rc < 0 && !fresh) return rc;
     if (fresh) {
-        st->n_shards = o->n_shards;
+        st->coll.n_shards = o->n_shards;
         st->params = o->params;
         st->generation = 0;
     }
-    st->shards = calloc((size_t)st->n_shards, sizeof *st->shards);
-    if (!st->shards) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    st->coll.dim = st->params.dim;
+    st->coll.pool = st->pool;
+    st->coll.shards = calloc((size_t)st->coll.n_shards, sizeof *st->coll.shards);
+    if (!st->coll.shards) return sx_err_set(err, SX_ENOMEM, "out of memory");
     if (fresh) {
         sx_wal *wal = NULL;
         if ((rc = create_shards(st, err)) < 0) return rc;
@@ -813,7 +648,7 @@ int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx
 
 void sx_store_get_info(sx_store *st, sx_store_info *out) {
     memset(out, 0, sizeof *out);
-    out->n_shards = st->n_shards;
+    out->n_shards = st->coll.n_shards;
     out->params = st->params;
     out->replayed = st->replayed;
     out->open_seconds = st->open_seconds;
@@ -821,18 +656,7 @@ void sx_store_get_info(sx_store *st, sx_store_info *out) {
     out->generation = st->generation;
     out->wal_bytes = sx_wal_size(st->wal);
     pthread_mutex_unlock(&st->wmu);
-    for (int i = 0; i < st->n_shards; i++) {
-        struct sx_shard_stats s;
-        if (sx_shard_stats(st->shards[i], &s) < 0) continue;
-        out->count += s.count;
-        out->deleted += s.deleted;
-        out->bytes_vectors += s.bytes_vectors + s.bytes_fp32;
-        out->bytes_mapped += s.bytes_fp32_mapped + s.bytes_documents_mapped;
-        out->bytes_graph += s.bytes_graph;
-        out->bytes_documents += s.bytes_documents;
-        out->bytes_other += s.bytes_bitmaps + s.bytes_idmap;
-        if (s.levels - 1 > out->max_level) out->max_level = s.levels - 1;
-    }
+    sx_collection_add_info(&st->coll, out);
 }
 
 void sx_store_close(sx_store *st) {
@@ -845,9 +669,7 @@ void sx_store_close(sx_store *st) {
         pthread_join(st->bg, NULL);
     }
     sx_wal_close(st->wal);
-    if (st->shards)
-        for (int i = 0; i < st->n_shards; i++) sx_shard_free(st->shards[i]);
-    free(st->shards);
+    sx_collection_release(&st->coll);
     sx_pool_free(st->pool);
     if (st->lock_fd >= 0) close(st->lock_fd);
     pthread_mutex_destroy(&st->wmu);

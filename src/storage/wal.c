@@ -60,17 +60,6 @@ struct sx_wal {
     int failed;       /* an I/O error poisoned the log */
 };
 
-static void put_u32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t get_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int sx_fsync_fd(int fd) {
 #ifdef __APPLE__
     if (fcntl(fd, F_FULLFSYNC) == 0) return 0;
@@ -107,16 +96,16 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
 /* CRC of a record: its length field, then its payload. */
 static uint32_t record_crc(uint32_t len, const void *payload) {
     unsigned char lb[4];
-    put_u32(lb, len);
+    sx_le32_put(lb, len);
     return sx_crc32c(sx_crc32c(0, lb, 4), payload, len);
 }
 
 /* Returns 1 when an intact record starts at off in map[0..size). */
 static int record_ok(const unsigned char *map, uint64_t size, uint64_t off) {
     if (off + REC_HEADER_SIZE > size) return 0;
-    uint32_t len = get_u32(map + off);
+    uint32_t len = sx_le32_get(map + off);
     if (len > SX_WAL_MAX_RECORD || off + REC_HEADER_SIZE + len > size) return 0;
-    return record_crc(len, map + off + REC_HEADER_SIZE) == get_u32(map + off + 4);
+    return record_crc(len, map + off + REC_HEADER_SIZE) == sx_le32_get(map + off + 4);
 }
 
 /* Returns 1 when an intact record starts anywhere in (from, size). */
@@ -129,8 +118,8 @@ static int intact_record_after(const unsigned char *map, uint64_t size, uint64_t
 static int write_header(int fd, const char *path, sx_err *err) {
     unsigned char h[WAL_HEADER_SIZE];
     memcpy(h, WAL_MAGIC, 8);
-    put_u32(h + 8, WAL_VERSION);
-    put_u32(h + 12, sx_crc32c(0, h, 12));
+    sx_le32_put(h + 8, WAL_VERSION);
+    sx_le32_put(h + 12, sx_crc32c(0, h, 12));
     if (pwrite_all(fd, h, sizeof h, 0) != 0 || sx_fsync_fd(fd) != 0)
         return sx_err_set(err, SX_EIO, "%s: cannot write header: %s", path, strerror(errno));
     return 0;
@@ -138,11 +127,11 @@ static int write_header(int fd, const char *path, sx_err *err) {
 
 static int check_header(const unsigned char *map, uint64_t size, const char *path, sx_err *err) {
     if (size < WAL_HEADER_SIZE || memcmp(map, WAL_MAGIC, 8) != 0 ||
-        get_u32(map + 12) != sx_crc32c(0, map, 12))
+        sx_le32_get(map + 12) != sx_crc32c(0, map, 12))
         return sx_err_set(err, SX_ECORRUPT, "%s: not a semdex write-ahead log (bad header)", path);
-    if (get_u32(map + 8) != WAL_VERSION)
+    if (sx_le32_get(map + 8) != WAL_VERSION)
         return sx_err_set(err, SX_EUNSUPPORTED, "%s: write-ahead log version %u is not supported",
-                          path, get_u32(map + 8));
+                          path, sx_le32_get(map + 8));
     return 0;
 }
 
@@ -161,7 +150,7 @@ static int replay(const unsigned char *map, uint64_t size, const char *path,
                                   path, (unsigned long long)off);
             break;
         }
-        uint32_t len = get_u32(map + off);
+        uint32_t len = sx_le32_get(map + off);
         if (apply) {
             int rc = apply(ctx, map + off + REC_HEADER_SIZE, len, err);
             if (rc < 0) {
@@ -257,8 +246,8 @@ int sx_wal_append(sx_wal *w, const void *payload, size_t len, uint64_t *lsn, sx_
         return sx_err_set(err, SX_EINVAL, "write-ahead log record of %zu bytes exceeds %u", len,
                           SX_WAL_MAX_RECORD);
     unsigned char h[REC_HEADER_SIZE];
-    put_u32(h, (uint32_t)len);
-    put_u32(h + 4, record_crc((uint32_t)len, payload));
+    sx_le32_put(h, (uint32_t)len);
+    sx_le32_put(h + 4, record_crc((uint32_t)len, payload));
     pthread_mutex_lock(&w->mu);
     if (w->failed) {
         pthread_mutex_unlock(&w->mu);

@@ -68,25 +68,18 @@ static void exercise(sx_shard *s) {
 
 #ifndef SX_FUZZ_MAKE_SEED
 
-static uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Recomputes every section's header and payload CRC (see section.c), so
  * that mutated payloads get past the checksums and reach the structure
  * checks behind them. */
 static void fix_crcs(uint8_t *p, size_t size) {
     size_t o = 0;
-    while (o + 64 <= size && get32(p + o) == SX_TAG('S', 'X', 'S', 'C')) {
-        uint64_t len = get32(p + o + 8) | (uint64_t)get32(p + o + 12) << 32;
-        put32(p + o + 16, sx_crc32c(0, p + o, 16));
+    while (o + 64 <= size && sx_le32_get(p + o) == SX_TAG('S', 'X', 'S', 'C')) {
+        uint64_t len = sx_le64_get(p + o + 8);
+        sx_le32_put(p + o + 16, sx_crc32c(0, p + o, 16));
         if (len > size - o - 64) return;
         size_t f = o + 64 + (size_t)(len + 63) / 64 * 64;
         if (f + 64 > size) return;
-        put32(p + f + 4, sx_crc32c(0, p + o + 64, (size_t)len));
+        sx_le32_put(p + f + 4, sx_crc32c(0, p + o + 64, (size_t)len));
         o = f + 64;
     }
 }
