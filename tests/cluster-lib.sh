@@ -118,3 +118,16 @@ shard_key() {
   done
   fail "no shard key $1 on any master"
 }
+
+# cluster_with_papers N [cluster_up options...]: a cluster holding the first
+# N test records (ingested through --cluster with their precomputed vectors).
+cluster_with_papers() {
+  local n=$1; shift
+  test_records "$n" "$TMP/recs.jsonl"
+  cluster_up "$@"
+  expect_status 0 "$SEMDEX" ingest --cluster "$SEEDS" --embeddings build/testdata/titles-50000.npy --quiet "$TMP/recs.jsonl"
+}
+
+# search_all QUERIES: the top-10 ids of each query (a line of QUERIES) through
+# $BASE, "FAILED" for a query that failed.
+search_all() { local q; while IFS= read -r q; do top_ids "$BASE" "$q" 10 || echo FAILED; done < "$1"; }

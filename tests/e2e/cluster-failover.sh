@@ -4,9 +4,7 @@
 # restarted node rejoins as a replica whose data digest equals its master's.
 . tests/e2e-lib.sh
 . tests/cluster-lib.sh
-test_records 1000 "$TMP/recs.jsonl"
-cluster_up --masters 3 --replicas 1 --gateways 1 --shards 8
-expect_status 0 "$SEMDEX" ingest --cluster "$SEEDS" --embeddings build/testdata/titles-50000.npy --quiet "$TMP/recs.jsonl"
+cluster_with_papers 1000 --masters 3 --replicas 1 --gateways 1 --shards 8
 # The victim: the master of shard key 0.
 victim=$(key_owner "$(shard_key 0)")
 [ -n "$victim" ] || fail "no owner for shard 0"

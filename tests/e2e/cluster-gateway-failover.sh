@@ -2,9 +2,7 @@
 # 0.5% of the requests fail, and the survivor serves the rest.
 . tests/e2e-lib.sh
 . tests/cluster-lib.sh
-test_records 500 "$TMP/recs.jsonl"
-cluster_up --masters 3 --replicas 1 --gateways 2 --shards 8
-expect_status 0 "$SEMDEX" ingest --cluster "$SEEDS" --embeddings build/testdata/titles-50000.npy --quiet "$TMP/recs.jsonl"
+cluster_with_papers 500 --masters 3 --replicas 1 --gateways 2 --shards 8
 for c in 1 2 3 4; do search_loop "$BASE" "$TMP/searches-$c" 12 & done
 sleep 4
 gw=$(ls "$CLUSTER_DIR"/gateway-*.pid | head -1)

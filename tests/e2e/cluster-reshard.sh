@@ -4,12 +4,9 @@
 # answer during or after, and no acknowledged write lost.
 . tests/e2e-lib.sh
 . tests/cluster-lib.sh
-test_records 1000 "$TMP/recs.jsonl"
-cluster_up --masters 3 --replicas 1 --gateways 1 --shards 8
-expect_status 0 "$SEMDEX" ingest --cluster "$SEEDS" --embeddings build/testdata/titles-50000.npy --quiet "$TMP/recs.jsonl"
+cluster_with_papers 1000 --masters 3 --replicas 1 --gateways 1 --shards 8
 grep -v '^$' ../shared/datasets/queries/queries.txt | head -n 10 > "$TMP/queries"
-search_all() { while IFS= read -r q; do top_ids "$BASE" "$q" 10 || echo FAILED; done < "$TMP/queries"; }
-search_all > "$TMP/before"
+search_all "$TMP/queries" > "$TMP/before"
 key=$(shard_key 3)
 slot=$(rcli "$CLUSTER_BASE" cluster keyslot "$key")
 src=$(key_owner "$key")
@@ -38,5 +35,5 @@ echo "searches during the move: $total, failed or short: $bad; writes acknowledg
 expect_papers "$BASE" "$TMP/acked"
 # The written papers are all at one point of the space (same vector); the
 # queries' results must be what they were before.
-search_all > "$TMP/after"
+search_all "$TMP/queries" > "$TMP/after"
 cmp -s "$TMP/before" "$TMP/after" || fail "results changed: $(diff "$TMP/before" "$TMP/after" | head)"

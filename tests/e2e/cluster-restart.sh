@@ -2,12 +2,9 @@
 # the same papers and the same search results.
 . tests/e2e-lib.sh
 . tests/cluster-lib.sh
-test_records 1000 "$TMP/recs.jsonl"
-cluster_up --masters 3 --replicas 1 --gateways 1 --shards 8
-expect_status 0 "$SEMDEX" ingest --cluster "$SEEDS" --embeddings build/testdata/titles-50000.npy --quiet "$TMP/recs.jsonl"
+cluster_with_papers 1000 --masters 3 --replicas 1 --gateways 1 --shards 8
 grep -v '^$' ../shared/datasets/queries/queries.txt | head -n 20 > "$TMP/queries"
-search_all() { while IFS= read -r q; do top_ids "$BASE" "$q" 10 || echo FAILED; done < "$TMP/queries"; }
-search_all > "$TMP/before"
+search_all "$TMP/queries" > "$TMP/before"
 grep -q FAILED "$TMP/before" && fail "searches failed before the restart"
 scripts/cluster down --dir "$CLUSTER_DIR" || fail "down failed"
 scripts/cluster status --dir "$CLUSTER_DIR" > "$TMP/status" 2>&1 || true
@@ -16,5 +13,5 @@ for f in "$CLUSTER_DIR"/redis-*/dump.rdb; do [ -s "$f" ] || fail "no RDB at $f";
 cluster_again
 http GET /collections/info
 expect_http 200 '.count == 1000'
-search_all > "$TMP/after"
+search_all "$TMP/queries" > "$TMP/after"
 cmp -s "$TMP/before" "$TMP/after" || fail "results differ after the restart: $(diff "$TMP/before" "$TMP/after" | head)"

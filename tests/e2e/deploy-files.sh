@@ -5,6 +5,23 @@
 # relies on.
 . tests/e2e-lib.sh
 haproxy -c -q -f deploy/haproxy.cfg || fail "haproxy rejects deploy/haproxy.cfg"
+# The docker-compose topology's HAProxy: the same file through compose.sed.
+sed -f deploy/docker/compose.sed deploy/haproxy.cfg > "$TMP/compose-haproxy.cfg"
+[ "$(grep -c '^    server gw[123] gw[123]:8000 check$' "$TMP/compose-haproxy.cfg")" = 3 ] || fail "compose.sed no longer matches haproxy.cfg"
+haproxy -c -q -f "$TMP/compose-haproxy.cfg" >/dev/null 2>&1 || fail "haproxy rejects the compose variant"
+# The compose file itself (Docker is not on CI machines: its structure only).
+if python3 -c 'import yaml' 2>/dev/null; then
+  python3 - deploy/docker/docker-compose.cluster.yml <<'PY' || fail "docker-compose.cluster.yml"
+import sys, yaml
+s = yaml.safe_load(open(sys.argv[1]))["services"]
+redis = [k for k in s if k.startswith("redis-")]
+assert len(redis) == 12, redis
+assert all(s[k]["command"][0] == "redis-server" and "/usr/local/lib/semdex.so" in s[k]["command"] for k in redis)
+assert "--cluster-replicas 2" in s["cluster-init"]["command"][0]
+assert [k for k in s if k.startswith("gw")] == ["gw1", "gw2", "gw3"]
+assert s["gw1"]["command"][:3] == ["semdex", "serve", "--cluster"]
+PY
+fi
 mkdir -p "$TMP/units"
 root=$(pwd)
 for f in deploy/systemd/*.service; do
