@@ -16,7 +16,9 @@ cluster_up() {
   CLUSTER_OPTS=("$@")
   local try
   for try in 1 2 3; do
-    CLUSTER_BASE=$((20000 + (RANDOM % 120) * 100))
+    # Below the kernel's ephemeral ports (32768 and up), cluster bus ports
+    # (+10000) included: an outgoing connection holding one makes bind fail.
+    CLUSTER_BASE=$((12000 + (RANDOM % 100) * 100))
     CLUSTER_DIR=$TMP/cluster
     cleanup_hooks+=("scripts/cluster down --dir $CLUSTER_DIR >/dev/null 2>&1")
     if BASE=$(scripts/cluster up --dir "$CLUSTER_DIR" --port-base "$CLUSTER_BASE" --node-timeout 2000 "$@" \

@@ -44,13 +44,15 @@
  * a second for them (/collections/info asks afresh), so that a check costs
  * one fan-out per second per gateway at most.
  * The same beat reloads the slot map, so replicas added or nodes restarted
- * without any error on the way are known within a second or so; the
- * write path's WAIT target (1 when replicas exist) depends on it.
+ * without any error on the way are known within a second or so, and counts
+ * the replicas with CLUSTER SHARDS for the write path's WAIT target (1 when
+ * replicas exist; see count_replicas for why not from the slot map).
  */
 #include "gateway.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +74,7 @@ typedef struct gateway {
     sx_gateway_opts o;
     int n_shards;
     char (*keys)[32];       /* the shard keys' names */
+    _Atomic int replicas;   /* replica nodes in the cluster (CLUSTER SHARDS) */
     pthread_mutex_t info_mu; /* guards the cached info */
     sx_backend_info info;
     double info_at;          /* sx_now() of the cached info, 0: none */
@@ -378,12 +381,39 @@ static int gw_get(void *impl, const char *id, sx_doc **doc, float *vec, sx_err *
     return rc;
 }
 
+/* Counts the replica nodes of the cluster with CLUSTER SHARDS, into
+ * g->replicas (left as it was when no node answers). Not from the slot map:
+ * CLUSTER SLOTS leaves out a replica whose replication offset is still 0
+ * (its master has had no write since it synchronised), and a gateway that
+ * believed there were no replicas would acknowledge writes without WAIT. */
+static void count_replicas(gateway *g) {
+    redisReply *r;
+    const char *argv[] = {"CLUSTER", "SHARDS"};
+    if (run1(g, 2, argv, NULL, 0, &r, NULL) < 0) return;
+    int n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *shard = r->element[i];
+        for (size_t j = 0; shard->type == REDIS_REPLY_ARRAY && j + 1 < shard->elements; j += 2) {
+            const redisReply *f = shard->element[j], *nodes = shard->element[j + 1];
+            if (f->type != REDIS_REPLY_STRING || strcmp(f->str, "nodes") != 0 || nodes->type != REDIS_REPLY_ARRAY)
+                continue;
+            for (size_t k = 0; k < nodes->elements; k++) {
+                const redisReply *nd = nodes->element[k];
+                for (size_t m = 0; nd->type == REDIS_REPLY_ARRAY && m + 1 < nd->elements; m += 2)
+                    if (nd->element[m]->type == REDIS_REPLY_STRING && strcmp(nd->element[m]->str, "role") == 0 &&
+                        nd->element[m + 1]->type == REDIS_REPLY_STRING && strcmp(nd->element[m + 1]->str, "replica") == 0)
+                        n++;
+            }
+        }
+    }
+    freeReplyObject(r);
+    atomic_store(&g->replicas, n);
+}
+
 /* The number of replicas a write must reach. */
 static int wait_target(gateway *g) {
     if (g->o.wait_replicas >= 0) return g->o.wait_replicas;
-    sx_rc_stats st;
-    sx_rc_stats_get(g->rc, &st);
-    return st.replicas > 0 ? 1 : 0;
+    return atomic_load(&g->replicas) > 0 ? 1 : 0;
 }
 
 /* Runs write commands with WAIT, and turns failures and too few replicas
@@ -536,6 +566,7 @@ static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     /* Topology changes that caused no error yet (a replica added, a node
      * back) become known here, at most once a second. */
     sx_rc_refresh(g->rc, NULL);
+    count_replicas(g);
     int S = g->n_shards, rc = 0;
     sx_rc_cmd *cmds = calloc((size_t)S, sizeof *cmds);
     const char **argv = malloc((size_t)S * 2 * sizeof *argv);
@@ -569,7 +600,7 @@ static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     sx_rc_stats st;
     sx_rc_stats_get(g->rc, &st);
     in.masters = st.masters;
-    in.nodes = st.masters + st.replicas;
+    in.nodes = st.masters + (st.replicas > atomic_load(&g->replicas) ? st.replicas : atomic_load(&g->replicas));
     in.nodes_down = st.nodes_down;
     if (rc < 0) return rc;
     pthread_mutex_lock(&g->info_mu);
@@ -617,6 +648,7 @@ int sx_backend_open_cluster(const char *seeds, const sx_gateway_opts *o, sx_back
     ro.retry_unsure_writes = 1; /* upserts and deletes are idempotent */
     int rc = sx_rc_create(seeds, &ro, &g->rc, err);
     if (rc == 0) rc = load_meta(g, err);
+    if (rc == 0) count_replicas(g);
     if (rc == 0 && !(g->keys = calloc((size_t)g->n_shards, sizeof *g->keys)))
         rc = sx_err_set(err, SX_ENOMEM, "out of memory");
     for (int i = 0; rc == 0 && i < g->n_shards; i++)

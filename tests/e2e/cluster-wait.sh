@@ -5,12 +5,15 @@
 . tests/cluster-lib.sh
 cluster_with_papers 200 --masters 3 --replicas 1 --gateways 1 --shards 4
 paper='{"papers": [{"id": "9999.00002", "title": "Waited for", "abstract": "Replicated.", "categories": "cs.DC"}]}'
-replicas=$(node_ports_by_role replica)
+replicas=$(node_ports_by_role replica | tr '\n' ' ')
+[ -n "${replicas// /}" ] || fail "no replicas: $(scripts/cluster status --dir "$CLUSTER_DIR")"
 for p in $replicas; do kill -STOP "$(cat "$CLUSTER_DIR/redis-$p.pid")"; done
 cleanup_hooks+=("for p in $replicas; do kill -CONT \$(cat $CLUSTER_DIR/redis-\$p.pid) 2>/dev/null; done")
+http GET /collections/info; echo "before: $(jq -c .cluster "$TMP/body") replicas: $replicas"
 post_json /papers "$paper"
 expect_http 503 '.error.message | test("acknowledged by 0 of the 1 replicas")'
 for p in $replicas; do kill -CONT "$(cat "$CLUSTER_DIR/redis-$p.pid")"; done
+http GET /collections/info; echo "before: $(jq -c .cluster "$TMP/body") replicas: $replicas"
 post_json /papers "$paper"
 expect_http 200 '.upserted == 1'
 http GET /papers/9999.00002
