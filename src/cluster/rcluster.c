@@ -678,9 +678,19 @@ static void group_fail(rc_call *k, rc_group *g, const char *why, int sent) {
 static void group_send(rc_call *k, rc_group *g, rc_entry *entries) {
     sx_rc *c = k->c;
     char why[160];
-    if (conn_take(c, g->node, k->deadline, &g->conn, why, sizeof why) < 0) {
+    int rc = conn_take(c, g->node, k->deadline, &g->conn, why, sizeof why);
+    if (rc < 0) {
         g->conn = NULL;
-        group_fail(k, g, why, 0);
+        if (rc == SX_EBUSY) { /* not the node's fault: do not mark it down */
+            g->failed = 1;
+            snprintf(g->why, sizeof g->why, "%s", why);
+            for (int i = g->first; i >= 0; i = k->st[i].next) {
+                k->st[i].outcome = O_NODE_ERR;
+                k->st[i].why = g->why;
+            }
+        } else {
+            group_fail(k, g, why, 0);
+        }
         return;
     }
     g->entries = entries;
