@@ -16,7 +16,9 @@
  * of connections: idle ones on a stack, at most pool_size open in all; a
  * thread takes one under the node's mutex, connects outside it when the pool
  * may grow, and waits on a condition variable (up to its deadline) when all
- * are busy. A connection that saw any error is closed, never returned, so a
+ * are busy. A call takes the connections of its groups in node-creation
+ * order, so threads holding one connection while waiting for the next can
+ * never wait in a cycle. A connection that saw any error is closed, never returned, so a
  * pooled connection never holds a half-read reply. An idle connection the
  * server has closed is noticed before use (poll says readable) and dropped.
  * A node that failed a connect or a round trip is "down" for down_ms: routing
@@ -57,7 +59,8 @@
  *
  *   - an answer, or an error reply of the caller's (WRONGTYPE): settled;
  *   - MOVED: the slot is patched to the named node, a refresh is wanted, and
- *     the command goes there next round;
+ *     the command goes to that node next round (whatever the map says by
+ *     then: a refresh racing with the move may still have the old owner);
  *   - ASK: next round goes to the named node behind ASKING, once; the map is
  *     not touched;
  *   - TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY: retried after a
@@ -113,6 +116,7 @@ typedef struct rc_conn {
 } rc_conn;
 
 typedef struct rc_node {
+    int id;        /* creation order: connections are taken in this order */
     char addr[64]; /* "host:port" */
     sx_rc_addr at;
     pthread_mutex_t mu; /* guards the pool and last_error */
@@ -223,7 +227,10 @@ static rc_node *node_get(sx_rc *c, const sx_rc_addr *a) {
                 c->cap_nodes = cap;
             }
         }
-        if (c->n_nodes < c->cap_nodes && (found = node_new(a, c->opt.pool_size)) != NULL) c->nodes[c->n_nodes++] = found;
+        if (c->n_nodes < c->cap_nodes && (found = node_new(a, c->opt.pool_size)) != NULL) {
+            found->id = c->n_nodes;
+            c->nodes[c->n_nodes++] = found;
+        }
     }
     pthread_mutex_unlock(&c->nodes_mu);
     return found;
@@ -616,7 +623,8 @@ typedef struct {
 typedef struct {
     int done;
     int attempts;
-    rc_node *ask;    /* ASK target for the next try */
+    rc_node *redirect; /* MOVED or ASK target for the next try */
+    int asking;        /* the redirect was an ASK: send ASKING first */
     rc_node *failed; /* the node whose failure this command saw last */
     rc_node *target; /* this round's node */
     int role;        /* 1 when target is (or acts as) a master */
@@ -670,9 +678,19 @@ static void group_fail(rc_call *k, rc_group *g, const char *why, int sent) {
 static void group_send(rc_call *k, rc_group *g, rc_entry *entries) {
     sx_rc *c = k->c;
     char why[160];
-    if (conn_take(c, g->node, k->deadline, &g->conn, why, sizeof why) < 0) {
+    int rc = conn_take(c, g->node, k->deadline, &g->conn, why, sizeof why);
+    if (rc < 0) {
         g->conn = NULL;
-        group_fail(k, g, why, 0);
+        if (rc == SX_EBUSY) { /* not the node's fault: do not mark it down */
+            g->failed = 1;
+            snprintf(g->why, sizeof g->why, "%s", why);
+            for (int i = g->first; i >= 0; i = k->st[i].next) {
+                k->st[i].outcome = O_NODE_ERR;
+                k->st[i].why = g->why;
+            }
+        } else {
+            group_fail(k, g, why, 0);
+        }
         return;
     }
     g->entries = entries;
@@ -684,7 +702,7 @@ static void group_send(rc_call *k, rc_group *g, rc_entry *entries) {
     int n_cmds = 0;
     for (int i = g->first; i >= 0; i = k->st[i].next) {
         const sx_rc_cmd *cmd = &k->cmds[i];
-        if (k->st[i].ask) {
+        if (k->st[i].asking) {
             g->entries[g->n_entries++] = (rc_entry){E_ASKING, i};
             redisAppendCommandArgv(ctx, 1, asking, NULL);
         }
@@ -805,7 +823,8 @@ static void settle(rc_call *k, int i, int *backoff) {
     rc_state *s = &k->st[i];
     rc_node *nd = s->target;
     snprintf(cmd->node, sizeof cmd->node, "%s", nd->addr);
-    s->ask = NULL;
+    s->redirect = NULL;
+    s->asking = 0;
     if (s->outcome == O_NODE_ERR) {
         s->attempts++;
         s->failed = nd;
@@ -852,9 +871,11 @@ static void settle(rc_call *k, int i, int *backoff) {
             atomic_fetch_add(&c->n_moved, 1);
             map_move_slot(c, slot, dest);
             atomic_store(&c->refresh_wanted, 1);
+            s->redirect = dest; /* even if a refresh undoes the patch meanwhile */
         } else {
             atomic_fetch_add(&c->n_ask, 1);
-            s->ask = dest;
+            s->redirect = dest;
+            s->asking = 1;
         }
         freeReplyObject(r);
         return;
@@ -880,7 +901,8 @@ static int round_plan(rc_call *k, rc_group *g) {
         s->unsure = 0;
         s->next = -1;
         int role = 1;
-        rc_node *nd = s->ask ? s->ask : route(k->c, k->cmds[i].slot, k->cmds[i].read_only, k->seed, &role);
+        rc_node *nd = s->redirect ? s->redirect
+                                  : route(k->c, k->cmds[i].slot, k->cmds[i].read_only, k->seed, &role);
         if (!nd || (nd == s->failed && node_is_down(nd))) {
             if (!nd) {
                 sx_err_set(&k->cmds[i].err, SX_EIO, "slot %d: no node serves it", k->cmds[i].slot);
@@ -898,11 +920,16 @@ static int round_plan(rc_call *k, rc_group *g) {
         } else {
             k->st[g[gi].last].next = i;
             g[gi].last = i;
-            if (role) g[gi].role = 1; /* an ASK or write target: a master */
+            if (role) g[gi].role = 1; /* a redirection or write target: a master */
         }
         if (!k->cmds[i].read_only) g[gi].has_write = 1;
     }
     return ng;
+}
+
+static int cmp_group(const void *x, const void *y) {
+    const rc_group *a = x, *b = y;
+    return (a->node->id > b->node->id) - (a->node->id < b->node->id);
 }
 
 /* Validates the commands and sets their OUT fields to "no answer yet". */
@@ -948,10 +975,15 @@ static int exec_impl(sx_rc *c, sx_rc_cmd *cmds, int n, int wait_replicas, int wa
     int pending = n;
     while (pending > 0 && sx_now() < k.deadline) {
         int ng = round_plan(&k, groups);
+        /* Connections are taken in node order: a call holding one node's
+         * connection while waiting for another's can then never wait for a
+         * call that waits for it (with pools full, any other order can
+         * deadlock until the deadline). */
+        qsort(groups, (size_t)ng, sizeof *groups, cmp_group);
         int used = 0;
         for (int gi = 0; gi < ng; gi++) {
             int ne = 2; /* READONLY/READWRITE, WAIT */
-            for (int i = groups[gi].first; i >= 0; i = k.st[i].next) ne += k.st[i].ask ? 2 : 1;
+            for (int i = groups[gi].first; i >= 0; i = k.st[i].next) ne += k.st[i].asking ? 2 : 1;
             group_send(&k, &groups[gi], entries + used);
             used += ne;
         }

@@ -94,7 +94,10 @@ typedef struct sx_rc_cmd {
     const char *key;       /* the key that routes the command; NULL: argv[1] */
     size_t key_len;        /* used when key is not NULL */
     int read_only;         /* 1: may be served by a replica (possibly a little
-                              behind its master, see docs/cluster-client.md) */
+                              behind its master, see docs/cluster-client.md).
+                              0: treated as a write: master only, followed by
+                              WAIT in sx_rc_exec_wait, not resent after a lost
+                              reply unless retry_unsure_writes */
     /* OUT */
     redisReply *reply;     /* the answer, also for a Redis error reply such as
                               WRONGTYPE; NULL when no node answered. Caller
