@@ -56,7 +56,7 @@ else
 SIMD_NEON :=
 endif
 
-LIB_DIRS := common text model index shard corpus storage server cluster
+LIB_DIRS := common text model index shard keyword corpus storage server cluster
 # src/cluster/module.c is the Redis module (semdex.so), built on its own: it
 # must not be linked into build/semdex or the unit tests.
 MODULE_SRC := src/cluster/module.c
@@ -131,7 +131,7 @@ $(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c
 # symbols hidden but the entry point so none clashes with redis-server's.
 # redismodule.h comes from Debian's redis source package
 # (scripts/get-redismodule-h); it is never committed.
-MOD_DIRS := common index shard text
+MOD_DIRS := common index shard text keyword
 MOD_SRC  := $(foreach d,$(MOD_DIRS),$(wildcard src/$(d)/*.c)) src/cluster/module.c
 PIC_OBJ  := $(call obj,$(BUILD)/pic,$(MOD_SRC))
 ASAN_PIC_OBJ := $(call obj,$(BUILD)/asan-pic,$(MOD_SRC))
