@@ -285,6 +285,23 @@ $(BUILD)/bench/shard_bench: bench/shard_bench.c $(LIB_OBJ)
 
 bench: $(BUILD)/bench/ann_bench $(BUILD)/bench/shard_bench
 
+# The keyword index: its loader's libFuzzer target and seed writer
+# (tests/fuzz/keyword_load.c), and its benchmark (bench/keyword_bench.c).
+$(BUILD)/fuzz/keyword_load: tests/fuzz/keyword_load.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+$(BUILD)/fuzz/make-kw-seed: tests/fuzz/keyword_load.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -DSX_FUZZ_MAKE_SEED -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+$(BUILD)/bench/keyword_bench: bench/keyword_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+fuzz: $(BUILD)/fuzz/keyword_load
+bench: $(BUILD)/bench/keyword_bench
+
 # The two commands of the README. Both are idempotent.
 run:
 	scripts/setup

@@ -65,6 +65,7 @@ TEST(keyword_filter_and_authors)
 TEST(keyword_save_load)
 TEST(keyword_load_corrupt)
 TEST(keyword_highlight)
+TEST(keyword_fixture_loads)
 
 /* corpus */
 TEST(corpus_lines_plain_gzip_zstd)

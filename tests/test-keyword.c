@@ -608,3 +608,39 @@ void test_keyword_highlight(void) {
     CHECK_EQ(n, 2);
     CHECK_EQ(sp[1].start, 5);
 }
+
+/* ---- format fixture ---- */
+
+static int count_slot(void *ctx, uint32_t slot) {
+    (void)slot;
+    ++*(int *)ctx;
+    return 0;
+}
+
+/* tests/fixtures/keyword/small-v1.kw, written by build/fuzz/make-kw-seed
+ * (tests/fuzz/keyword_load.c): format version 1 must keep loading, with the
+ * same answers, and save back to the same bytes. */
+void test_keyword_fixture_loads(void) {
+    char *data;
+    size_t len;
+    sx_err err = {0};
+    CHECK_MSG(sx_read_file("tests/fixtures/keyword/small-v1.kw", &data, &len, &err) == 0, "%s", err.msg);
+    sx_kw_index *ix = NULL;
+    CHECK_MSG(sx_kw_index_load_buf(data, len, 1u << 16, &ix, &err) == 0, "%s", err.msg);
+    sx_kw_hit h[24];
+    CHECK_EQ(search(ix, "Lindblad", 24, 0, h), 6);   /* papers 0, 4, ..., 20 */
+    for (int i = 0; i < 6; i++) CHECK_EQ(h[i].slot % 12, 0);
+    CHECK_EQ(search(ix, "resnet50", 24, 0, h), 6);
+    CHECK_EQ(search(ix, "Schr\xc3\xb6" "dinger", 24, 0, h), 5); /* slot 30 removed */
+    CHECK_EQ(search(ix, "writer", 24, 1u << SX_KW_TITLE, h), 0);
+    int c = 0;
+    CHECK(sx_kw_index_author_docs(ix, "Author, A.", count_slot, &c) == 0);
+    CHECK_EQ(c, 11); /* odd papers, slot 9 removed */
+    void *again;
+    size_t alen;
+    CHECK(sx_kw_index_save_buf(ix, &again, &alen, &err) == 0);
+    CHECK(alen == len && memcmp(again, data, len) == 0);
+    sx_index_free_mem(again);
+    sx_kw_index_free(ix);
+    free(data);
+}
