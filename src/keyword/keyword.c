@@ -111,10 +111,31 @@ int sx_kw_index_create(const sx_kw_params *p, sx_kw_index **out, sx_err *err) {
     return rc < 0 ? sx_err_set(err, rc, "keyword index: out of memory") : 0;
 }
 
+/* Frees n terms' postings and the array. */
+static void free_terms(kw_term *terms, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        if (terms[i].pcap > KW_INLINE) sx_index_free_mem(terms[i].p.ptr);
+    sx_index_free_mem(terms);
+}
+
+int kw_post_set(kw_term *t, const uint8_t *p, uint32_t len) {
+    if (len <= KW_INLINE) {
+        memcpy(t->p.inl, p, len);
+        t->pcap = KW_INLINE;
+    } else {
+        uint8_t *copy = sx_index_malloc(len);
+        if (!copy) return SX_ENOMEM;
+        memcpy(copy, p, len);
+        t->p.ptr = copy;
+        t->pcap = len;
+    }
+    t->plen = len;
+    return 0;
+}
+
 void sx_kw_index_free(sx_kw_index *ix) {
     if (!ix) return;
-    for (uint32_t i = 0; i < ix->n_terms; i++) sx_index_free_mem(ix->terms[i].post);
-    sx_index_free_mem(ix->terms);
+    free_terms(ix->terms, ix->n_terms);
     sx_index_free_mem(ix->table);
     sx_index_free_mem(ix->strs);
     sx_index_free_mem(ix->docs);
@@ -183,7 +204,8 @@ uint32_t kw_term_new(sx_kw_index *ix, const char *z, size_t n, uint32_t h) {
     }
     memcpy(ix->strs + ix->strs_len, z, n);
     uint32_t t = ix->n_terms++;
-    ix->terms[t] = (kw_term){.str = (uint32_t)ix->strs_len, .hash = h, .len = (uint8_t)n};
+    ix->terms[t] = (kw_term){.str = (uint32_t)ix->strs_len, .hash = h, .last = KW_NONE,
+                             .pcap = KW_INLINE, .len = (uint8_t)n};
     ix->strs_len += n;
     table_place(ix->table, ix->table_cap, h, t);
     return t;
@@ -246,15 +268,20 @@ int kw_entry_next(const uint8_t *post, size_t len, size_t *pos, uint32_t prev, k
     return 0;
 }
 
-/* Makes room for one more entry in t's list. */
-static int post_reserve(sx_kw_index *ix, kw_term *t) {
-    if (t->pcap - t->plen >= KW_ENTRY_MAX) return 0;
-    size_t cap = t->pcap < 16 ? 16 + KW_ENTRY_MAX : (size_t)t->pcap + t->pcap / 2 + KW_ENTRY_MAX;
+/* Makes room for need more bytes in t's list: exactly, while the list is
+ * short, then by half again, so long lists cost amortised O(1) per entry
+ * and at most a third of slack. */
+static int post_reserve(sx_kw_index *ix, kw_term *t, size_t need) {
+    if (t->pcap - t->plen >= need) return 0;
+    size_t cap = (size_t)t->plen + need;
+    if (cap < (size_t)t->pcap + t->pcap / 2) cap = (size_t)t->pcap + t->pcap / 2;
     if (cap > UINT32_MAX) return SX_EFULL;
-    uint8_t *p = sx_index_realloc(t->post, cap);
+    int heap = t->pcap > KW_INLINE;
+    uint8_t *p = heap ? sx_index_realloc(t->p.ptr, cap) : sx_index_malloc(cap);
     if (!p) return SX_ENOMEM;
-    ix->bytes_postings += cap - t->pcap;
-    t->post = p;
+    if (!heap) memcpy(p, t->p.inl, t->plen);
+    ix->bytes_postings += cap - (heap ? t->pcap : 0);
+    t->p.ptr = p;
     t->pcap = (uint32_t)cap;
     return 0;
 }
@@ -393,7 +420,9 @@ int sx_kw_index_add(sx_kw_index *ix, uint32_t slot, const char *title, const cha
         uint32_t h = kw_hash(z, len), t = kw_find(ix, z, len, h);
         if (t == KW_NONE) t = kw_term_new(ix, z, len, h);
         if (t == KW_NONE) rc = SX_ENOMEM;
-        if (rc == 0) rc = post_reserve(ix, &ix->terms[t]);
+        e.num = ix->n_docs; /* the number the paper will get */
+        uint8_t enc[KW_ENTRY_MAX];
+        if (rc == 0) rc = post_reserve(ix, &ix->terms[t], kw_entry_put(enc, ix->terms[t].last, &e));
         tid[n_distinct] = t;
         ent[n_distinct++] = e;
         i = j;
@@ -412,9 +441,8 @@ int sx_kw_index_add(sx_kw_index *ix, uint32_t slot, const char *title, const cha
         for (size_t i = 0; i < n_distinct; i++) {
             kw_term *t = &ix->terms[tid[i]];
             ent[i].num = num;
-            t->plen += (uint32_t)kw_entry_put(t->post + t->plen, t->n ? t->last : KW_NONE, &ent[i]);
+            t->plen += (uint32_t)kw_entry_put(kw_post(t) + t->plen, t->last, &ent[i]);
             t->last = num;
-            t->n++;
         }
         ix->postings += n_distinct;
     }
@@ -471,47 +499,42 @@ int sx_kw_index_maintain(sx_kw_index *ix, int force, sx_err *err) {
             rc = SX_ENOMEM;
             break;
         }
-        kw_term nt_ = {.str = (uint32_t)strs_len, .hash = t->hash, .len = t->len};
-        size_t pos = 0;
+        kw_term nt_ = {.str = (uint32_t)strs_len, .hash = t->hash, .last = KW_NONE, .len = t->len};
+        size_t pos = 0, plen = 0, n = 0;
         uint32_t prev = KW_NONE;
+        const uint8_t *old = kw_post_c(t);
         kw_entry e;
-        while (pos < t->plen && kw_entry_next(t->post, t->plen, &pos, prev, &e) == 0) {
+        while (pos < t->plen && kw_entry_next(old, t->plen, &pos, prev, &e) == 0) {
             prev = e.num;
             if (renum[e.num] == KW_NONE) continue;
             e.num = renum[e.num];
-            size_t n = kw_entry_put(buf, nt_.n ? nt_.last : KW_NONE, &e);
-            memcpy(post + nt_.plen, buf, n);
-            nt_.plen += (uint32_t)n;
+            size_t m = kw_entry_put(buf, nt_.last, &e);
+            memcpy(post + plen, buf, m);
+            plen += m;
             nt_.last = e.num;
-            nt_.n++;
+            n++;
         }
-        if (nt_.n == 0) {
-            sx_index_free_mem(post);
-            continue;
-        }
-        uint8_t *fit = sx_index_realloc(post, nt_.plen);
-        nt_.post = fit ? fit : post;
-        nt_.pcap = fit ? nt_.plen : t->plen;
+        if (n > 0 && kw_post_set(&nt_, post, (uint32_t)plen) < 0) rc = SX_ENOMEM;
+        sx_index_free_mem(post);
+        if (n == 0 || rc < 0) continue;
         memcpy(strs + strs_len, ix->strs + t->str, t->len);
         strs_len += t->len;
-        postings += nt_.n;
-        bytes += nt_.pcap;
+        postings += n;
+        bytes += nt_.pcap > KW_INLINE ? nt_.pcap : 0;
         table_place(table, tcap, t->hash, nt);
         terms[nt++] = nt_;
     }
     if (rc < 0) {
-        for (uint32_t i = 0; i < nt; i++) sx_index_free_mem(terms[i].post);
+        free_terms(terms, nt);
         sx_index_free_mem(renum);
         sx_index_free_mem(docs);
-        sx_index_free_mem(terms);
         sx_index_free_mem(strs);
         sx_index_free_mem(table);
         return sx_err_set(err, rc, "keyword index: out of memory compacting");
     }
     for (uint32_t s = 0; s < ix->slot_cap; s++)
         if (ix->slot_map[s]) ix->slot_map[s] = renum[ix->slot_map[s] - 1] + 1;
-    for (uint32_t i = 0; i < ix->n_terms; i++) sx_index_free_mem(ix->terms[i].post);
-    sx_index_free_mem(ix->terms);
+    free_terms(ix->terms, ix->n_terms);
     sx_index_free_mem(ix->docs);
     sx_index_free_mem(ix->strs);
     sx_index_free_mem(ix->table);
@@ -589,7 +612,7 @@ static void score_term(const sx_kw_index *ix, const kw_term *t, unsigned fields,
     kw_entry e;
     size_t pos = 0;
     uint32_t prev = KW_NONE, df = 0;
-    while (pos < t->plen && kw_entry_next(t->post, t->plen, &pos, prev, &e) == 0) {
+    while (pos < t->plen && kw_entry_next(kw_post_c(t), t->plen, &pos, prev, &e) == 0) {
         prev = e.num;
         if (ix->docs[e.num].slot == KW_NONE) continue;
         int any = 0;
@@ -602,7 +625,7 @@ static void score_term(const sx_kw_index *ix, const kw_term *t, unsigned fields,
     const sx_kw_params *p = &ix->p;
     pos = 0;
     prev = KW_NONE;
-    while (pos < t->plen && kw_entry_next(t->post, t->plen, &pos, prev, &e) == 0) {
+    while (pos < t->plen && kw_entry_next(kw_post_c(t), t->plen, &pos, prev, &e) == 0) {
         prev = e.num;
         const kw_doc *d = &ix->docs[e.num];
         if (d->slot == KW_NONE) continue;
@@ -671,7 +694,7 @@ int sx_kw_index_author_docs(const sx_kw_index *ix, const char *name,
     kw_entry e;
     size_t pos = 0;
     uint32_t prev = KW_NONE;
-    while (pos < tm->plen && kw_entry_next(tm->post, tm->plen, &pos, prev, &e) == 0) {
+    while (pos < tm->plen && kw_entry_next(kw_post_c(tm), tm->plen, &pos, prev, &e) == 0) {
         prev = e.num;
         uint32_t slot = ix->docs[e.num].slot;
         if (slot == KW_NONE || !e.tf[SX_KW_AUTHORS]) continue;

@@ -28,12 +28,27 @@ typedef struct kw_doc {
 typedef struct kw_term {
     uint32_t str;    /* offset of the term's bytes in strs */
     uint32_t hash;
-    uint32_t n;      /* entries */
-    uint32_t last;   /* number of the last entry (when n > 0) */
+    uint32_t last;   /* number of the last entry, KW_NONE when none */
     uint32_t plen, pcap;
-    uint8_t *post;
     uint8_t len;
-} kw_term;
+    union {
+        uint8_t *ptr;              /* pcap > KW_INLINE: on the heap */
+        uint8_t inl[sizeof(uint8_t *)]; /* else here (most terms are rare) */
+    } p;
+} kw_term; /* 32 bytes on 64-bit hosts */
+
+/* Posting bytes kept inside the term (a pointer's worth). */
+#define KW_INLINE ((uint32_t)sizeof(uint8_t *))
+
+/* The postings of t. */
+static inline uint8_t *kw_post(kw_term *t) { return t->pcap > KW_INLINE ? t->p.ptr : t->p.inl; }
+static inline const uint8_t *kw_post_c(const kw_term *t) {
+    return t->pcap > KW_INLINE ? t->p.ptr : t->p.inl;
+}
+
+/* Sets t's postings to a copy of len bytes at p (t's own are not freed).
+ * 0 or SX_ENOMEM. */
+int kw_post_set(kw_term *t, const uint8_t *p, uint32_t len);
 
 struct sx_kw_index {
     sx_kw_params p;

@@ -36,12 +36,24 @@
 #define TAG_POST SX_TAG('K', 'W', 'P', 'O')
 #define HEAD_LEN (4 + 4 + 12 + 12 + 4 + 4 + 4 + 24)
 
+/* The entries of t's list (the index does not keep the count). */
+static uint32_t count_entries(const kw_term *t) {
+    size_t pos = 0;
+    uint32_t n = 0, prev = KW_NONE;
+    kw_entry e;
+    while (pos < t->plen && kw_entry_next(kw_post_c(t), t->plen, &pos, prev, &e) == 0) {
+        prev = e.num;
+        n++;
+    }
+    return n;
+}
+
 int sx_kw_index_save(const sx_kw_index *ix, sx_sink *out, sx_err *err) {
     uint32_t n_terms = 0;
     uint64_t post_len = 0;
     for (uint32_t i = 0; i < ix->n_terms; i++) {
         const kw_term *t = &ix->terms[i];
-        if (!t->n) continue;
+        if (t->last == KW_NONE) continue;
         n_terms++;
         post_len += 1 + t->len + 8 + (uint64_t)t->plen;
     }
@@ -66,12 +78,12 @@ int sx_kw_index_save(const sx_kw_index *ix, sx_sink *out, sx_err *err) {
     sx_sink_begin(out, TAG_POST, post_len);
     for (uint32_t i = 0; i < ix->n_terms && !out->error; i++) {
         const kw_term *t = &ix->terms[i];
-        if (!t->n) continue;
+        if (t->last == KW_NONE) continue;
         sx_sink_write(out, &t->len, 1);
         sx_sink_write(out, ix->strs + t->str, t->len);
-        sx_sink_u32(out, t->n);
+        sx_sink_u32(out, count_entries(t));
         sx_sink_u32(out, t->plen);
-        sx_sink_write(out, t->post, t->plen);
+        sx_sink_write(out, kw_post_c(t), t->plen);
     }
     sx_sink_end(out);
     if (out->error)
@@ -224,19 +236,13 @@ static int load_terms(sx_source *src, const head *h, sx_kw_index *ix, sx_err *er
             break;
         }
         uint32_t t = kw_term_new(ix, z, len, hh);
-        uint8_t *copy = t == KW_NONE ? NULL : sx_index_malloc(plen);
-        if (!copy) {
+        if (t == KW_NONE || kw_post_set(&ix->terms[t], p, plen) < 0) {
             rc = sx_err_set(err, SX_ENOMEM, "keyword index: out of memory loading");
             break;
         }
-        memcpy(copy, p, plen);
-        kw_term *tm = &ix->terms[t];
-        tm->post = copy;
-        tm->plen = tm->pcap = plen;
-        tm->n = n;
-        tm->last = last;
+        ix->terms[t].last = last;
         ix->postings += n;
-        ix->bytes_postings += plen;
+        ix->bytes_postings += plen > KW_INLINE ? plen : 0;
     }
     if (rc == 0 && pos != sec.len) rc = bad(err, "KWPO", pos, "extra bytes after the last term");
     sx_section_release(&sec);
