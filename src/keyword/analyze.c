@@ -8,8 +8,9 @@
  *            N*, M*): kept
  *   joiner   deleted without ending the word: $ ^ _ { } (TeX math and
  *            grouping, so "L_1" is "l1" and "Schr{\"o}dinger" one word),
- *            Unicode format characters (soft hyphen, zero-width joiner), and
- *            the TeX accents \" \' \` \^ \~ \= \. \u \v \H \c \k \r \d \b \t
+ *            Unicode format characters (soft hyphen, zero-width joiner), the
+ *            TeX accents \" \' \` \^ \~ \= \. \u \v \H \c \k \r \d \b \t
+ *            and the discretionary hyphen \-
  *   hyphen   - U+2010 U+2011 between two words: the words are parts of one
  *            compound
  *   LaTeX    \name: dropped and ends the word, except the Greek letters
@@ -29,16 +30,28 @@
  * Hyphenated compounds. "ResNet-50" gives the terms "resnet", "50" and the
  * joined "resnet50", so that the queries "resnet-50", "ResNet 50" and
  * "resnet50" all find it (and "GPT-4" is found by "gpt4"). The joined term
- * is left out when every part is a number ("2019-2020") and for compounds of
- * more than 8 parts. The index counts every term it is given, the joined one
- * included, in the field's length.
+ * is left out when every part is a number ("2019-2020"); a chain of more
+ * than 8 parts is cut into compounds of 8, and a compound of more than 512
+ * bytes is dropped whole. The index counts every term it is given, the
+ * joined one included, in the field's length.
  *
- * Stop words: the 30 below, chosen as the most frequent English words of
- * arXiv titles and abstracts that carry no topic. A query made of stop words
- * only finds nothing. No stemming: a search for "network" does not find
- * "networks"; measured on the known-item benchmark this is for a later
- * change, and exact identifiers ("BERT", "Lindblad") are what keyword search
- * adds to the semantic one.
+ * Scripts without spaces (Chinese, Japanese) are not segmented: a run of
+ * ideographs is one term. arXiv metadata is nearly all English; a CJK
+ * segmenter is left for when that changes.
+ *
+ * Stop words: the 30 below (sx_kw_is_stop): the function words among the
+ * 60 most frequent words of 50,000 arXiv titles and abstracts (the, of, a,
+ * and, in, to, is, we, for, that, with, on, this, are, by, an, as, be,
+ * which, from, it, s, at, or, has, have), plus was, were, its and t (of
+ * "don't"). Content words that are frequent ("model", "paper") stay: BM25's
+ * idf already makes them cheap, and they can matter in a title. A query of
+ * stop words only finds nothing. The authors field keeps them ("Le", "An"
+ * are surnames) and drops one-letter terms (initials) instead.
+ *
+ * No stemming: "network" does not find "networks". It has not been
+ * measured to help here, and what keyword search adds to the semantic one
+ * is exact identifiers ("BERT", "Lindblad"), which a stemmer can only blur;
+ * the quality benchmark of the hybrid search is where to try it.
  *
  * Rejected: reusing the encoder's BERT normaliser (text.c) - it splits every
  * punctuation mark into its own token and knows nothing of LaTeX; a regular
