@@ -66,6 +66,7 @@ TEST(keyword_save_load)
 TEST(keyword_load_corrupt)
 TEST(keyword_highlight)
 TEST(keyword_fixture_loads)
+TEST(keyword_concurrent_searches)
 
 /* corpus */
 TEST(corpus_lines_plain_gzip_zstd)

@@ -8,6 +8,8 @@
 #include "testmem.h"
 #include "testvec.h"
 
+#include <pthread.h>
+
 /* ---- analyser ---- */
 
 typedef struct terms {
@@ -643,4 +645,57 @@ void test_keyword_fixture_loads(void) {
     sx_index_free_mem(again);
     sx_kw_index_free(ix);
     free(data);
+}
+
+/* ---- threads: many readers ---- */
+
+typedef struct reader_arg {
+    const sx_kw_index *ix;
+    int bad;
+} reader_arg;
+
+static const char *const k_conc_queries[] = {"kaka lomi", "au3 bo5", "zozo mine", "pequ-x", "vizo"};
+
+static void *reader(void *p) {
+    reader_arg *a = p;
+    sx_kw_hit want[20], got[20];
+    for (int round = 0; round < 30; round++)
+        for (int q = 0; q < 5; q++) {
+            sx_kw_query kq = {.k = 20};
+            int nw = 0, ng = 0;
+            /* two searches in a row agree, whatever the others do */
+            sx_kw_index_search(a->ix, k_conc_queries[q], &kq, want, &nw, NULL);
+            sx_kw_index_search(a->ix, k_conc_queries[q], &kq, got, &ng, NULL);
+            if (nw != ng || memcmp(want, got, (size_t)nw * sizeof *got) != 0) a->bad++;
+            sx_kw_span sp[4];
+            int ns;
+            sx_kw_highlight(k_conc_queries[q], "kaka lomi zozo", 14, sp, 4, &ns);
+        }
+    return NULL;
+}
+
+/* Searches only read: four threads searching one index at once (no lock,
+ * as the contract allows readers together) agree with a lone search;
+ * ThreadSanitizer (make tsan) checks that nothing shared is written. */
+void test_keyword_concurrent_searches(void) {
+    sx_kw_index *ix = sample_index(400);
+    sx_kw_hit solo[5][20];
+    int nsolo[5];
+    for (int q = 0; q < 5; q++) nsolo[q] = search(ix, k_conc_queries[q], 20, 0, solo[q]);
+    pthread_t th[4];
+    reader_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (reader_arg){ix, 0};
+        CHECK(pthread_create(&th[i], NULL, reader, &args[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ(args[i].bad, 0);
+    }
+    for (int q = 0; q < 5; q++) {
+        sx_kw_hit h[20];
+        CHECK_EQ(search(ix, k_conc_queries[q], 20, 0, h), nsolo[q]);
+        CHECK(memcmp(h, solo[q], (size_t)nsolo[q] * sizeof *h) == 0);
+    }
+    sx_kw_index_free(ix);
 }

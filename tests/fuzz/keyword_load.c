@@ -6,7 +6,9 @@
  * structure checks behind the CRCs. When a load succeeds, the index is
  * searched (all fields and one), asked for an author's papers, changed
  * (an add, a remove, a forced compaction) and saved, so whatever the loader
- * accepted is exercised. Build and run:
+ * accepted is exercised. The same bytes, as text, also go through the
+ * analyser, the highlighter and the author-name functions, which take user
+ * queries. Build and run:
  *
  *     make build/fuzz/keyword_load     # clang
  *     build/fuzz/keyword_load -max_total_time=60 build/fuzz/kwcorpus tests/fixtures/keyword
@@ -91,7 +93,39 @@ static void load_both_ways(const uint8_t *p, size_t size) {
     }
 }
 
+static int ignore_term(void *ctx, const char *term, size_t len, size_t start, size_t end) {
+    size_t *n = ctx;
+    if (len == 0 || len > SX_KW_TERM_MAX || start >= end || end > n[1]) __builtin_trap();
+    n[0] += term[0] != 0;
+    return 0;
+}
+
+/* The input as text: analysed with every flag, as a query highlighting
+ * itself, as an author name and an author list. */
+static void text_paths(const uint8_t *data, size_t size) {
+    char *z = malloc(size + 1);
+    if (!z) return;
+    memcpy(z, data, size);
+    z[size] = 0;
+    size_t n[2] = {0, size};
+    for (int flags = 0; flags < 8; flags++) sx_kw_analyze(z, size, flags, ignore_term, n);
+    sx_kw_span sp[16];
+    int ns;
+    if (sx_kw_highlight(z, z, size, sp, 16, &ns) == 0)
+        for (int i = 0; i < ns; i++)
+            if (sp[i].start >= sp[i].end || sp[i].end > size || (i && sp[i].start <= sp[i - 1].end))
+                __builtin_trap();
+    char norm[SX_KW_NAME_MAX];
+    if (sx_kw_author_norm(z, size, norm, sizeof norm) > 0) {
+        const char *names[1] = {norm};
+        if (!sx_kw_author_same(norm, norm)) __builtin_trap();
+        sx_kw_authors_match(z, names, 1);
+    }
+    free(z);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    text_paths(data, size);
     uint8_t *copy = malloc(size ? size : 1);
     if (!copy) return 0;
     if (size) memcpy(copy, data, size);
