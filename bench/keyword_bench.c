@@ -278,6 +278,21 @@ int main(int argc, char **argv) {
                    k_sets[s], cnt[s], sum / c * 1e3, lat[s][cnt[s] / 2] * 1e3, lat[s][(cnt[s] * 99) / 100] * 1e3,
                    found[s] / c);
     }
+    /* removes (a third of the papers), then one compaction */
+    t0 = sx_now();
+    size_t removed = 0;
+    for (size_t i = 0; i < n; i += 3, removed++) sx_kw_index_remove(ix, (uint32_t)i, NULL);
+    double t_rm = sx_now() - t0;
+    sx_kw_index_stats(ix, &st);
+    size_t pending = st.removed;
+    t0 = sx_now();
+    sx_kw_index_maintain(ix, 1, &err);
+    double t_compact = sx_now() - t0;
+    sx_kw_index_stats(ix, &st);
+    printf("\n| writes | value |\n|---|---|\n");
+    printf("| remove | %.2f us/paper (%zu removes, compactions inside included) |\n", t_rm / removed * 1e6, removed);
+    printf("| forced compaction of what remained pending | %.0f ms (%zu removed papers, %zu left) |\n",
+           t_compact * 1e3, pending, st.docs);
     for (int i = 0; i < nq; i++) free(qs[i].text);
     free(qs);
     for (int s = 0; s < 4; s++) free(lat[s]);
