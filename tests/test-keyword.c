@@ -150,6 +150,9 @@ void test_keyword_author_names(void) {
     const char *q5[] = {"jones c"};
     CHECK(!sx_kw_authors_match("A. Smith and B. Jones", q5, 1));
     CHECK(!sx_kw_authors_match("", q3, 1));
+    /* an unclosed parenthesis ends at the end of the list (found by the fuzzer) */
+    CHECK(!sx_kw_authors_match("B. Jones (MIT", q5, 1));
+    CHECK(sx_kw_authors_match("B. Jones, C. Other (MIT", q3, 1));
     CHECK(!sx_kw_authors_match(NULL, q3, 1));
 }
 

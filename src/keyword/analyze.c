@@ -542,9 +542,10 @@ int sx_kw_authors_match(const char *authors, const char *const *names, int n) {
     int depth = 0;
     for (;; p++) {
         size_t sep = 0;
-        if (*p == '(') depth++;
+        if (*p == 0) sep = 1; /* the end, even inside an unclosed '(' */
+        else if (*p == '(') depth++;
         else if (*p == ')') depth -= depth > 0;
-        else if (depth == 0 && (*p == ',' || *p == ';' || *p == '&' || *p == 0)) sep = 1;
+        else if (depth == 0 && (*p == ',' || *p == ';' || *p == '&')) sep = 1;
         else if (depth == 0 && *p == ' ') sep = and_sep(p);
         if (!sep) continue;
         char norm[SX_KW_NAME_MAX];
