@@ -67,6 +67,7 @@ TEST(keyword_load_corrupt)
 TEST(keyword_highlight)
 TEST(keyword_fixture_loads)
 TEST(keyword_concurrent_searches)
+TEST(keyword_out_of_memory)
 
 /* corpus */
 TEST(corpus_lines_plain_gzip_zstd)

@@ -702,3 +702,111 @@ void test_keyword_concurrent_searches(void) {
     }
     sx_kw_index_free(ix);
 }
+
+/* ---- allocation failures ---- */
+
+static long g_fail_in = -1; /* allocations left before one fails; -1 never */
+static long g_live;         /* blocks handed out and not freed */
+
+static int fail_now(void) { return g_fail_in >= 0 && g_fail_in-- == 0; }
+
+static void *f_malloc(size_t n) {
+    if (fail_now()) return NULL;
+    void *p = malloc(n);
+    g_live += p != NULL;
+    return p;
+}
+
+static void *f_calloc(size_t n, size_t s) {
+    if (fail_now()) return NULL;
+    void *p = calloc(n, s);
+    g_live += p != NULL;
+    return p;
+}
+
+static void *f_realloc(void *p, size_t n) {
+    if (fail_now()) return NULL;
+    void *q = realloc(p, n);
+    g_live += q != NULL && p == NULL;
+    return q;
+}
+
+static void f_free(void *p) {
+    g_live -= p != NULL;
+    free(p);
+}
+
+/* Every allocation of an add, a compaction, a search, a save and a load
+ * fails in turn: each returns SX_ENOMEM, the index answers as before, and
+ * nothing leaks; the operation then succeeds when memory is back. All the
+ * index's memory goes through the installed allocator (g_live ends at 0). */
+void test_keyword_out_of_memory(void) {
+    sx_allocator a = {f_malloc, f_calloc, f_realloc, f_free};
+    sx_index_set_allocator(&a);
+    sx_kw_index *ix = sample_index(200), *ref = sample_index(200);
+    sx_err err = {0};
+    char title[1024], abstract[4096], authors[128];
+    synth(7777, 0, title, abstract, authors);
+    strcat(title, " brandnewterm another-fresh-compound");
+    int failures = 0;
+    for (long k = 0;; k++) {
+        g_fail_in = k;
+        int rc = sx_kw_index_add(ix, 4000, title, abstract, authors, &err);
+        g_fail_in = -1;
+        if (rc == 0) break;
+        CHECK_EQ(rc, SX_ENOMEM);
+        CHECK(!sx_kw_index_contains(ix, 4000));
+        check_same_results(ix, ref);
+        failures++;
+    }
+    CHECK(failures > 3); /* a slot map, papers, terms, strings, table, postings */
+    CHECK(sx_kw_index_add(ref, 4000, title, abstract, authors, &err) == 0);
+    check_same_results(ix, ref);
+    /* compaction */
+    failures = 0;
+    for (long k = 0;; k++) {
+        g_fail_in = k;
+        int rc = sx_kw_index_maintain(ix, 1, &err);
+        g_fail_in = -1;
+        if (rc == 0) break;
+        CHECK_EQ(rc, SX_ENOMEM);
+        check_same_results(ix, ref);
+        failures++;
+    }
+    CHECK(failures > 3);
+    check_same_results(ix, ref);
+    /* search, save and load */
+    sx_kw_hit h[5];
+    int n;
+    sx_kw_query q = {.k = 5};
+    g_fail_in = 0;
+    CHECK_EQ(sx_kw_index_search(ix, "kaka", &q, h, &n, &err), SX_ENOMEM);
+    g_fail_in = -1;
+    void *buf = NULL;
+    size_t len = 0;
+    for (long k = 0;; k++) {
+        g_fail_in = k;
+        int rc = sx_kw_index_save_buf(ix, &buf, &len, &err);
+        g_fail_in = -1;
+        if (rc == 0) break;
+        CHECK_EQ(rc, SX_ENOMEM);
+    }
+    for (long k = 0;; k++) {
+        sx_kw_index *b = NULL;
+        g_fail_in = k;
+        int rc = sx_kw_index_load_buf(buf, len, 10000, &b, &err);
+        g_fail_in = -1;
+        if (rc == 0) {
+            check_same_results(b, ref);
+            sx_kw_index_free(b);
+            break;
+        }
+        CHECK_EQ(rc, SX_ENOMEM);
+        CHECK(b == NULL);
+    }
+    sx_index_free_mem(buf);
+    sx_kw_index_free(ix);
+    sx_kw_index_free(ref);
+    CHECK_EQ(g_live, 0);
+    sx_index_set_allocator(NULL);
+}
