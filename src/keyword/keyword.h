@@ -138,8 +138,9 @@ int sx_kw_index_create(const sx_kw_params *p, sx_kw_index **out, sx_err *err);
 void sx_kw_index_free(sx_kw_index *ix);
 
 /* Indexes a paper under slot (< SX_KW_MAX_SLOTS). Fields may be NULL. A
- * slot already present is replaced. SX_EINVAL for a bad slot, SX_ENOMEM.
- * On error the index is unchanged. */
+ * slot already present is replaced. SX_EINVAL for a bad slot, SX_ENOMEM,
+ * SX_EFULL after 2^32 - 2 adds without a compaction. On error the index
+ * answers as before (a unit test fails each allocation in turn). */
 int sx_kw_index_add(sx_kw_index *ix, uint32_t slot, const char *title, const char *abstract,
                     const char *authors, sx_err *err);
 
