@@ -56,6 +56,19 @@ TEST(shard_doc_codec)
 TEST(shard_check_rules)
 TEST(shard_replay_levels)
 
+/* keyword */
+TEST(keyword_analyzer)
+TEST(keyword_author_names)
+TEST(keyword_bm25_hand_computed)
+TEST(keyword_incremental_equals_fresh)
+TEST(keyword_filter_and_authors)
+TEST(keyword_save_load)
+TEST(keyword_load_corrupt)
+TEST(keyword_highlight)
+TEST(keyword_fixture_loads)
+TEST(keyword_concurrent_searches)
+TEST(keyword_out_of_memory)
+
 /* corpus */
 TEST(corpus_lines_plain_gzip_zstd)
 TEST(corpus_lines_truncated_compressed)
