@@ -64,7 +64,8 @@ struct sx_server {
     _Atomic int stopping; /* shutting down: new requests are refused */
     sx_err load_err;
 
-    _Atomic long inflight;       /* requests being handled */
+    struct sx_http *http;        /* http.c's own state: workers, connection deadlines */
+    _Atomic long inflight;       /* requests queued for or running on a worker */
     _Atomic long conns;          /* connections open */
     _Atomic unsigned long long next_request_id;
     double started;
