@@ -24,9 +24,9 @@
  * that thread.
  *
  * Bounds (docs/security.md has the table of defaults):
- *   connections   --max-connections in all (split evenly over the I/O
- *                 threads) and --max-conns-per-ip per client address; a
- *                 connection past either is closed at once, not queued.
+ *   connections   --max-connections in all and --max-conns-per-ip per
+ *                 client address; a connection past either is accepted and
+ *                 closed at once, not left waiting in the listen queue.
  *   headers       the request line and headers must fit --max-header-bytes
  *                 (MHD answers 431) and arrive within --header-timeout of the
  *                 connection opening (or of the previous response plus the
@@ -130,6 +130,8 @@ typedef struct sx_http {
     _Atomic int stop_reap;
     pthread_t reaper;
     int reaper_started;
+
+    _Atomic long log_window, log_shown, log_dropped; /* mhd_log's throttle */
 } sx_http;
 
 sx_server_opts sx_server_defaults(void) {
@@ -309,6 +311,16 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         free(e);
         *socket_context = NULL;
     }
+}
+
+/* Refuses a connection past --max-connections (MHD's accept policy
+ * callback): MHD's own limit stops accepting instead, which leaves the
+ * connections waiting in the listen queue. Concurrent accepts on the I/O
+ * threads may let through up to io_threads - 1 more. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)addr, (void)addrlen;
+    sx_srv *s = cls;
+    return atomic_load(&s->conns) < s->opts.max_connections ? MHD_YES : MHD_NO;
 }
 
 /* Every 100 ms: shuts down the connections past their deadline. */
@@ -692,7 +704,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (s->opts.header_timeout_s > 0) set_deadline(s, conn, s->opts.timeout_s + s->opts.header_timeout_s);
 }
 
+/* MHD's messages, at most 10 a second: under abuse (thousands of clients
+ * leaving mid-request, a connection cap reached) it would write one line per
+ * connection. The rest are counted and the count logged. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    sx_http *h = ((sx_srv *)cls)->http;
+    long now = (long)sx_now();
+    if (atomic_exchange(&h->log_window, now) != now) {
+        atomic_store(&h->log_shown, 0);
+        long n = atomic_exchange(&h->log_dropped, 0);
+        if (n) sx_log(SX_LOG_WARN, "http: %ld more messages like the above were not logged", n);
+    }
+    if (atomic_fetch_add(&h->log_shown, 1) >= 10) {
+        atomic_fetch_add(&h->log_dropped, 1);
+        return;
+    }
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
@@ -817,11 +843,13 @@ static struct MHD_Daemon *start_daemon(sx_srv *s, sx_err *err) {
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     unsigned pool = s->opts.io_threads > 1 ? (unsigned)s->opts.io_threads : 1u;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        flags, 0, on_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, pool,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.max_connections,
+        /* MHD splits its limit over the I/O threads and stops accepting at
+         * it; on_accept keeps the real one. */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.max_connections * pool + 16,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(s->opts.max_conns_per_ip > 0 ? s->opts.max_conns_per_ip : 0),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->opts.max_header_bytes, MHD_OPTION_END);
     if (!d) {
