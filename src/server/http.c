@@ -202,7 +202,7 @@ static const char *skip_ws(const char *p) {
 
 /* Whether a Content-Type names JSON: application/json, optionally with
  * charset=utf-8 (quoted or not), any case. */
-static int is_json_media_type(const char *ct) {
+int sx_http_is_json(const char *ct) {
     if (!ct) return 0;
     const char *p = skip_ws(ct);
     if (strncasecmp(p, "application/json", 16) != 0) return 0;
@@ -236,12 +236,7 @@ static int in_list(const char *list, const char *name, size_t n) {
     return 0;
 }
 
-/* The DNS-rebinding defence: a page from another site that made its own
- * name resolve to 127.0.0.1 still sends that name as Host. Checked when
- * bound to loopback, or anywhere when --allowed-host names the accepted
- * hosts; a request without Host (HTTP/1.0 tools, never a browser) passes. */
-static int host_allowed(const sx_srv *s, const char *host) {
-    if (!host || (!s->http->loopback && !s->opts.allowed_hosts)) return 1;
+int sx_http_host_ok(const char *host, const char *bound, const char *allowed) {
     size_t n;
     if (host[0] == '[') {
         const char *e = strchr(host, ']');
@@ -256,8 +251,17 @@ static int host_allowed(const sx_srv *s, const char *host) {
         for (const char *d = port + 1; *d; d++)
             if (*d < '0' || *d > '9') return 0;
     }
-    return in_list("localhost,127.0.0.1,[::1]", host, n) || in_list(s->opts.host, host, n) ||
-           in_list(s->opts.allowed_hosts, host, n);
+    return n > 0 && (in_list("localhost,127.0.0.1,[::1]", host, n) || in_list(bound, host, n) ||
+                     in_list(allowed, host, n));
+}
+
+/* The DNS-rebinding defence: a page from another site that made its own
+ * name resolve to 127.0.0.1 still sends that name as Host. Checked when
+ * bound to loopback, or anywhere when --allowed-host names the accepted
+ * hosts; a request without Host (HTTP/1.0 tools, never a browser) passes. */
+static int host_allowed(const sx_srv *s, const char *host) {
+    if (!host || (!s->http->loopback && !s->opts.allowed_hosts)) return 1;
+    return sx_http_host_ok(host, s->opts.host, s->opts.allowed_hosts);
 }
 
 /* Whether a request needs a body reader: it declares a length or a
@@ -537,7 +541,7 @@ static int precheck(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
     }
     if (strcmp(c->method, "POST") == 0) {
         const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-        if (!is_json_media_type(ct)) {
+        if (!sx_http_is_json(ct)) {
             char v[80];
             printable(v, sizeof v, ct);
             if (ct)

@@ -121,6 +121,14 @@ int sx_route_is_write(sx_route r);
 /* Whether a route needs the model and collection loaded. */
 int sx_route_needs_ready(sx_route r);
 
+/* http.c's request policy, for its tests. Whether a Content-Type names JSON
+ * (application/json, optionally ; charset=utf-8). */
+int sx_http_is_json(const char *content_type);
+
+/* Whether a Host header (name, optional :port) is localhost, 127.0.0.1,
+ * [::1], the bound address or one of the comma-separated allowed names. */
+int sx_http_host_ok(const char *host, const char *bound, const char *allowed);
+
 /* The embedded web page, docs page and OpenAPI document (web/, compiled in). */
 extern const char sx_asset_index_html[];
 extern const size_t sx_asset_index_html_len;
