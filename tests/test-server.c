@@ -139,6 +139,7 @@ void test_http_policy_host(void) {
     CHECK(!sx_http_host_ok("[::1", b, NULL));
     CHECK(!sx_http_host_ok("", b, NULL));
     CHECK(!sx_http_host_ok(":80", b, NULL));
+    CHECK(sx_http_host_ok("anything.example:443", b, "a.example,*"));
 }
 
 #include "../src/server/metrics.h"

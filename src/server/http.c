@@ -252,7 +252,7 @@ int sx_http_host_ok(const char *host, const char *bound, const char *allowed) {
             if (*d < '0' || *d > '9') return 0;
     }
     return n > 0 && (in_list("localhost,127.0.0.1,[::1]", host, n) || in_list(bound, host, n) ||
-                     in_list(allowed, host, n));
+                     in_list(allowed, host, n) || in_list(allowed, "*", 1));
 }
 
 /* The DNS-rebinding defence: a page from another site that made its own

@@ -63,7 +63,8 @@ typedef struct sx_server_opts {
     const char *cors_origin;   /* the one origin (or "*") allowed cross-origin
                                   requests; NULL: no CORS headers (NULL) */
     const char *allowed_hosts; /* bound to loopback: Host names accepted besides
-                                  localhost, 127.0.0.1 and [::1], comma-separated */
+                                  localhost, 127.0.0.1 and [::1], comma-separated;
+                                  "*": any (a proxy in front checks Host) */
 } sx_server_opts;
 
 /* The defaults listed above. */

@@ -126,7 +126,8 @@ int sx_route_needs_ready(sx_route r);
 int sx_http_is_json(const char *content_type);
 
 /* Whether a Host header (name, optional :port) is localhost, 127.0.0.1,
- * [::1], the bound address or one of the comma-separated allowed names. */
+ * [::1], the bound address or one of the comma-separated allowed names
+ * ("*" among them: any host). */
 int sx_http_host_ok(const char *host, const char *bound, const char *allowed);
 
 /* The embedded web page, docs page and OpenAPI document (web/, compiled in). */
