@@ -112,6 +112,7 @@ int cli_cmd_serve(int argc, char **argv) {
     sx_server_opts o = sx_server_defaults();
     o.data_dir = NULL;
     o.api_key = getenv("SEMDEX_API_KEY");
+    char hosts[1024] = ""; /* the --allowed-host names, comma-separated */
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -144,11 +145,11 @@ int cli_cmd_serve(int argc, char **argv) {
             o.cors_origin = val;
         } else if (strcmp(a, "--allowed-host") == 0) {
             if (!val[0]) return cli_fail("serve", "--allowed-host must not be empty"), 2;
-            size_t n = (o.allowed_hosts ? strlen(o.allowed_hosts) + 1 : 0) + strlen(val) + 1;
-            char *list = malloc(n); /* lives as long as the process */
-            if (!list) return cli_fail("serve", "out of memory");
-            snprintf(list, n, "%s%s%s", o.allowed_hosts ? o.allowed_hosts : "", o.allowed_hosts ? "," : "", val);
-            o.allowed_hosts = list;
+            size_t used = strlen(hosts);
+            if (used + strlen(val) + 2 > sizeof hosts)
+                return cli_fail("serve", "--allowed-host: the names add up to over %zu bytes", sizeof hosts - 1), 2;
+            snprintf(hosts + used, sizeof hosts - used, "%s%s", used ? "," : "", val);
+            o.allowed_hosts = hosts;
         } else if (strcmp(a, "--auth-fail-rate") == 0) {
             if (cli_parse_int("serve", a, val, 0, 1000000, &v) < 0) return 2;
             o.auth_fail_rate = (double)v;
