@@ -14,19 +14,21 @@
  * searches still meet in one encoder batch (64 workers cover the 50-client
  * benchmark).
  *
- * Rejected: thread-per-connection, what MHD offered first. Each open
- * connection held a thread, so 10,000 idle connections filled the 1,024
- * slots and normal searches failed (29 of 40) until the idle timeout, and a
- * body trickled at 1 byte/s held its thread 45 s. Measured with
- * tests/e2e/http-abuse.sh, see docs/performance.md ("Connections under
- * abuse"). Also rejected: handling requests on the I/O threads themselves,
+ * Rejected: thread-per-connection (MHD_USE_THREAD_PER_CONNECTION). Each
+ * open connection holds a thread, so 10,000 idle connections fill 1,024
+ * thread slots and every normal search is refused until the idle timeout
+ * (0 of 40 answered, against 40 of 40 here), and SIGTERM waits 31 s for
+ * clients trickling a body (1 s here); the worker pool serves the 50-client
+ * benchmark at the same rate (docs/performance.md, "Connections under
+ * abuse"; tests/e2e/http-abuse.sh keeps the figures). Also rejected: handling requests on the I/O threads themselves,
  * because a search blocked on the batcher would stall every connection of
  * that thread.
  *
  * Bounds (docs/security.md has the table of defaults):
  *   connections   --max-connections in all and --max-conns-per-ip per
  *                 client address; a connection past either is accepted and
- *                 closed at once, not left waiting in the listen queue.
+ *                 closed at once, not left waiting in the listen queue (the
+ *                 total may be passed by io_threads - 1, see on_accept).
  *   headers       the request line and headers must fit --max-header-bytes
  *                 (MHD answers 431) and arrive within --header-timeout of the
  *                 connection opening (or of the previous response plus the
