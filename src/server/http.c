@@ -637,7 +637,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (c->too_big || c->body.len + n > s->opts.max_body) {
             /* MHD cannot answer in the middle of a body: drop the rest (up
              * to a bound) and answer 413 once it is in. */
-            if (!c->too_big) c->discarded = c->body.len, c->body.len = 0;
+            if (!c->too_big) c->discarded = c->body.len, sx_buf_free(&c->body);
             c->too_big = 1;
             c->discarded += n;
             return c->discarded / 4 > s->opts.max_body ? MHD_NO : MHD_YES;
