@@ -43,6 +43,11 @@
  * checks every second); the sum over SEMDEX.INFO of every key is cached for
  * a second for them (/collections/info asks afresh), so that a check costs
  * one fan-out per second per gateway at most.
+ *
+ * Metrics. A search reports its fan-out (sending every SEMDEX.SEARCH to
+ * the last reply), each node's part of it (a node's slowest reply), the
+ * decoding of the hits' documents (fetch) and the merge; the backend's
+ * thin call records them (backend.h, sx_backend_stats).
  * The same beat reloads the slot map, so replicas added or nodes restarted
  * without any error on the way are known within a second or so, and counts
  * the replicas with CLUSTER SHARDS for the write path's WAIT target (1 when
@@ -240,12 +245,28 @@ typedef struct {
     char k[16], ef[16], nf[16];
 } search_args;
 
+/* Notes each node's slowest reply among the S commands in stats. */
+static void note_nodes(const sx_rc_cmd *cmds, int S, sx_backend_stats *stats) {
+    for (int s = 0; s < S; s++) {
+        if (!cmds[s].node[0]) continue;
+        int i = 0;
+        while (i < stats->n_nodes && strcmp(stats->nodes[i].addr, cmds[s].node) != 0) i++;
+        if (i == stats->n_nodes) {
+            if (i == SX_BACKEND_MAX_NODES) continue;
+            snprintf(stats->nodes[i].addr, sizeof stats->nodes[i].addr, "%s", cmds[s].node);
+            stats->nodes[i].seconds = 0;
+            stats->n_nodes++;
+        }
+        if (cmds[s].seconds > stats->nodes[i].seconds) stats->nodes[i].seconds = cmds[s].seconds;
+    }
+}
+
 static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits, int *n_hits,
-                     sx_search_stats *stats, sx_err *err) {
+                     sx_backend_stats *stats, sx_err *err) {
     gateway *g = impl;
     int S = g->n_shards;
     *n_hits = 0;
-    if (stats) memset(stats, 0, sizeof *stats);
+    double t_decode = 0;
     if (o->n_categories > SX_CATEGORIES_MAX) return sx_err_set(err, SX_EINVAL, "too many categories");
     unsigned char *vec = malloc((size_t)g->o.dim * 4);
     sx_rc_cmd *cmds = calloc((size_t)S, sizeof *cmds);
@@ -292,7 +313,11 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
         lv[1] = strlen(g->keys[s]);
         cmds[s] = (sx_rc_cmd){.argc = argc, .argv = av, .argvlen = lv, .read_only = 1};
     }
+    double t0 = sx_now();
     exec_reads(g, cmds, S);
+    double t1 = sx_now();
+    stats->search = t1 - t0;
+    note_nodes(cmds, S, stats);
     for (int s = 0; s < S && rc == 0; s++) {
         const sx_rc_cmd *c = &cmds[s];
         if (c->status < 0 && is_no_key(c)) continue; /* a shard never written: empty */
@@ -321,11 +346,13 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
             x->doc = NULL;
             if (o->with_docs) {
                 const redisReply *d = h->element[2];
+                double td = sx_now();
                 if (d->type != REDIS_REPLY_STRING ||
                     !(x->doc = doc_from_record(d->str, d->len, err))) {
                     rc = rc ? rc : sx_err_set(err, SX_ECORRUPT, "%s: a hit's document does not decode", g->keys[s]);
                     break;
                 }
+                t_decode += sx_now() - td;
             }
             total++;
         }
@@ -339,6 +366,8 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
     }
     *n_hits = sx_hits_merge(all, total, o->k);
     memcpy(hits, all, (size_t)*n_hits * sizeof *hits);
+    stats->fetch = t_decode;
+    stats->merge = sx_now() - t1 - t_decode; /* parsing the replies and merging */
 done:
     free(vec);
     free(cmds);
@@ -585,11 +614,12 @@ static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     in.params = sx_shard_params_default();
     in.params.dim = g->o.dim;
     int first = 1;
-    for (int s = 0; s < S && rc == 0; s++) {
+    for (int s = 0; s < S; s++) {
         if (cmds[s].status < 0) {
             if (is_no_key(&cmds[s])) continue; /* never written: an empty shard */
-            rc = cmd_error(&cmds[s], g->keys[s], err);
-            break;
+            if (rc == 0) rc = cmd_error(&cmds[s], g->keys[s], err);
+            in.shard_keys_unavailable++;
+            continue;
         }
         add_info(&in, cmds[s].reply, first);
         if (cmds[s].reply->type == REDIS_REPLY_ARRAY) first = 0;
@@ -602,7 +632,10 @@ static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     in.masters = st.masters;
     in.nodes = st.masters + (st.replicas > atomic_load(&g->replicas) ? st.replicas : atomic_load(&g->replicas));
     in.nodes_down = st.nodes_down;
-    if (rc < 0) return rc;
+    if (rc < 0) {
+        *out = in;
+        return rc;
+    }
     pthread_mutex_lock(&g->info_mu);
     g->info = in;
     g->info_at = sx_now();

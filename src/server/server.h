@@ -49,6 +49,8 @@ typedef struct sx_server_opts {
     double rate_limit;         /* requests/s per client; 0 disables (0) */
     double rate_burst;         /* bucket size (2 x rate, at least 1) */
     const char *api_key;       /* required by write routes when set */
+    int slow_ms;               /* requests slower than this are logged at warn
+                                  level as slow_request; 0 disables (500) */
 } sx_server_opts;
 
 /* The defaults listed above. */
