@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../storage/store.h"
 
@@ -330,6 +331,19 @@ static void render_counters(sx_metrics *m, sx_buf *out) {
                     (double)last / 1e3);
 }
 
+/* The memory the process may use: the cgroup's limit (v2 memory.max) when
+ * set, else the machine's RAM. */
+static double memory_limit(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double ram = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+    if (!f) return ram;
+    double lim = 0;
+    if (fscanf(f, "%lf", &lim) != 1) lim = 0; /* "max": no limit */
+    fclose(f);
+    return lim > 0 && (ram == 0 || lim < ram) ? lim : ram;
+}
+
 static void render_gauges(const sx_metrics_gauges *g, sx_buf *out) {
     gauge(out, "semdex_ready", "1 when the server answers searches.", g->ready);
     gauge(out, "semdex_start_time_seconds", "Unix time the server started.", g->start_time);
@@ -337,6 +351,8 @@ static void render_gauges(const sx_metrics_gauges *g, sx_buf *out) {
     gauge(out, "semdex_open_connections", "HTTP connections open.", (double)g->connections);
     gauge(out, "semdex_query_cache_entries", "Query vectors in the cache.", (double)g->cache_entries);
     gauge(out, "semdex_resident_memory_bytes", "Resident memory of the process.", (double)g->rss_bytes);
+    gauge(out, "semdex_memory_limit_bytes", "Memory the process may use: its cgroup's limit, else the RAM.",
+          memory_limit());
     if (!g->backend) return; /* loading: no collection figures yet */
     gauge(out, "semdex_papers", "Papers stored.", (double)g->papers);
     gauge(out, "semdex_deleted_papers", "Deleted papers whose space is not reclaimed yet.", (double)g->deleted);
