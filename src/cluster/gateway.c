@@ -42,7 +42,10 @@
  * Info. /health and /metrics ask for the collection's figures often (HAProxy
  * checks every second); the sum over SEMDEX.INFO of every key is cached for
  * a second for them (/collections/info asks afresh), so that a check costs
- * one fan-out per second per gateway at most.
+ * one fan-out per second per gateway at most, and while one call asks the
+ * cluster, the others that will take recent figures get the cached ones (up
+ * to INFO_STALE_MAX old, and only when the last round succeeded) instead of
+ * waiting for it: a slow node must not fail health checks.
  *
  * Metrics. A search reports its fan-out (sending every SEMDEX.SEARCH to
  * the last reply), each node's part of it (a node's slowest reply), the
@@ -67,6 +70,9 @@
 
 #define META_KEY "semdex:meta"
 #define INFO_TTL 1.0
+/* Cached figures older than INFO_TTL are still given out while another call
+ * refreshes them, up to this age; a failed refresh drops them. */
+#define INFO_STALE_MAX 5.0
 /* Papers in one SEMDEX.UPSERT. A write runs on the node's event loop, about
  * 0.3 ms per paper: 8 keep a command near 2-3 ms (measured: 2.3 ms average
  * over 7,600 commands while ingesting 50,000 papers into 3 masters), and
@@ -83,6 +89,7 @@ typedef struct gateway {
     pthread_mutex_t info_mu; /* guards the cached info */
     sx_backend_info info;
     double info_at;          /* sx_now() of the cached info, 0: none */
+    _Atomic int refreshing;  /* a call is asking the cluster for the info */
 } gateway;
 
 sx_gateway_opts sx_gateway_defaults(void) {
@@ -583,15 +590,28 @@ static void add_info(sx_backend_info *in, const redisReply *r, int first) {
     }
 }
 
+static int gw_info_fetch(gateway *g, sx_backend_info *out, sx_err *err);
+
 static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     gateway *g = impl;
     pthread_mutex_lock(&g->info_mu);
-    if (recent && g->info_at > 0 && sx_now() - g->info_at < INFO_TTL) {
+    double age = sx_now() - g->info_at;
+    if (recent && g->info_at > 0 &&
+        (age < INFO_TTL || (age < INFO_STALE_MAX && atomic_exchange(&g->refreshing, 1) == 1))) {
         *out = g->info;
         pthread_mutex_unlock(&g->info_mu);
         return 0;
     }
     pthread_mutex_unlock(&g->info_mu);
+    atomic_store(&g->refreshing, 1);
+    int rc = gw_info_fetch(g, out, err);
+    atomic_store(&g->refreshing, 0);
+    return rc;
+}
+
+/* Asks every shard key for its figures (and refreshes the topology); caches
+ * them when all answered. */
+static int gw_info_fetch(gateway *g, sx_backend_info *out, sx_err *err) {
     /* Topology changes that caused no error yet (a replica added, a node
      * back) become known here, at most once a second. */
     sx_rc_refresh(g->rc, NULL);
@@ -633,6 +653,9 @@ static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     in.nodes = st.masters + (st.replicas > atomic_load(&g->replicas) ? st.replicas : atomic_load(&g->replicas));
     in.nodes_down = st.nodes_down;
     if (rc < 0) {
+        pthread_mutex_lock(&g->info_mu);
+        g->info_at = 0; /* nobody is told all is well meanwhile */
+        pthread_mutex_unlock(&g->info_mu);
         *out = in;
         return rc;
     }
