@@ -6,6 +6,7 @@
 #   make module  build build/semdex.so, the Redis module (docs/redis-module.md)
 #   make check   build and run the unit tests only (T=substring filters them)
 #   make cluster start a local Redis Cluster + gateways + HAProxy (docs/cluster.md)
+#   make monitor start Prometheus against the local semdex (docs/operations.md)
 #   make asan    build and run the unit tests under AddressSanitizer + UBSan
 #   make tsan    build and run the concurrency tests under ThreadSanitizer
 #   make bench   build the benchmarks (see bench/README.md)
@@ -94,7 +95,7 @@ $(BUILD)/config.mk: scripts/configure
 	@scripts/configure > $@.tmp && mv $@.tmp $@
 
 .PHONY: testdata
-.PHONY: module module-asan cluster
+.PHONY: module module-asan cluster monitor
 .PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests fuzz bench clean distclean help
 
 all: $(BUILD)/semdex
@@ -318,6 +319,13 @@ cluster:
 	scripts/get-redismodule-h
 	$(MAKE) -j$(JOBS) all module
 	scripts/cluster up
+
+# Prometheus (and Grafana's dashboard queries) against the semdex on this
+# machine (docs/operations.md#monitoring): MONITOR_ARGS are scripts/monitor's,
+# e.g. MONITOR_ARGS="--cluster-dir data/cluster". `scripts/monitor down` stops it.
+monitor:
+	scripts/setup --test
+	scripts/monitor up $(MONITOR_ARGS)
 
 test:
 	scripts/setup --test

@@ -157,7 +157,7 @@ void test_metrics_render(void) {
     sx_metrics_cache(m, 0);
     sx_metrics_cache(m, 0);
     sx_metrics_ratelimited(m);
-    sx_metrics_gauges g = {.papers = 1234, .rss_bytes = 5678, .ready = 1};
+    sx_metrics_gauges g = {.papers = 1234, .rss_bytes = 5678, .ready = 1, .backend = "local"};
     sx_buf out = {0};
     sx_metrics_render(m, &g, &out);
     CHECK(!out.oom);
@@ -185,7 +185,123 @@ void test_metrics_render(void) {
     sx_metrics_free(m);
 }
 
+/* The series added for stages, nodes, writes, the store and the cluster. */
+void test_metrics_stages_and_gauges(void) {
+    sx_metrics *m = sx_metrics_create();
+    CHECK(m);
+    sx_metrics_stage(m, SX_STAGE_QUEUE, 0.0004);
+    sx_metrics_stage(m, SX_STAGE_SEARCH, 0.003);
+    sx_metrics_stage(m, SX_STAGE_SEARCH, 0.2);
+    sx_metrics_embed(m, 0.01, 3);
+    sx_metrics_embed(m, 0.01, 64);
+    sx_metrics_node(m, "10.0.0.1:7000", 0.002);
+    sx_metrics_node(m, "10.0.0.2:7000", 0.004);
+    sx_metrics_node(m, "10.0.0.1:7000", 0.001);
+    sx_metrics_write(m, 5, 0, 0.002, 1);
+    sx_metrics_write(m, 0, 1, 0.001, 1);
+    sx_metrics_write(m, 7, 0, 0.001, 0);
+    sx_metrics_store_observer(m, SX_STORE_EVENT_SYNC, 0.0015);
+    sx_metrics_store_observer(m, SX_STORE_EVENT_CHECKPOINT, 12.0);
+    sx_metrics_store_observer(m, SX_STORE_EVENT_CHECKPOINT_FAILED, 1.0);
+    sx_metrics_gauges g = {.ready = 1, .backend = "local", .papers = 10, .deleted = 2, .wal_bytes = 4096,
+                           .generation = 3, .start_time = 1.5e9};
+    sx_buf out = {0};
+    sx_metrics_render(m, &g, &out);
+    CHECK(!out.oom);
+    const char *s = out.data;
+    CHECK(strstr(s, "semdex_stage_duration_seconds_bucket{stage=\"queue\",le=\"0.0005\"} 1\n"));
+    CHECK(strstr(s, "semdex_stage_duration_seconds_bucket{stage=\"search\",le=\"0.005\"} 1\n"));
+    CHECK(strstr(s, "semdex_stage_duration_seconds_count{stage=\"search\"} 2\n"));
+    CHECK(strstr(s, "semdex_stage_duration_seconds_count{stage=\"merge\"} 0\n"));
+    CHECK(strstr(s, "semdex_embedding_batch_size_bucket{le=\"4\"} 1\n"));
+    CHECK(strstr(s, "semdex_embedding_batch_size_bucket{le=\"64\"} 2\n"));
+    CHECK(strstr(s, "semdex_embedding_batch_size_sum 67.000000000\n"));
+    CHECK(strstr(s, "semdex_fanout_node_duration_seconds_count{node=\"10.0.0.1:7000\"} 2\n"));
+    CHECK(strstr(s, "semdex_fanout_node_duration_seconds_count{node=\"10.0.0.2:7000\"} 1\n"));
+    CHECK(strstr(s, "semdex_papers_upserted_total 5\n"));
+    CHECK(strstr(s, "semdex_papers_deleted_total 1\n"));
+    CHECK(strstr(s, "semdex_write_errors_total 1\n"));
+    CHECK(strstr(s, "semdex_write_duration_seconds_count 3\n"));
+    CHECK(strstr(s, "semdex_wal_sync_duration_seconds_bucket{le=\"0.002\"} 1\n"));
+    CHECK(strstr(s, "semdex_checkpoint_duration_seconds_bucket{le=\"10\"} 0\n"));
+    CHECK(strstr(s, "semdex_checkpoint_duration_seconds_bucket{le=\"30\"} 1\n"));
+    CHECK(strstr(s, "semdex_checkpoints_total{result=\"ok\"} 1\n"));
+    CHECK(strstr(s, "semdex_checkpoints_total{result=\"failed\"} 1\n"));
+    CHECK(strstr(s, "semdex_last_checkpoint_timestamp_seconds "));
+    CHECK(strstr(s, "semdex_deleted_papers 2\n"));
+    CHECK(strstr(s, "semdex_wal_bytes 4096\n"));
+    CHECK(strstr(s, "semdex_snapshot_generation 3\n"));
+    CHECK(strstr(s, "semdex_start_time_seconds 1500000000\n"));
+    CHECK(!strstr(s, "semdex_cluster_nodes"));
+    sx_buf_free(&out);
+
+    /* Cluster gauges; no local ones. Before loading, no collection figures. */
+    g = (sx_metrics_gauges){.ready = 1, .backend = "cluster", .nodes = 6, .masters = 3, .nodes_down = 1,
+                            .shard_keys = 16, .shard_keys_unavailable = 2};
+    sx_metrics_render(m, &g, &out);
+    CHECK(strstr(out.data, "semdex_cluster_nodes 6\n"));
+    CHECK(strstr(out.data, "semdex_cluster_shard_keys_unavailable 2\n"));
+    CHECK(!strstr(out.data, "semdex_wal_bytes"));
+    sx_buf_free(&out);
+    g = (sx_metrics_gauges){0};
+    sx_metrics_render(m, &g, &out);
+    CHECK(!strstr(out.data, "semdex_papers "));
+    CHECK(strstr(out.data, "semdex_ready 0\n"));
+    sx_buf_free(&out);
+
+    /* Past 64 nodes, the rest share "other". */
+    for (int i = 0; i < 70; i++) {
+        char node[32];
+        snprintf(node, sizeof node, "10.1.0.%d:7000", i);
+        sx_metrics_node(m, node, 0.001);
+    }
+    sx_metrics_render(m, &g, &out);
+    CHECK(strstr(out.data, "semdex_fanout_node_duration_seconds_count{node=\"other\"} 8\n"));
+    CHECK(strstr(out.data, "semdex_fanout_node_duration_seconds_count{node=\"10.1.0.61:7000\"} 1\n"));
+    CHECK(!strstr(out.data, "10.1.0.62:7000"));
+    sx_buf_free(&out);
+    sx_metrics_free(m);
+}
+
 #include <pthread.h>
+
+/* Threads claiming node slots and observing at once: every observation is
+ * counted once, each node gets one series (a ThreadSanitizer test too). */
+static void *nodes_worker(void *arg) {
+    sx_metrics *m = arg;
+    for (int r = 0; r < 200; r++)
+        for (int i = 0; i < 20; i++) {
+            char node[32];
+            snprintf(node, sizeof node, "10.2.0.%d:7000", i);
+            sx_metrics_node(m, node, 0.001);
+            sx_metrics_stage(m, SX_STAGE_SEARCH, 0.001);
+        }
+    return NULL;
+}
+
+void test_metrics_concurrent_nodes(void) {
+    sx_metrics *m = sx_metrics_create();
+    CHECK(m);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) CHECK(pthread_create(&t[i], NULL, nodes_worker, m) == 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    sx_metrics_gauges g = {0};
+    sx_buf out = {0};
+    sx_metrics_render(m, &g, &out);
+    CHECK(!out.oom);
+    for (int i = 0; i < 20; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "semdex_fanout_node_duration_seconds_count{node=\"10.2.0.%d:7000\"} 800\n", i);
+        CHECK(strstr(out.data, want));
+        snprintf(want, sizeof want, "node=\"10.2.0.%d:7000\",le=\"+Inf\"", i);
+        const char *first = strstr(out.data, want);
+        CHECK(first && !strstr(first + 1, want)); /* one series per node */
+    }
+    CHECK(strstr(out.data, "semdex_stage_duration_seconds_count{stage=\"search\"} 16000\n"));
+    CHECK(!strstr(out.data, "node=\"other\""));
+    sx_buf_free(&out);
+    sx_metrics_free(m);
+}
 
 #include "../src/server/server_int.h"
 
@@ -220,7 +336,7 @@ static void bt_then(void *ctx, const float *vec) {
 
 static void *bt_caller(void *arg) {
     bt_call *c = arg;
-    c->rc = sx_batcher_embed(c->b, c->text, c->len, c->out, bt_then, c, &c->err);
+    c->rc = sx_batcher_embed(c->b, c->text, c->len, c->out, bt_then, c, NULL, &c->err);
     return NULL;
 }
 
@@ -272,7 +388,7 @@ void test_batcher_concurrent_then_callbacks(void) {
     }
     /* Without a callback the batcher only embeds. */
     bt_call plain = {.b = b, .text = texts[0], .len = strlen(texts[0])};
-    CHECK(sx_batcher_embed(b, plain.text, plain.len, plain.out, NULL, NULL, &err) == 0);
+    CHECK(sx_batcher_embed(b, plain.text, plain.len, plain.out, NULL, NULL, NULL, &err) == 0);
     CHECK(memcmp(plain.out, calls[0].out, sizeof plain.out) == 0);
     sx_batcher_free(b);
     sx_encoder_free(enc);
@@ -319,7 +435,7 @@ typedef struct {
 } test_backend;
 
 static int tb_search(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits, int *n,
-                     sx_search_stats *st, sx_err *err) {
+                     sx_backend_stats *st, sx_err *err) {
     *n = 0;
     return sx_err_set(err, SX_EUNSUPPORTED, "no search here");
 }

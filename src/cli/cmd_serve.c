@@ -55,7 +55,11 @@ static const char *k_usage =
     "                      cluster collection, 16, and must match an existing one)\n"
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
     "  --ef N              default ef_search of a new collection (64)\n"
-    "  --log-level L       debug, info, warn or error (info)\n";
+    "  --log-level L       debug, info, warn or error (info)\n"
+    "  --slow-ms MS        log requests slower than MS at warn level as\n"
+    "                      slow_request, with a search's query (500; 0: never)\n"
+    "  --checkpoint-bytes N  log size that starts a background checkpoint\n"
+    "                      (536870912)\n";
 
 /* The signal thread: waits for SIGTERM or SIGINT and stops the server. */
 typedef struct {
@@ -213,6 +217,12 @@ int cli_cmd_serve(int argc, char **argv) {
             if (strcmp(val, "sq8") == 0) o.store.params.storage = SX_STORAGE_SQ8;
             else if (strcmp(val, "fp32") == 0) o.store.params.storage = SX_STORAGE_FP32;
             else return cli_fail("serve", "--storage must be sq8 or fp32"), 2;
+        } else if (strcmp(a, "--slow-ms") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 3600000, &v) < 0) return 2;
+            o.slow_ms = (int)v;
+        } else if (strcmp(a, "--checkpoint-bytes") == 0) {
+            if (cli_parse_int("serve", a, val, 1024, 1L << 40, &v) < 0) return 2;
+            o.store.checkpoint_bytes = (uint64_t)v;
         } else if (strcmp(a, "--log-level") == 0) {
             sx_log_level lvl;
             if (sx_log_parse_level(val, &lvl) < 0)

@@ -42,7 +42,15 @@
  * Info. /health and /metrics ask for the collection's figures often (HAProxy
  * checks every second); the sum over SEMDEX.INFO of every key is cached for
  * a second for them (/collections/info asks afresh), so that a check costs
- * one fan-out per second per gateway at most.
+ * one fan-out per second per gateway at most, and while one call asks the
+ * cluster, the others that will take recent figures get the cached ones (up
+ * to INFO_STALE_MAX old, and only when the last round succeeded) instead of
+ * waiting for it: a slow node must not fail health checks.
+ *
+ * Metrics. A search reports its fan-out (sending every SEMDEX.SEARCH to
+ * the last reply), each node's part of it (a node's slowest reply), the
+ * decoding of the hits' documents (fetch) and the merge; the backend's
+ * thin call records them (backend.h, sx_backend_stats).
  * The same beat reloads the slot map, so replicas added or nodes restarted
  * without any error on the way are known within a second or so, and counts
  * the replicas with CLUSTER SHARDS for the write path's WAIT target (1 when
@@ -62,6 +70,9 @@
 
 #define META_KEY "semdex:meta"
 #define INFO_TTL 1.0
+/* Cached figures older than INFO_TTL are still given out while another call
+ * refreshes them, up to this age; a failed refresh drops them. */
+#define INFO_STALE_MAX 5.0
 /* Papers in one SEMDEX.UPSERT. A write runs on the node's event loop, about
  * 0.3 ms per paper: 8 keep a command near 2-3 ms (measured: 2.3 ms average
  * over 7,600 commands while ingesting 50,000 papers into 3 masters), and
@@ -78,6 +89,7 @@ typedef struct gateway {
     pthread_mutex_t info_mu; /* guards the cached info */
     sx_backend_info info;
     double info_at;          /* sx_now() of the cached info, 0: none */
+    _Atomic int refreshing;  /* a call is asking the cluster for the info */
 } gateway;
 
 sx_gateway_opts sx_gateway_defaults(void) {
@@ -240,12 +252,28 @@ typedef struct {
     char k[16], ef[16], nf[16];
 } search_args;
 
+/* Notes each node's slowest reply among the S commands in stats. */
+static void note_nodes(const sx_rc_cmd *cmds, int S, sx_backend_stats *stats) {
+    for (int s = 0; s < S; s++) {
+        if (!cmds[s].node[0]) continue;
+        int i = 0;
+        while (i < stats->n_nodes && strcmp(stats->nodes[i].addr, cmds[s].node) != 0) i++;
+        if (i == stats->n_nodes) {
+            if (i == SX_BACKEND_MAX_NODES) continue;
+            snprintf(stats->nodes[i].addr, sizeof stats->nodes[i].addr, "%s", cmds[s].node);
+            stats->nodes[i].seconds = 0;
+            stats->n_nodes++;
+        }
+        if (cmds[s].seconds > stats->nodes[i].seconds) stats->nodes[i].seconds = cmds[s].seconds;
+    }
+}
+
 static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits, int *n_hits,
-                     sx_search_stats *stats, sx_err *err) {
+                     sx_backend_stats *stats, sx_err *err) {
     gateway *g = impl;
     int S = g->n_shards;
     *n_hits = 0;
-    if (stats) memset(stats, 0, sizeof *stats);
+    double t_decode = 0;
     if (o->n_categories > SX_CATEGORIES_MAX) return sx_err_set(err, SX_EINVAL, "too many categories");
     unsigned char *vec = malloc((size_t)g->o.dim * 4);
     sx_rc_cmd *cmds = calloc((size_t)S, sizeof *cmds);
@@ -292,7 +320,11 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
         lv[1] = strlen(g->keys[s]);
         cmds[s] = (sx_rc_cmd){.argc = argc, .argv = av, .argvlen = lv, .read_only = 1};
     }
+    double t0 = sx_now();
     exec_reads(g, cmds, S);
+    double t1 = sx_now();
+    stats->search = t1 - t0;
+    note_nodes(cmds, S, stats);
     for (int s = 0; s < S && rc == 0; s++) {
         const sx_rc_cmd *c = &cmds[s];
         if (c->status < 0 && is_no_key(c)) continue; /* a shard never written: empty */
@@ -321,11 +353,13 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
             x->doc = NULL;
             if (o->with_docs) {
                 const redisReply *d = h->element[2];
+                double td = sx_now();
                 if (d->type != REDIS_REPLY_STRING ||
                     !(x->doc = doc_from_record(d->str, d->len, err))) {
                     rc = rc ? rc : sx_err_set(err, SX_ECORRUPT, "%s: a hit's document does not decode", g->keys[s]);
                     break;
                 }
+                t_decode += sx_now() - td;
             }
             total++;
         }
@@ -339,6 +373,8 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
     }
     *n_hits = sx_hits_merge(all, total, o->k);
     memcpy(hits, all, (size_t)*n_hits * sizeof *hits);
+    stats->fetch = t_decode;
+    stats->merge = sx_now() - t1 - t_decode; /* parsing the replies and merging */
 done:
     free(vec);
     free(cmds);
@@ -554,15 +590,28 @@ static void add_info(sx_backend_info *in, const redisReply *r, int first) {
     }
 }
 
+static int gw_info_fetch(gateway *g, sx_backend_info *out, sx_err *err);
+
 static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     gateway *g = impl;
     pthread_mutex_lock(&g->info_mu);
-    if (recent && g->info_at > 0 && sx_now() - g->info_at < INFO_TTL) {
+    double age = sx_now() - g->info_at;
+    if (recent && g->info_at > 0 &&
+        (age < INFO_TTL || (age < INFO_STALE_MAX && atomic_exchange(&g->refreshing, 1) == 1))) {
         *out = g->info;
         pthread_mutex_unlock(&g->info_mu);
         return 0;
     }
     pthread_mutex_unlock(&g->info_mu);
+    atomic_store(&g->refreshing, 1);
+    int rc = gw_info_fetch(g, out, err);
+    atomic_store(&g->refreshing, 0);
+    return rc;
+}
+
+/* Asks every shard key for its figures (and refreshes the topology); caches
+ * them when all answered. */
+static int gw_info_fetch(gateway *g, sx_backend_info *out, sx_err *err) {
     /* Topology changes that caused no error yet (a replica added, a node
      * back) become known here, at most once a second. */
     sx_rc_refresh(g->rc, NULL);
@@ -585,11 +634,12 @@ static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     in.params = sx_shard_params_default();
     in.params.dim = g->o.dim;
     int first = 1;
-    for (int s = 0; s < S && rc == 0; s++) {
+    for (int s = 0; s < S; s++) {
         if (cmds[s].status < 0) {
             if (is_no_key(&cmds[s])) continue; /* never written: an empty shard */
-            rc = cmd_error(&cmds[s], g->keys[s], err);
-            break;
+            if (rc == 0) rc = cmd_error(&cmds[s], g->keys[s], err);
+            in.shard_keys_unavailable++;
+            continue;
         }
         add_info(&in, cmds[s].reply, first);
         if (cmds[s].reply->type == REDIS_REPLY_ARRAY) first = 0;
@@ -602,7 +652,13 @@ static int gw_info(void *impl, sx_backend_info *out, int recent, sx_err *err) {
     in.masters = st.masters;
     in.nodes = st.masters + (st.replicas > atomic_load(&g->replicas) ? st.replicas : atomic_load(&g->replicas));
     in.nodes_down = st.nodes_down;
-    if (rc < 0) return rc;
+    if (rc < 0) {
+        pthread_mutex_lock(&g->info_mu);
+        g->info_at = 0; /* nobody is told all is well meanwhile */
+        pthread_mutex_unlock(&g->info_mu);
+        *out = in;
+        return rc;
+    }
     pthread_mutex_lock(&g->info_mu);
     g->info = in;
     g->info_at = sx_now();

@@ -100,6 +100,7 @@
  * digest (DEBUG DIGEST-VALUE) covers ids, vectors and documents in id order
  * and not the links, so equal contents digest equally.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -133,6 +134,8 @@ typedef struct sx_key {
     sx_shard *shard;
     _Atomic long refs;
     _Atomic unsigned long long searches, search_usec;
+    struct sx_key *prev, *next; /* every live value, for INFO semdex (g_list) */
+    char name[64];              /* the key's name once known ("" before) */
 } sx_key;
 
 static RedisModuleType *g_type;
@@ -141,6 +144,9 @@ static RedisModuleType *g_type;
 static _Atomic long long g_keys, g_papers, g_mem;
 static _Atomic unsigned long long g_searches, g_search_usec, g_write_usec_max, g_maint_usec_max;
 static _Atomic unsigned long long g_maintenance_runs;
+/* Every live value, for the per-shard lines of INFO semdex. */
+static pthread_mutex_t g_list_mu = PTHREAD_MUTEX_INITIALIZER;
+static sx_key *g_list;
 
 /* Wraps a new shard in a key value (refs 1); NULL when out of memory. */
 static sx_key *key_new(sx_shard *s) {
@@ -149,12 +155,32 @@ static sx_key *key_new(sx_shard *s) {
     atomic_store(&k->refs, 1);
     atomic_fetch_add(&g_keys, 1);
     atomic_fetch_add(&g_papers, (long long)sx_shard_count(s));
+    pthread_mutex_lock(&g_list_mu);
+    k->next = g_list;
+    if (g_list) g_list->prev = k;
+    g_list = k;
+    pthread_mutex_unlock(&g_list_mu);
     return k;
+}
+
+/* Remembers the name of k's key (for INFO); the first name sticks. */
+static void key_name(sx_key *k, const RedisModuleString *name) {
+    if (!k || !name || k->name[0]) return;
+    size_t len;
+    const char *p = RedisModule_StringPtrLen(name, &len);
+    if (len >= sizeof k->name) len = sizeof k->name - 1;
+    memcpy(k->name, p, len);
+    k->name[len] = '\0';
 }
 
 /* Drops one reference; the last frees the shard (on any thread). */
 static void key_unref(sx_key *k) {
     if (atomic_fetch_sub(&k->refs, 1) != 1) return;
+    pthread_mutex_lock(&g_list_mu);
+    if (k->prev) k->prev->next = k->next;
+    else g_list = k->next;
+    if (k->next) k->next->prev = k->prev;
+    pthread_mutex_unlock(&g_list_mu);
     atomic_fetch_sub(&g_keys, 1);
     atomic_fetch_sub(&g_papers, (long long)sx_shard_count(k->shard));
     sx_shard_free(k->shard);
@@ -276,6 +302,7 @@ static int open_key(RedisModuleCtx *ctx, RedisModuleString *name, int mode, Redi
         return -1;
     }
     *out = RedisModule_ModuleTypeGetValue(*key);
+    key_name(*out, name);
     return 0;
 }
 
@@ -373,6 +400,7 @@ static int upsert_command(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
             goto out;
         }
         k = key_new(s);
+        key_name(k, argv[1]);
         RedisModule_ModuleTypeSetValue(key, g_type, k);
     }
     /* the replicated form: key, then id level vector doc per applied item */
@@ -515,7 +543,9 @@ static int cmd_create(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         reply_err(ctx, "%s", err.msg);
         goto out;
     }
-    RedisModule_ModuleTypeSetValue(key, g_type, key_new(s));
+    k = key_new(s);
+    key_name(k, argv[1]);
+    RedisModule_ModuleTypeSetValue(key, g_type, k);
     RedisModule_ReplicateVerbatim(ctx);
     RedisModule_ReplyWithSimpleString(ctx, "OK");
 out:
@@ -929,7 +959,9 @@ static void *type_rdb_load(RedisModuleIO *io, int encver) {
         sx_shard_free(s);
         return NULL;
     }
-    return key_new(s);
+    sx_key *k = key_new(s);
+    key_name(k, RedisModule_GetKeyNameFromIO(io));
+    return k;
 }
 
 typedef struct aof_ctx {
@@ -1025,6 +1057,31 @@ static void info_func(RedisModuleInfoCtx *ctx, int for_crash_report) {
     RedisModule_InfoAddFieldULongLong(ctx, "write_usec_max", atomic_load(&g_write_usec_max));
     RedisModule_InfoAddFieldULongLong(ctx, "maintenance_runs", atomic_load(&g_maintenance_runs));
     RedisModule_InfoAddFieldULongLong(ctx, "maintenance_usec_max", atomic_load(&g_maint_usec_max));
+    if (for_crash_report) return;
+    /* One line per shard key: semdex_shard_<tag>:papers=N,searches=N,search_usec=N,
+     * the tag being the key's hash tag with '-' as '_' (semdex:{shard-07}
+     * -> shard_07), so that the line stays parseable. */
+    RedisModule_InfoAddSection(ctx, "shards");
+    pthread_mutex_lock(&g_list_mu);
+    int listed = 0;
+    for (sx_key *k = g_list; k && listed < 4096; k = k->next) {
+        if (!k->name[0]) continue;
+        char tag[64];
+        const char *open = strchr(k->name, '{'), *close = open ? strchr(open, '}') : NULL;
+        const char *from = open && close > open + 1 ? open + 1 : k->name;
+        size_t len = open && close > open + 1 ? (size_t)(close - from) : strlen(k->name);
+        size_t t = 0;
+        for (size_t i = 0; i < len && t + 1 < sizeof tag; i++)
+            tag[t++] = isalnum((unsigned char)from[i]) ? from[i] : '_';
+        tag[t] = '\0';
+        RedisModule_InfoBeginDictField(ctx, tag);
+        RedisModule_InfoAddFieldLongLong(ctx, "papers", (long long)sx_shard_count(k->shard));
+        RedisModule_InfoAddFieldULongLong(ctx, "searches", atomic_load(&k->searches));
+        RedisModule_InfoAddFieldULongLong(ctx, "search_usec", atomic_load(&k->search_usec));
+        RedisModule_InfoEndDictField(ctx);
+        listed++;
+    }
+    pthread_mutex_unlock(&g_list_mu);
 }
 
 /* ---- loading the module ---- */

@@ -633,6 +633,7 @@ typedef struct {
     int unsure;      /* a node failure came after the command was sent */
     const char *why; /* O_NODE_ERR: the group's reason */
     redisReply *reply; /* this round's reply */
+    double seconds;    /* this round's: from sending the group to the reply */
 } rc_state;
 
 enum { O_NONE, O_REPLY, O_NODE_ERR, O_WAITING };
@@ -736,6 +737,7 @@ static void group_deliver(rc_call *k, rc_group *g, redisReply *r) {
     rc_entry *e = &g->entries[g->n_read++];
     switch (e->kind) {
     case E_CMD:
+        k->st[e->cmd].seconds = sx_now() - g->sent_at;
         k->st[e->cmd].reply = r;
         k->st[e->cmd].outcome = O_REPLY;
         return;
@@ -849,6 +851,7 @@ static void settle(rc_call *k, int i, int *backoff) {
         s->done = 1;
         freeReplyObject(cmd->reply);
         cmd->reply = r;
+        cmd->seconds = s->seconds;
         if (kind == SX_RC_REPLY_OK) {
             cmd->status = 0;
             cmd->err = (sx_err){0};
@@ -1057,6 +1060,7 @@ void sx_rc_cmd_reset(sx_rc_cmd *cmds, int n) {
         cmds[i].acked = -1;
         cmds[i].slot = -1;
         cmds[i].node[0] = '\0';
+        cmds[i].seconds = 0;
     }
 }
 

@@ -114,6 +114,8 @@ typedef struct sx_rc_cmd {
                               unknown or not a write */
     int slot;              /* the key's hash slot */
     char node[64];         /* "host:port" that gave the reply, "" if none */
+    double seconds;        /* from sending node's pipeline to this reply, on
+                              the try that gave it (metrics) */
 } sx_rc_cmd;
 
 /* Health and metrics figures (a consistent snapshot). */

@@ -25,6 +25,7 @@
 #include "../common/sx.h"
 #include "../shard/shard.h"
 #include "../storage/store.h"
+#include "metrics.h"
 
 /* What a backend holds. Fields a backend does not know stay 0. */
 typedef struct sx_backend_info {
@@ -41,14 +42,33 @@ typedef struct sx_backend_info {
     double open_seconds;
     /* cluster only */
     int nodes, masters, nodes_down;
+    int shard_keys_unavailable; /* keys that did not answer SEMDEX.INFO */
 } sx_backend_info;
+
+/* Most cluster nodes whose fan-out time one search reports. */
+#define SX_BACKEND_MAX_NODES 32
+
+/* Where one search spent its time (OUT of search): the stages of
+ * semdex_stage_duration_seconds, and in cluster mode each node's part of
+ * the fan-out. A backend leaves at 0 what it does not have. */
+typedef struct sx_backend_stats {
+    double search;  /* index search over every shard (cluster: the fan-out) */
+    double fetch;   /* fetching (cluster: decoding) the hits' documents */
+    double merge;   /* merging the shards' hits (cluster) */
+    int n_nodes;
+    struct {
+        char addr[64];  /* "host:port" */
+        double seconds; /* from sending its commands to its last reply */
+    } nodes[SX_BACKEND_MAX_NODES];
+} sx_backend_stats;
 
 typedef struct sx_backend_ops {
     const char *name;
     /* Up to o->k hits best first, merged over every shard; documents when
-     * o->with_docs. The caller releases them with sx_hits_release. */
+     * o->with_docs. The caller releases them with sx_hits_release. stats
+     * (OUT, never NULL) says where the time went. */
     int (*search)(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits, int *n_hits,
-                  sx_search_stats *stats, sx_err *err);
+                  sx_backend_stats *stats, sx_err *err);
     /* One paper: *doc (may be NULL: not wanted) a malloc'd copy, vec (may be
      * NULL) its dim floats. SX_ENOTFOUND when absent. */
     int (*get)(void *impl, const char *id, sx_doc **doc, float *vec, sx_err *err);
@@ -58,7 +78,8 @@ typedef struct sx_backend_ops {
     /* Deletes a paper: 0 or SX_ENOTFOUND. */
     int (*del)(void *impl, const char *id, sx_err *err);
     /* What it holds (OUT). recent: 1 when figures up to a second old will
-     * do (health checks, metrics), 0 for exact ones. */
+     * do (health checks, metrics), 0 for exact ones. On an error, *out still
+     * holds what could be learnt (metrics report it). */
     int (*info)(void *impl, sx_backend_info *out, int recent, sx_err *err);
     /* Makes the next start fast (local: a checkpoint); NULL when not needed. */
     int (*flush)(void *impl, sx_err *err);
@@ -69,7 +90,9 @@ typedef struct sx_backend_ops {
 typedef struct sx_backend {
     const sx_backend_ops *ops;
     void *impl;
-    int dim; /* vector dimension */
+    int dim;             /* vector dimension */
+    sx_metrics *metrics; /* when set, the thin calls below record searches
+                            (stages, nodes) and writes in it */
 } sx_backend;
 
 /* Wraps ops and impl in a backend (malloc'd; NULL when out of memory, then
@@ -79,9 +102,10 @@ sx_backend *sx_backend_create(const sx_backend_ops *ops, void *impl, int dim);
 /* The local store in dir (see sx_store_open). */
 int sx_backend_open_local(const char *dir, const sx_store_opts *o, sx_backend **out, sx_err *err);
 
-/* Thin calls through the table. */
+/* Thin calls through the table. Searches and writes are recorded in
+ * b->metrics when set; stats (OUT) may be NULL. */
 int sx_backend_search(sx_backend *b, const float *q, const sx_search_opts *o, sx_hit *hits,
-                      int *n_hits, sx_search_stats *stats, sx_err *err);
+                      int *n_hits, sx_backend_stats *stats, sx_err *err);
 int sx_backend_get(sx_backend *b, const char *id, sx_doc **doc, float *vec, sx_err *err);
 int sx_backend_upsert(sx_backend *b, int n, const sx_doc *docs, const float *vecs, sx_err *err);
 int sx_backend_delete(sx_backend *b, const char *id, sx_err *err);

@@ -2,20 +2,34 @@
  * backend_local.c - the backend of the embedded deployment: the papers live
  * in a local store (src/storage) in this process. Every call goes straight
  * to the store; this file only adapts its names to the backend table.
+ *
+ * A search is timed as one stage, "search": the shards' hits carry their
+ * documents (copied under the shard's read lock, so a paper deleted
+ * meanwhile can never shorten a page) and the collection merges them on its
+ * pool, so the local backend's "fetch" and "merge" stages stay 0. Rejected:
+ * searching without documents and fetching the merged hits by id afterwards
+ * (times each step apart, but a delete in between loses a hit).
+ *
+ * The table's thin calls at the end of the file are shared by every
+ * backend; they record searches and writes in the backend's metrics.
  */
 #include "backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 sx_backend *sx_backend_create(const sx_backend_ops *ops, void *impl, int dim) {
     sx_backend *b = malloc(sizeof *b);
-    if (b) *b = (sx_backend){ops, impl, dim};
+    if (b) *b = (sx_backend){ops, impl, dim, NULL};
     return b;
 }
 
 static int local_search(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits,
-                        int *n_hits, sx_search_stats *stats, sx_err *err) {
-    return sx_store_search(impl, q, o, hits, n_hits, stats, err);
+                        int *n_hits, sx_backend_stats *stats, sx_err *err) {
+    double t0 = sx_now();
+    int rc = sx_store_search(impl, q, o, hits, n_hits, NULL, err);
+    stats->search = sx_now() - t0;
+    return rc;
 }
 
 static int local_get(void *impl, const char *id, sx_doc **doc, float *vec, sx_err *err) {
@@ -85,9 +99,25 @@ int sx_backend_open_local(const char *dir, const sx_store_opts *o, sx_backend **
 
 /* ---- the table's thin calls ---- */
 
+/* Records one search's stages and nodes in m. */
+static void record_search(sx_metrics *m, const sx_backend_stats *st, double seconds) {
+    sx_metrics_index(m, seconds);
+    sx_metrics_stage(m, SX_STAGE_SEARCH, st->search);
+    sx_metrics_stage(m, SX_STAGE_FETCH, st->fetch);
+    sx_metrics_stage(m, SX_STAGE_MERGE, st->merge);
+    for (int i = 0; i < st->n_nodes && i < SX_BACKEND_MAX_NODES; i++)
+        sx_metrics_node(m, st->nodes[i].addr, st->nodes[i].seconds);
+}
+
 int sx_backend_search(sx_backend *b, const float *q, const sx_search_opts *o, sx_hit *hits,
-                      int *n_hits, sx_search_stats *stats, sx_err *err) {
-    return b->ops->search(b->impl, q, o, hits, n_hits, stats, err);
+                      int *n_hits, sx_backend_stats *stats, sx_err *err) {
+    sx_backend_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    double t0 = sx_now();
+    int rc = b->ops->search(b->impl, q, o, hits, n_hits, stats, err);
+    if (rc == 0 && b->metrics) record_search(b->metrics, stats, sx_now() - t0);
+    return rc;
 }
 
 int sx_backend_get(sx_backend *b, const char *id, sx_doc **doc, float *vec, sx_err *err) {
@@ -95,10 +125,19 @@ int sx_backend_get(sx_backend *b, const char *id, sx_doc **doc, float *vec, sx_e
 }
 
 int sx_backend_upsert(sx_backend *b, int n, const sx_doc *docs, const float *vecs, sx_err *err) {
-    return b->ops->upsert(b->impl, n, docs, vecs, err);
+    double t0 = sx_now();
+    int rc = b->ops->upsert(b->impl, n, docs, vecs, err);
+    if (b->metrics) sx_metrics_write(b->metrics, n, 0, sx_now() - t0, rc == 0);
+    return rc;
 }
 
-int sx_backend_delete(sx_backend *b, const char *id, sx_err *err) { return b->ops->del(b->impl, id, err); }
+int sx_backend_delete(sx_backend *b, const char *id, sx_err *err) {
+    double t0 = sx_now();
+    int rc = b->ops->del(b->impl, id, err);
+    /* An unknown id changes nothing: neither a deletion nor a failure. */
+    if (b->metrics && rc != SX_ENOTFOUND) sx_metrics_write(b->metrics, 0, 1, sx_now() - t0, rc == 0);
+    return rc;
+}
 
 int sx_backend_get_info(sx_backend *b, sx_backend_info *out, int recent, sx_err *err) {
     return b->ops->info(b->impl, out, recent, err);

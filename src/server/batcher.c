@@ -25,6 +25,12 @@
  *
  * If a batch fails (it should not: the server validates queries first), each
  * of its texts is retried alone so one bad text cannot fail the others.
+ *
+ * Timing. Each query's wait in the queue (from sx_batcher_embed to a worker
+ * taking it) and the encoder call of its batch (tokenise + encode) are
+ * recorded as the stages "queue" and "encode", once per query, and the
+ * batch's size once per call; the requester gets both times back for its
+ * log line.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +47,8 @@ typedef struct item {
     int rc;
     sx_err err;
     int done;
+    double queued_at;          /* sx_now() when queued */
+    sx_embed_times times;      /* OUT */
 } item;
 
 struct sx_batcher {
@@ -66,7 +74,16 @@ static void embed_batch(sx_batcher *b, item **batch, int n, const char **texts, 
     double t0 = sx_now();
     sx_err err = {0};
     int rc = sx_encoder_embed(b->enc, n, texts, lens, out, &err);
-    if (b->metrics) sx_metrics_embed(b->metrics, sx_now() - t0, n);
+    double dt = sx_now() - t0;
+    for (int i = 0; i < n; i++) {
+        batch[i]->times.queue = t0 - batch[i]->queued_at;
+        batch[i]->times.encode = dt;
+        if (b->metrics) {
+            sx_metrics_stage(b->metrics, SX_STAGE_QUEUE, batch[i]->times.queue);
+            sx_metrics_stage(b->metrics, SX_STAGE_ENCODE, dt);
+        }
+    }
+    if (b->metrics) sx_metrics_embed(b->metrics, dt, n);
     if (rc == 0) {
         for (int i = 0; i < n; i++)
             memcpy(batch[i]->out, out + (size_t)i * (size_t)b->dim, (size_t)b->dim * sizeof(float));
@@ -149,8 +166,9 @@ int sx_batcher_create(sx_encoder *enc, int max_batch, int workers, sx_metrics *m
 }
 
 int sx_batcher_embed(sx_batcher *b, const char *text, size_t len, float *out,
-                     sx_batcher_then then, void *then_ctx, sx_err *err) {
-    item it = {.text = text, .len = len, .out = out, .then = then, .then_ctx = then_ctx};
+                     sx_batcher_then then, void *then_ctx, sx_embed_times *times, sx_err *err) {
+    item it = {.text = text, .len = len, .out = out, .then = then, .then_ctx = then_ctx,
+               .queued_at = sx_now()};
     pthread_mutex_lock(&b->mu);
     if (b->tail) b->tail->next = &it;
     else b->head = &it;
@@ -158,6 +176,7 @@ int sx_batcher_embed(sx_batcher *b, const char *text, size_t len, float *out,
     pthread_cond_signal(&b->work);
     while (!it.done) pthread_cond_wait(&b->done, &b->mu);
     pthread_mutex_unlock(&b->mu);
+    if (times) *times = it.times;
     if (it.rc < 0 && err) *err = it.err;
     return it.rc;
 }

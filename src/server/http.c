@@ -57,8 +57,12 @@
  *   data calls the body accumulates up to max_body.
  *   last call  413 if the body was too large; else the request goes to a
  *              worker, and the call after the resume queues its response.
- * The completion callback logs one line per request (logfmt) and updates the
- * metrics.
+ * The completion callback logs one line per request (logfmt: method, route,
+ * status, duration, stage times, client, request id; at warn level and
+ * named slow_request above --slow-ms) and updates the metrics. The request
+ * id is the client's X-Request-Id when it is sane (1-64 characters of
+ * [A-Za-z0-9._:-]), else generated (a per-process tag and a counter); it is
+ * echoed in the response's X-Request-Id.
  *
  * Start-up and shutdown. The server opens its listening socket itself
  * (without SO_REUSEPORT, so a second server on the same port fails with a
@@ -72,6 +76,7 @@
  * the collection and frees everything.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -90,7 +95,7 @@ enum { PHASE_READING, PHASE_QUEUED, PHASE_DONE };
 
 typedef struct conn_req {
     double t0;
-    unsigned long long id;
+    char rid[72]; /* request id */
     char method[16];
     char *path;
     char client[64];
@@ -157,6 +162,7 @@ sx_server_opts sx_server_defaults(void) {
     o.io_threads = 2;
     o.workers = 64;
     o.auth_fail_rate = 1;
+    o.slow_ms = 500;
     return o;
 }
 
@@ -596,9 +602,7 @@ static enum MHD_Result queue(sx_srv *s, struct MHD_Connection *conn, conn_req *c
         }
     }
     if (res->close) MHD_add_response_header(r, "Connection", "close");
-    char rid[24];
-    snprintf(rid, sizeof rid, "%llu", c->id);
-    MHD_add_response_header(r, "X-Request-Id", rid);
+    MHD_add_response_header(r, "X-Request-Id", c->rid);
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     c->responded = 1;
@@ -606,6 +610,16 @@ static enum MHD_Result queue(sx_srv *s, struct MHD_Connection *conn, conn_req *c
 }
 
 /* ---- MHD callbacks -------------------------------------------------------------- */
+
+/* The request id: the client's X-Request-Id when sane, else generated. */
+static void request_id(sx_srv *s, struct MHD_Connection *conn, char *out, size_t cap) {
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = v ? strlen(v) : 0;
+    int ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) ok = isalnum((unsigned char)v[i]) || strchr("._:-", v[i]);
+    if (ok) snprintf(out, cap, "%s", v);
+    else snprintf(out, cap, "%08x-%llu", s->rid_tag, atomic_fetch_add(&s->next_request_id, 1) + 1);
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
@@ -618,7 +632,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!c) return MHD_NO;
         *req_cls = c;
         c->t0 = sx_now();
-        c->id = atomic_fetch_add(&s->next_request_id, 1) + 1;
+        request_id(s, conn, c->rid, sizeof c->rid);
         c->conn = conn;
         snprintf(c->method, sizeof c->method, "%s", method);
         c->path = strdup(url);
@@ -691,16 +705,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     double dt = sx_now() - c->t0;
     int status = c->responded ? c->res.status : 499; /* client went away first */
     sx_metrics_request(s->metrics, c->rq.route, status, dt);
-    char path[512];
+    char path[512], query[256] = "";
     log_escape(path, sizeof path, c->path);
     /* 503 while loading or stopping is expected; other 5xx are problems. */
-    sx_log(status >= 500 && status != 503 ? SX_LOG_WARN : SX_LOG_INFO,
-           "request id=%llu method=%s path=%s route=\"%s\" status=%d ms=%.3f embed_ms=%.3f "
-           "index_ms=%.3f client=%s in=%zu out=%zu%s",
-           c->id, c->method, path, sx_route_name(c->rq.route), status, dt * 1e3, c->rq.t_embed * 1e3,
-           c->rq.t_index * 1e3, c->client, c->too_big ? c->discarded : c->body.len,
-           c->res.static_body ? c->res.static_len : c->res.body.len,
-           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    int slow = s->opts.slow_ms > 0 && dt * 1e3 >= s->opts.slow_ms;
+    if (slow && c->rq.query[0]) {
+        char q[240];
+        log_escape(q, sizeof q, c->rq.query);
+        snprintf(query, sizeof query, " query=%s", q);
+    }
+    const sx_request *rq = &c->rq;
+    sx_log(slow || (status >= 500 && status != 503) ? SX_LOG_WARN : SX_LOG_INFO,
+           "%s id=%s method=%s path=%s route=\"%s\" status=%d ms=%.3f queue_ms=%.3f encode_ms=%.3f "
+           "search_ms=%.3f fetch_ms=%.3f merge_ms=%.3f embed_ms=%.3f index_ms=%.3f client=%s in=%zu "
+           "out=%zu%s%s",
+           slow ? "slow_request" : "request", c->rid, c->method, path, sx_route_name(rq->route), status,
+           dt * 1e3, rq->embed.queue * 1e3, rq->embed.encode * 1e3, rq->search.search * 1e3,
+           rq->search.fetch * 1e3, rq->search.merge * 1e3, rq->t_embed * 1e3, rq->t_index * 1e3,
+           c->client, c->too_big ? c->discarded : c->body.len, c->res.static_body ? c->res.static_len : c->res.body.len,
+           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1", query);
     sx_buf_free(&c->body);
     sx_buf_free(&c->res.body);
     free(c->path);
@@ -752,6 +775,8 @@ static int open_backend(sx_srv *s) {
     sx_store_opts so = s->opts.store;
     so.params.dim = s->dim;
     so.progress = 1;
+    so.observe = sx_metrics_store_observer;
+    so.observe_ctx = s->metrics;
     int rc = sx_backend_open_local(s->opts.data_dir, &so, &s->backend, &s->load_err);
     if (rc == 0 && s->backend->dim != s->dim)
         rc = sx_err_set(&s->load_err, SX_EINVAL, "%s holds %d-dimensional vectors but the model %s makes %d",
@@ -769,6 +794,7 @@ static void *loader_main(void *arg) {
         rc = sx_batcher_create(s->encoder, s->opts.embed_batch, s->opts.embed_workers, s->metrics, &s->batcher, &s->load_err);
     }
     if (rc == 0) rc = open_backend(s);
+    if (rc == 0) s->backend->metrics = s->metrics;
     if (rc == 0 && s->opts.cache_entries > 0) {
         s->cache = sx_lru_create(s->opts.cache_entries, (size_t)s->dim * sizeof(float));
         if (!s->cache) rc = sx_err_set(&s->load_err, SX_ENOMEM, "out of memory for the query cache");
@@ -889,6 +915,8 @@ int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err) {
     if (!s) return sx_err_set(err, SX_ENOMEM, "out of memory");
     s->opts = *o;
     s->started = sx_now();
+    s->started_wall = sx_wall_time();
+    s->rid_tag = (unsigned)((unsigned long long)(s->started_wall * 1e6) ^ ((unsigned)getpid() * 2654435761u));
     pthread_mutex_init(&s->life_mu, NULL);
     pthread_cond_init(&s->life_cv, NULL);
     double burst = o->rate_burst > 0 ? o->rate_burst : 2 * o->rate_limit;

@@ -257,6 +257,7 @@ typedef struct {
     sx_hit *hits;        /* the caller frees them */
     int n, rc, done;
     double seconds;
+    sx_backend_stats stats; /* where the search's time went */
     sx_err err;
 } index_search;
 
@@ -276,7 +277,7 @@ static int search_init(index_search *x, sx_srv *s, long top_k, long offset, long
 static void search_run(void *ctx, const float *vec) {
     index_search *x = ctx;
     double t0 = sx_now();
-    x->rc = sx_backend_search(x->s->backend, vec, &x->so, x->hits, &x->n, NULL, &x->err);
+    x->rc = sx_backend_search(x->s->backend, vec, &x->so, x->hits, &x->n, &x->stats, &x->err);
     x->seconds = sx_now() - t0;
     x->done = 1;
 }
@@ -296,7 +297,7 @@ static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, fl
     if (s->cache) sx_metrics_cache(s->metrics, *cached);
     if (*cached) return 0;
     double t0 = sx_now();
-    int rc = sx_batcher_embed(s->batcher, q, len, vec, rides_along(x) ? search_run : NULL, x, err);
+    int rc = sx_batcher_embed(s->batcher, q, len, vec, rides_along(x) ? search_run : NULL, x, &rq->embed, err);
     rq->t_embed = sx_now() - t0 - x->seconds;
     if (rc == 0 && s->cache) sx_lru_put(s->cache, q, len, vec);
     return rc;
@@ -306,10 +307,9 @@ static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, fl
  * with the documents they carry to results and releases the hits. */
 static int search_page(sx_request *rq, const float *vec, index_search *x, cJSON *results,
                        sx_err *err) {
-    sx_srv *s = x->s;
     if (!x->done) search_run(x, vec);
     rq->t_index = x->seconds;
-    sx_metrics_index(s->metrics, rq->t_index);
+    rq->search = x->stats;
     int rc = x->rc;
     if (rc < 0) *err = x->err;
     long skipped = 0, added = 0;
@@ -347,6 +347,7 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
                int_field(req, "offset", 0, SX_OFFSET_MAX, 0, &offset, res) == 0 &&
                int_field(req, "ef", 1, SX_EF_MAX, 0, &ef, res) == 0 &&
                parse_category_filter(cJSON_GetObjectItemCaseSensitive(req, "categories"), &f, res) == 0) {
+        snprintf(rq->query, sizeof rq->query, "%s", q->valuestring);
         float *vec = malloc((size_t)s->dim * sizeof *vec);
         sx_err err = {0};
         int cached = 0;
@@ -621,13 +622,28 @@ static void handle_metrics(sx_srv *s, sx_request *rq, sx_response *res) {
     g.ready = atomic_load(&s->ready);
     g.rss_bytes = sx_current_rss();
     g.cache_entries = s->cache ? sx_lru_size(s->cache) : 0;
-    sx_backend_info in;
-    if (g.ready && sx_backend_get_info(s->backend, &in, 1, NULL) == 0) {
+    g.inflight = atomic_load(&s->inflight);
+    g.connections = atomic_load(&s->conns);
+    g.start_time = s->started_wall;
+    sx_backend_info in = {0};
+    /* On an error (cluster: a shard key did not answer) the figures that
+     * could be learnt are still reported. */
+    if (g.ready && (sx_backend_get_info(s->backend, &in, 1, NULL) == 0 || in.kind)) {
+        g.backend = in.kind;
         g.papers = in.count;
+        g.deleted = in.deleted;
         g.index_bytes[0] = in.bytes_vectors;
         g.index_bytes[1] = in.bytes_graph;
         g.index_bytes[2] = in.bytes_documents;
         g.index_bytes[3] = in.bytes_other;
+        g.mapped_bytes = in.bytes_mapped;
+        g.wal_bytes = in.wal_bytes;
+        g.generation = in.generation;
+        g.nodes = in.nodes;
+        g.masters = in.masters;
+        g.nodes_down = in.nodes_down;
+        g.shard_keys = in.n_shards;
+        g.shard_keys_unavailable = in.shard_keys_unavailable;
     }
     res->status = 200;
     sx_metrics_render(s->metrics, &g, &res->body);

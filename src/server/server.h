@@ -65,6 +65,8 @@ typedef struct sx_server_opts {
     const char *allowed_hosts; /* bound to loopback: Host names accepted besides
                                   localhost, 127.0.0.1 and [::1], comma-separated;
                                   "*": any (a proxy in front checks Host) */
+    int slow_ms;               /* requests slower than this are logged at warn
+                                  level as slow_request; 0 disables (500) */
 } sx_server_opts;
 
 /* The defaults listed above. */

@@ -35,12 +35,19 @@ int sx_batcher_create(sx_encoder *enc, int max_batch, int workers, sx_metrics *m
  * the then_ctx given to sx_batcher_embed and the vector (see batcher.c). */
 typedef void (*sx_batcher_then)(void *ctx, const float *vec);
 
+/* Where one text's embedding spent its time (seconds). */
+typedef struct sx_embed_times {
+    double queue;  /* waiting for an encoder */
+    double encode; /* the encoder call of its batch */
+} sx_embed_times;
+
 /* Embeds one text (blocking): queued with concurrent callers' texts and
  * embedded together. Writes dim floats to out and, when then is not NULL,
- * calls then(then_ctx, out) before returning. Returns 0 or the encoder's
- * error for this text (then is not called). */
+ * calls then(then_ctx, out) before returning. times (OUT, may be NULL) says
+ * where the time went. Returns 0 or the encoder's error for this text (then
+ * is not called). */
 int sx_batcher_embed(sx_batcher *b, const char *text, size_t len, float *out,
-                     sx_batcher_then then, void *then_ctx, sx_err *err);
+                     sx_batcher_then then, void *then_ctx, sx_embed_times *times, sx_err *err);
 
 /* Stops the workers (queued requests are still served) and frees. */
 void sx_batcher_free(sx_batcher *b);
@@ -68,7 +75,9 @@ struct sx_server {
     _Atomic long inflight;       /* requests queued for or running on a worker */
     _Atomic long conns;          /* connections open */
     _Atomic unsigned long long next_request_id;
-    double started;
+    double started;      /* sx_now() at start */
+    double started_wall; /* Unix time at start */
+    unsigned rid_tag;    /* starts generated request ids */
 
     /* Life cycle: the loader thread, and what wakes sx_server_wait. */
     pthread_t loader;
@@ -102,6 +111,9 @@ typedef struct sx_request {
     sx_route route;
     const char *paper_id;   /* for /papers/{id} routes */
     double t_embed, t_index; /* seconds spent, for the log line */
+    sx_embed_times embed;    /* the query's queue wait and encoder call */
+    sx_backend_stats search; /* the backend search's stages */
+    char query[201];         /* search: the query's start, for the slow-request log */
 } sx_request;
 
 /* Sets an error response {"error": {"code", "message"}}. */

@@ -51,6 +51,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,11 @@ struct sx_store {
     pthread_mutex_t wmu; /* writers, checkpoints; protects wal, failed */
     sx_wal *wal;
     int failed;          /* a write could not be made durable: refuse writes */
+    /* What sx_store_get_info reports, published without wmu so that health
+     * checks and metrics never wait behind a write or a checkpoint. */
+    _Atomic uint64_t info_generation, info_wal_bytes;
+    void (*observe)(void *ctx, int event, double seconds);
+    void *observe_ctx;
 
     pthread_t bg;        /* background checkpoints */
     pthread_mutex_t bg_mu;
@@ -334,6 +340,7 @@ static int durable_write(sx_store *st, const sx_buf *rec, int (*apply)(sx_store 
     }
     uint64_t lsn;
     int rc = sx_wal_append(st->wal, rec->data, rec->len, &lsn, err);
+    if (rc == 0) atomic_store(&st->info_wal_bytes, lsn);
     if (rc == 0 && (rc = apply(st, ctx, err)) < 0) {
         /* Logged but not applied: memory no longer matches the log. */
         st->failed = 1;
@@ -342,7 +349,9 @@ static int durable_write(sx_store *st, const sx_buf *rec, int (*apply)(sx_store 
     }
     pthread_mutex_unlock(&st->wmu);
     if (rc == 0) {
+        double t0 = sx_now();
         rc = sx_wal_sync(st->wal, lsn, err);
+        if (rc == 0 && st->observe) st->observe(st->observe_ctx, SX_STORE_EVENT_SYNC, sx_now() - t0);
         if (rc < 0) {
             pthread_mutex_lock(&st->wmu);
             st->failed = 1;
@@ -462,6 +471,8 @@ static int checkpoint_locked(sx_store *st, sx_err *err) {
         } else {
             sx_wal_close(st->wal);
             st->wal = wal;
+            atomic_store(&st->info_generation, gen);
+            atomic_store(&st->info_wal_bytes, sx_wal_size(wal));
             remove_other_generations(st, gen);
             sx_log(SX_LOG_INFO, "store: checkpoint generation=%llu seconds=%.2f",
                    (unsigned long long)gen, sx_now() - t0);
@@ -473,15 +484,19 @@ static int checkpoint_locked(sx_store *st, sx_err *err) {
 
 /* Checkpoints when the log holds more than min_bytes. */
 static int checkpoint_if_larger(sx_store *st, uint64_t min_bytes, sx_err *err) {
+    double t0 = sx_now();
     pthread_rwlock_wrlock(&st->ckpt);
     pthread_mutex_lock(&st->wmu);
-    int rc = 0;
+    int rc = 0, ran = 0;
     if (st->failed)
         rc = sx_err_set(err, SX_EIO, "the store refuses writes after an earlier I/O error");
     else if (sx_wal_size(st->wal) > min_bytes)
-        rc = checkpoint_locked(st, err);
+        ran = 1, rc = checkpoint_locked(st, err);
     pthread_mutex_unlock(&st->wmu);
     pthread_rwlock_unlock(&st->ckpt);
+    if (ran && st->observe)
+        st->observe(st->observe_ctx, rc == 0 ? SX_STORE_EVENT_CHECKPOINT : SX_STORE_EVENT_CHECKPOINT_FAILED,
+                    sx_now() - t0);
     return rc;
 }
 
@@ -623,6 +638,8 @@ int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx
     }
     st->lock_fd = -1;
     st->checkpoint_bytes = opts->checkpoint_bytes ? opts->checkpoint_bytes : 512ull << 20;
+    st->observe = opts->observe;
+    st->observe_ctx = opts->observe_ctx;
     pthread_mutex_init(&st->wmu, NULL);
     sx_rwlock_init(&st->ckpt); /* writer-preferring: checkpoints are not starved */
     pthread_mutex_init(&st->bg_mu, NULL);
@@ -642,6 +659,8 @@ int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx
         return rc;
     }
     st->open_seconds = sx_now() - t0;
+    atomic_store(&st->info_generation, st->generation);
+    atomic_store(&st->info_wal_bytes, sx_wal_size(st->wal));
     *out = st;
     return 0;
 }
@@ -652,10 +671,8 @@ void sx_store_get_info(sx_store *st, sx_store_info *out) {
     out->params = st->params;
     out->replayed = st->replayed;
     out->open_seconds = st->open_seconds;
-    pthread_mutex_lock(&st->wmu);
-    out->generation = st->generation;
-    out->wal_bytes = sx_wal_size(st->wal);
-    pthread_mutex_unlock(&st->wmu);
+    out->generation = atomic_load(&st->info_generation);
+    out->wal_bytes = atomic_load(&st->info_wal_bytes);
     sx_collection_add_info(&st->coll, out);
 }
 

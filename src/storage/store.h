@@ -29,12 +29,23 @@
 
 typedef struct sx_store sx_store;
 
+/* Events an observer (sx_store_opts.observe) is told of, with a duration. */
+enum {
+    SX_STORE_EVENT_SYNC = 1,          /* a write waited this long for its fsync */
+    SX_STORE_EVENT_CHECKPOINT,        /* a checkpoint succeeded, taking this long */
+    SX_STORE_EVENT_CHECKPOINT_FAILED  /* a checkpoint failed after this long */
+};
+
 typedef struct sx_store_opts {
     int n_shards;              /* shards, used when creating (1..256) */
     sx_shard_params params;    /* index parameters, used when creating */
     uint64_t checkpoint_bytes; /* log size that triggers a background checkpoint */
     int n_threads;             /* threads searching shards in parallel (0 = cores) */
     int progress;              /* 1: log progress while loading and replaying */
+    /* Called (from the thread concerned, never under a lock) for each
+     * SX_STORE_EVENT_*; NULL: nobody is told. Metrics use it. */
+    void (*observe)(void *ctx, int event, double seconds);
+    void *observe_ctx;
 } sx_store_opts;
 
 /* What sx_store_open found and what the store holds. */
@@ -92,7 +103,8 @@ int sx_store_search(sx_store *st, const float *q, const sx_search_opts *o, sx_hi
  * open loads quickly. Writes wait meanwhile; searches go on. */
 int sx_store_checkpoint(sx_store *st, sx_err *err);
 
-/* Fills *out (OUT) with what the store holds. */
+/* Fills *out (OUT) with what the store holds. Never waits for a write or a
+ * checkpoint (health checks and metrics call it). */
 void sx_store_get_info(sx_store *st, sx_store_info *out);
 
 /* Vector dimension of the store. */

@@ -114,7 +114,7 @@ http PUT /papers/x; expect_http 405
 http GET /collections/info; expect_http 200 '.count == 201'
 
 # --- one structured log line per request
-grep -q 'request id=[0-9]* method=POST path=/search route="/search" status=200 ms=' "$TMP/server.log" ||
+grep -q 'request id=[^ ]* method=POST path=/search route="/search" status=200 ms=' "$TMP/server.log" ||
   fail "no request log line: $(tail -5 "$TMP/server.log")"
 
 # --- rate limit: a small bucket refuses a burst with 429 + Retry-After
