@@ -91,6 +91,9 @@ TEST(batcher_concurrent_then_callbacks)
 TEST(encoder_parallel_concurrent_calls)
 TEST(routes_over_backend)
 
+/* routes: routing from many threads, request validation, error bodies */
+TEST(routes_concurrent_methods)
+
 /* cluster: the Redis Cluster client, the gateway */
 TEST(cluster_key_slot)
 TEST(cluster_parse_addr)

@@ -47,7 +47,9 @@ int cli_cmd_search(int argc, char **argv) {
             if (cli_parse_int("search", a, val, 1, 4096, &ef) < 0) return 2;
         } else if (strcmp(a, "--categories") == 0) {
             snprintf(cats_buf, sizeof cats_buf, "%s", val);
-            for (char *c = strtok(cats_buf, ", "); c && n_cats < 32; c = strtok(NULL, ", ")) cats[n_cats++] = c;
+            char *save = NULL;
+            for (char *c = strtok_r(cats_buf, ", ", &save); c && n_cats < 32; c = strtok_r(NULL, ", ", &save))
+                cats[n_cats++] = c;
         } else {
             cli_fail("search", "unknown option '%s'", a);
             return cli_usage("search", k_usage);
