@@ -93,6 +93,8 @@ TEST(routes_over_backend)
 
 /* routes: routing from many threads, request validation, error bodies */
 TEST(routes_concurrent_methods)
+TEST(routes_error_bodies_are_utf8)
+TEST(routes_no_internal_paths)
 
 /* cluster: the Redis Cluster client, the gateway */
 TEST(cluster_key_slot)

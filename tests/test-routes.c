@@ -121,3 +121,76 @@ void test_routes_concurrent_methods(void) {
     CHECK_EQ(atomic_load(&wrong), 0);
     srv_clear(&s);
 }
+
+/* ---- error bodies: valid UTF-8 JSON, no internal paths ---- */
+
+/* Checks that the body is valid UTF-8 and parses as a JSON error object. */
+static void check_error_body(const sx_response *res) {
+    size_t bad = 0;
+    CHECK_MSG(sx_utf8_check(res->body.data, res->body.len, &bad) == 0, "byte %zu of %s", bad,
+              res->body.data);
+    cJSON *j = cJSON_ParseWithLength(res->body.data, res->body.len);
+    CHECK(j);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+    CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "code")));
+    CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "message")));
+    cJSON_Delete(j);
+}
+
+void test_routes_error_bodies_are_utf8(void) {
+    sx_srv s;
+    srv_init(&s);
+    sx_response res;
+    /* GET /papers/%FF: the decoded byte is written as the text \xFF. */
+    CHECK_EQ(request(&s, "GET", "/papers/\xFF", NULL, &res), 404);
+    check_error_body(&res);
+    CHECK(strstr(res.body.data, "\\\\xFF") != NULL);
+    sx_buf_free(&res.body);
+    CHECK_EQ(request(&s, "DELETE", "/papers/a\xC3(b", NULL, &res), 404);
+    check_error_body(&res);
+    sx_buf_free(&res.body);
+    CHECK_EQ(request(&s, "GET", "/nope/\xE2\x82", NULL, &res), 404);
+    check_error_body(&res);
+    sx_buf_free(&res.body);
+    CHECK_EQ(request(&s, "PATCH\xF0", "/search", NULL, &res), 405);
+    check_error_body(&res);
+    sx_buf_free(&res.body);
+    /* An id cut at 80 bytes inside a two-byte character. */
+    char path[256] = "/papers/";
+    for (int i = 0; i < 79; i++) strcat(path, "a");
+    strcat(path, "\xC3\xA9\xC3\xA9");
+    CHECK_EQ(request(&s, "GET", path, NULL, &res), 404);
+    check_error_body(&res);
+    sx_buf_free(&res.body);
+    /* A valid multi-byte character stays as it is. */
+    CHECK_EQ(request(&s, "GET", "/papers/caf\xC3\xA9", NULL, &res), 404);
+    check_error_body(&res);
+    CHECK(strstr(res.body.data, "caf\xC3\xA9") != NULL);
+    sx_buf_free(&res.body);
+    srv_clear(&s);
+}
+
+void test_routes_no_internal_paths(void) {
+    sx_srv s;
+    srv_init(&s);
+    s.opts.model_dir = "/opt/private/models/all-MiniLM-L6-v2";
+    sx_response res;
+    /* A write the backend fails with a message naming its files: 500, and
+     * the path stays in the log. */
+    sx_buf b = {0};
+    sx_buf_printf(&b, "{\"papers\": [{\"id\": \"2401.00002\", \"title\": \"T\", \"embedding\": [1");
+    for (int i = 1; i < 384; i++) sx_buf_printf(&b, ", 0");
+    sx_buf_printf(&b, "]}]}");
+    sx_buf_append(&b, "", 1);
+    CHECK_EQ(request(&s, "POST", "/papers", b.data, &res), 500);
+    check_error_body(&res);
+    CHECK(strstr(res.body.data, "/var/lib") == NULL);
+    CHECK(strstr(res.body.data, "wal") == NULL);
+    sx_buf_free(&res.body);
+    sx_buf_free(&b);
+    CHECK_EQ(request(&s, "GET", "/collections/info", NULL, &res), 200);
+    CHECK(strstr(res.body.data, "/opt/private") == NULL);
+    CHECK(strstr(res.body.data, "\"name\":\"all-MiniLM-L6-v2\"") != NULL);
+    sx_buf_free(&res.body);
+    srv_clear(&s);
+}

@@ -24,12 +24,40 @@
 #include "../text/text.h"
 #include "server_int.h"
 
+/* Copies in to out (cap bytes, NUL included) as valid UTF-8: every byte that
+ * does not start a well-formed sequence is written as the text "\xFF", so
+ * that an error echoing a path or an id the client sent stays valid JSON
+ * text whatever bytes it holds (a message cut inside a sequence too). */
+static void utf8_sanitize(const char *in, char *out, size_t cap) {
+    size_t len = strlen(in), o = 0, bad;
+    while (len > 0) {
+        size_t good = sx_utf8_check(in, len, &bad) == 0 ? len : bad;
+        if (o + good + 1 > cap) { /* no room: cut at a character boundary */
+            good = cap - 1 - o;
+            while (good > 0 && ((unsigned char)in[good] & 0xC0) == 0x80) good--;
+            memcpy(out + o, in, good);
+            o += good;
+            break;
+        }
+        memcpy(out + o, in, good);
+        o += good;
+        in += good;
+        len -= good;
+        if (len == 0 || o + 5 > cap) break;
+        o += (size_t)snprintf(out + o, cap - o, "\\x%02X", (unsigned char)*in);
+        in++;
+        len--;
+    }
+    out[o] = '\0';
+}
+
 void sx_respond_error(sx_response *res, int status, const char *code, const char *fmt, ...) {
-    char msg[1024];
+    char raw[1024], msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    utf8_sanitize(raw, msg, sizeof msg);
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "code", code);
@@ -58,13 +86,23 @@ static void respond_json(sx_response *res, int status, cJSON *root) {
     free(json);
 }
 
-/* Maps a store/encoder error code to an HTTP error response. */
-static void respond_sx_error(sx_response *res, const sx_err *err) {
+/* Maps a store/encoder/backend error to an HTTP error response. A 4xx
+ * carries the message (it is about the request); a 5xx message names files,
+ * directories and cluster nodes, so it goes to the log and the client gets a
+ * fixed sentence. */
+static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_err *err) {
     switch (err->code) {
     case SX_EINVAL: sx_respond_error(res, 400, "invalid_request", "%s", err->msg); break;
     case SX_ENOTFOUND: sx_respond_error(res, 404, "not_found", "%s", err->msg); break;
-    case SX_EBUSY: sx_respond_error(res, 503, "unavailable", "%s", err->msg); break;
-    default: sx_respond_error(res, 500, "internal", "%s", err->msg); break;
+    case SX_EBUSY:
+        sx_log(SX_LOG_WARN, "%s %s: unavailable: %s", rq->method, sx_route_name(rq->route), err->msg);
+        sx_respond_error(res, 503, "unavailable", "the backend cannot complete the request now "
+                         "(the server log has the details); retry it");
+        break;
+    default:
+        sx_log(SX_LOG_ERROR, "%s %s: internal error: %s", rq->method, sx_route_name(rq->route), err->msg);
+        sx_respond_error(res, 500, "internal", "internal error (the server log has the details)");
+        break;
     }
 }
 
@@ -375,7 +413,7 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
         free(vec);
         if (rc < 0) {
             cJSON_Delete(out);
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         } else {
             cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
             cJSON_AddNumberToObject(out, "embedding_ms", round(rq->t_embed * 1e6) / 1e3);
@@ -398,7 +436,7 @@ static void handle_paper_get(sx_srv *s, sx_request *rq, sx_response *res) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         return;
     }
     respond_json(res, 200, doc_json(d, NULL));
@@ -436,7 +474,7 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         return;
     }
     cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
@@ -526,7 +564,7 @@ static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
         for (int i = 0; i < n; i++) docs[i] = recs[i].doc;
         if (rc == 0) rc = sx_backend_upsert(s->backend, n, docs, vecs, &err);
         if (rc < 0) {
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         } else {
             cJSON *out = cJSON_CreateObject();
             cJSON_AddNumberToObject(out, "upserted", n);
@@ -549,7 +587,7 @@ static void handle_paper_delete(sx_srv *s, sx_request *rq, sx_response *res) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         return;
     }
     cJSON *out = cJSON_CreateObject();
@@ -563,7 +601,7 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     sx_backend_info in;
     sx_err err = {0};
     if (sx_backend_get_info(s->backend, &in, 0, &err) < 0) {
-        respond_sx_error(res, &err);
+        respond_sx_error(rq, res, &err);
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -601,7 +639,8 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
         cJSON_AddNumberToObject(cl, "nodes_down", in.nodes_down);
     }
     cJSON *model = cJSON_AddObjectToObject(o, "model");
-    cJSON_AddStringToObject(model, "path", s->opts.model_dir);
+    const char *slash = strrchr(s->opts.model_dir, '/');
+    cJSON_AddStringToObject(model, "name", slash && slash[1] ? slash + 1 : s->opts.model_dir);
     cJSON_AddBoolToObject(model, "int8", s->opts.int8);
     if (s->encoder) cJSON_AddNumberToObject(model, "max_seq_length", sx_encoder_max_len(s->encoder));
     cJSON_AddStringToObject(o, "version", SX_VERSION);
@@ -621,8 +660,8 @@ static void handle_health(sx_srv *s, sx_request *rq, sx_response *res) {
     if (ok) {
         cJSON_AddStringToObject(o, "backend", in.kind);
         cJSON_AddNumberToObject(o, "papers", (double)in.count);
-    } else if (ready) {
-        cJSON_AddStringToObject(o, "error", err.msg);
+    } else if (ready) { /* the details (node addresses) stay in the server's log */
+        cJSON_AddStringToObject(o, "error", "the backend cannot answer searches now");
     }
     respond_json(res, ok ? 200 : 503, o);
     if (!ok) res->retry_after = 1;
