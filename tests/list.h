@@ -95,6 +95,11 @@ TEST(routes_over_backend)
 TEST(routes_concurrent_methods)
 TEST(routes_error_bodies_are_utf8)
 TEST(routes_no_internal_paths)
+TEST(routes_limits_match_openapi)
+TEST(routes_strict_search)
+TEST(routes_strict_papers)
+TEST(routes_categories_one_rule)
+TEST(json_parse_strict)
 
 /* cluster: the Redis Cluster client, the gateway */
 TEST(cluster_key_slot)

@@ -194,3 +194,210 @@ void test_routes_no_internal_paths(void) {
     sx_buf_free(&res.body);
     srv_clear(&s);
 }
+
+/* ---- the limits the code enforces are the ones the schema publishes ---- */
+
+/* The value at JSON pointer ptr (RFC 6901: ~1 is '/', ~0 is '~') in root. */
+static const cJSON *json_at(const cJSON *root, const char *ptr) {
+    const cJSON *v = root;
+    char tok[128];
+    while (v && *ptr == '/') {
+        ptr++;
+        size_t n = 0;
+        while (*ptr && *ptr != '/' && n + 1 < sizeof tok) {
+            if (ptr[0] == '~' && (ptr[1] == '1' || ptr[1] == '0')) {
+                tok[n++] = ptr[1] == '1' ? '/' : '~';
+                ptr += 2;
+            } else {
+                tok[n++] = *ptr++;
+            }
+        }
+        tok[n] = '\0';
+        v = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, atoi(tok)) : cJSON_GetObjectItemCaseSensitive(v, tok);
+    }
+    return v;
+}
+
+static cJSON *load_openapi(void) {
+    char *text;
+    size_t len;
+    sx_err err = {0};
+    CHECK_MSG(sx_read_file("web/openapi.json", &text, &len, &err) == 0, "%s", err.msg);
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    CHECK(root);
+    return root;
+}
+
+/* The schema's properties of name are exactly fields, and no other is allowed. */
+static void check_properties(const cJSON *api, const char *name, const char *const *fields) {
+    char ptr[128];
+    snprintf(ptr, sizeof ptr, "/components/schemas/%s", name);
+    const cJSON *schema = json_at(api, ptr);
+    CHECK_MSG(schema, "no schema %s", name);
+    CHECK_MSG(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties")),
+              "%s allows other properties", name);
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties"), *p;
+    int n = 0;
+    cJSON_ArrayForEach(p, props) {
+        int found = 0;
+        for (int i = 0; fields[i]; i++) found |= strcmp(fields[i], p->string) == 0;
+        CHECK_MSG(found, "%s.%s is not a field the code accepts", name, p->string);
+        n++;
+    }
+    for (int i = 0; fields[i]; i++)
+        CHECK_MSG(cJSON_GetObjectItemCaseSensitive(props, fields[i]), "%s lacks %s", name, fields[i]);
+    CHECK(n > 0);
+}
+
+void test_routes_limits_match_openapi(void) {
+    cJSON *api = load_openapi();
+    int n = 0;
+    for (const sx_schema_fact *f = sx_schema_facts; f->pointer; f++, n++) {
+        const cJSON *v = json_at(api, f->pointer);
+        CHECK_MSG(cJSON_IsNumber(v), "web/openapi.json has no number at %s", f->pointer);
+        CHECK_MSG(v->valuedouble == (double)f->value, "%s: the schema says %g, the code enforces %ld",
+                  f->pointer, v->valuedouble, f->value);
+    }
+    CHECK(n >= 20);
+    check_properties(api, "SearchRequest", sx_search_fields);
+    check_properties(api, "UpsertRequest", sx_upsert_fields);
+    check_properties(api, "PaperInput", sx_record_fields);
+    /* No nullable field in a request but update_date; the archives the code
+     * refuses are the ones the schema excludes. */
+    CHECK(!cJSON_GetObjectItemCaseSensitive(json_at(api, "/components/schemas/SearchRequest/properties/top_k"),
+                                            "nullable"));
+    CHECK(cJSON_IsTrue(json_at(api, "/components/schemas/PaperInput/properties/update_date/nullable")));
+    int na;
+    const char *const *arch = sx_category_archives(&na);
+    const cJSON *not_enum = json_at(api, "/components/schemas/CategoryCode/not/enum");
+    CHECK_EQ(cJSON_GetArraySize(not_enum), na);
+    for (int i = 0; i < na; i++) CHECK_STR(cJSON_GetArrayItem(not_enum, i)->valuestring, arch[i]);
+    cJSON_Delete(api);
+}
+
+/* ---- strict request validation ---- */
+
+/* Sends body to route and checks the status and that the message holds want. */
+static void expect(sx_srv *s, const char *path, const char *body, int status, const char *want) {
+    sx_response res;
+    int st = request(s, "POST", path, body, &res);
+    CHECK_MSG(st == status, "%s %s: %d, expected %d: %s", path, body, st, status, res.body.data);
+    if (want)
+        CHECK_MSG(strstr(res.body.data, want) != NULL, "%s %s: '%s' lacks '%s'", path, body,
+                  res.body.data, want);
+    if (st >= 400) check_error_body(&res);
+    sx_buf_free(&res.body);
+}
+
+void test_routes_strict_search(void) {
+    sx_srv s;
+    srv_init(&s);
+    /* Bodies refused before any work: no encoder is needed. */
+    expect(&s, "/search", "{\"query\":\"x\"} xyz", 400, "after the JSON value at byte 14");
+    expect(&s, "/search", "{\"query\":\"x\"}{}", 400, "invalid_json");
+    expect(&s, "/search", "{\"query\":\"x\",\"top_k\":null}", 400, "'top_k' must be an integer in [1, 100], not null");
+    expect(&s, "/search", "{\"query\":\"x\",\"offset\":null}", 400, "'offset'");
+    expect(&s, "/search", "{\"query\":\"x\",\"ef\":null}", 400, "'ef'");
+    expect(&s, "/search", "{\"query\":\"x\",\"categories\":null}", 400, "'categories'");
+    expect(&s, "/search", "{\"query\":\"   \"}", 400, "blank");
+    expect(&s, "/search", "{\"query\":\"\\t\\u3000\\u00a0\"}", 400, "blank");
+    expect(&s, "/search", "{\"query\":\"x\",\"topk\":3}", 400, "unknown field 'topk'; did you mean 'top_k'?");
+    expect(&s, "/search", "{\"query\":\"x\",\"colour\":3}", 400, "unknown field 'colour'");
+    expect(&s, "/search", "{\"query\":\"a\\u0000b\"}", 400, "'query' holds the character U+0000");
+    expect(&s, "/search", "{\"query\":\"x\",\"categories\":[\"CS.LG\"]}", 400, "did you mean 'cs.LG'?");
+    expect(&s, "/search", "{\"query\":\"x\",\"categories\":\"cs\"}", 400, "archive");
+    expect(&s, "/search", "{\"query\":\"x\",\"categories\":[\"math\"]}", 400, "math.AC");
+    expect(&s, "/search", "{\"query\":\"x\",\"categories\":[\"a b\"]}", 400, "one non-empty code");
+    /* 32 characters per code, counted in characters: a non-ASCII code is
+     * refused for its characters, whatever its length. */
+    expect(&s, "/search", "{\"query\":\"x\",\"categories\":[\"caf\\u00e9\"]}", 400, "ASCII");
+    /* The query's limit counts characters, not bytes. */
+    sx_buf b = {0};
+    sx_buf_printf(&b, "{\"query\":\"");
+    for (int i = 0; i < 2001; i++) sx_buf_printf(&b, "\xC3\xA9");
+    sx_buf_printf(&b, "\"}");
+    sx_buf_append(&b, "", 1);
+    expect(&s, "/search", b.data, 400, "1 to 2000 characters");
+    sx_buf_free(&b);
+    srv_clear(&s);
+}
+
+void test_routes_strict_papers(void) {
+    sx_srv s;
+    srv_init(&s);
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\"}]} x", 400, "invalid_json");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\"}],\"paper\":1}", 400,
+           "unknown field 'paper'");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\",\"abstact\":\"a\"}]}", 400,
+           "papers[0]: unknown field 'abstact'");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\",\"abstract\":null}]}", 400,
+           "'abstract' must be a string, not null");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\" \\n\"}]}", 400, "blank");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"paper_id\":\"1\",\"title\":\"t\"}]}", 400, "not both");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\",\"abstract\":\"cut\\u0000here\"}]}", 400,
+           "'papers[0].abstract' holds the character U+0000");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\",\"categories\":\"hep-th CS.LG\"}]}", 400,
+           "did you mean 'cs.LG'?");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\",\"update_date\":\"0000-00-00\"}]}", 400,
+           "update_date");
+    expect(&s, "/papers", "{\"papers\":[{\"id\":\"1\",\"title\":\"t\",\"update_date\":\"2023-02-29\"}]}", 400,
+           "update_date");
+    srv_clear(&s);
+}
+
+/* One rule for a list of categories on both routes: "hep-th gr-qc" is two codes. */
+void test_routes_categories_one_rule(void) {
+    cJSON *v = cJSON_CreateString("hep-th  gr-qc\tcs.LG");
+    char buf[SX_CATEGORIES_BUF];
+    int n;
+    sx_err err = {0};
+    CHECK_EQ(sx_categories_parse(v, buf, &n, &err), 0);
+    CHECK_EQ(n, 3);
+    CHECK_STR(buf, "hep-th gr-qc cs.LG");
+    cJSON_Delete(v);
+    /* Legacy archive-level codes and unknown well-formed codes pass. */
+    CHECK_EQ(sx_category_check("astro-ph", 8, &err), 0);
+    CHECK_EQ(sx_category_check("cond-mat", 8, &err), 0);
+    CHECK_EQ(sx_category_check("alg-geom", 8, &err), 0);
+    CHECK_EQ(sx_category_check("cs.ZZ", 5, &err), 0);
+    CHECK_EQ(sx_category_check("CS.LG", 5, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "'cs.LG'"));
+    CHECK_EQ(sx_category_check("q-fin", 5, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "q-fin.CP"));
+    /* Dates: real calendar dates only, as "format": "date" says. */
+    sx_record r;
+    const char *ok = "{\"id\":\"1\",\"title\":\"t\",\"update_date\":\"2024-02-29\"}";
+    CHECK_MSG(sx_record_parse(ok, strlen(ok), &r, &err) == 0, "%s", err.msg);
+    sx_record_clear(&r);
+    const char *zero = "{\"id\":\"1\",\"title\":\"t\",\"update_date\":\"0000-01-01\"}";
+    CHECK_MSG(sx_record_parse(zero, strlen(zero), &r, &err) == 0, "%s", err.msg);
+    sx_record_clear(&r);
+}
+
+/* JSON text: trailing data and U+0000 are refused, naming where. */
+void test_json_parse_strict(void) {
+    cJSON *j;
+    sx_err err = {0};
+    CHECK_EQ(sx_json_parse("{\"a\": 1} \n", 10, &j, &err), 0);
+    cJSON_Delete(j);
+    CHECK_EQ(sx_json_parse("{\"a\": 1} x", 10, &j, &err), SX_ECORRUPT);
+    CHECK(j == NULL);
+    const char *t = "{\"a\": [{\"b\": \"ok\"}, {\"b\": \"x\\\\u0000\", \"c\": [1, \"y\\u0000\"]}]}";
+    CHECK_EQ(sx_json_parse(t, strlen(t), &j, &err), SX_EINVAL);
+    CHECK_MSG(strstr(err.msg, "'a[1].c[1]' holds the character U+0000"), "%s", err.msg);
+    const char raw[] = "{\"k\": \"a\0b\"}";
+    CHECK_EQ(sx_json_parse(raw, sizeof raw - 1, &j, &err), SX_EINVAL);
+    CHECK_MSG(strstr(err.msg, "'k'"), "%s", err.msg);
+    const char *str = "\"control\\u0000chars\\u0007here\"";
+    CHECK_EQ(sx_json_parse(str, strlen(str), &j, &err), SX_EINVAL);
+    CHECK_MSG(strstr(err.msg, "the string holds"), "%s", err.msg);
+    /* An escaped backslash before u0000 is text, not a NUL. */
+    const char *esc = "{\"k\": \"\\\\u0000\"}";
+    CHECK_EQ(sx_json_parse(esc, strlen(esc), &j, &err), 0);
+    CHECK_STR(cJSON_GetObjectItem(j, "k")->valuestring, "\\u0000");
+    cJSON_Delete(j);
+    CHECK(sx_json_blank(" \t\xE3\x80\x80"));
+    CHECK(!sx_json_blank(" x "));
+    CHECK_EQ(sx_json_chars("caf\xC3\xA9"), 4);
+}

@@ -6,6 +6,32 @@
  * searching), answers errors as {"error": {"code", "message"}} with the
  * status codes listed in docs/api.md, and builds its JSON with cJSON.
  *
+ * Validation is strict and follows web/openapi.json, the schema the server
+ * publishes: a body is exactly one JSON value (sx_json_parse: no trailing
+ * data, no U+0000 that cJSON would cut a string at), a field the schema
+ * does not list is an error naming it ("topk": did you mean 'top_k'?), null
+ * is never a value (no field is nullable but a paper's update_date), and a
+ * query or title of white space only is refused (the schema's "\S"
+ * pattern). Lengths count characters, as maxLength does. Categories are
+ * read and checked by sx_categories_parse (corpus/category.c) on /search
+ * and POST /papers alike.
+ *
+ * One source of truth, kept by a test rather than generated: the limits
+ * are C constants (server_int.h, corpus.h, shard.h) that the code reads
+ * directly, and sx_schema_facts below lists, for each, where the schema
+ * states it; tests/test-routes.c reads web/openapi.json and fails when any
+ * differs, and when a request schema's properties differ from the fields
+ * the code accepts (sx_search_fields, sx_upsert_fields, sx_record_fields).
+ * Rejected: validating at run time against the embedded schema (a JSON
+ * Schema engine in C for five objects, and messages worse than the
+ * handlers' own), and generating C from the schema at build time (a code
+ * generator to maintain for a dozen numbers). The test also keeps
+ * schemathesis (tests/e2e/api-conformance.sh) honest: what it generates
+ * from the schema is what the code accepts.
+ *
+ * 5xx answers carry a fixed sentence; their details (file names, cluster
+ * nodes) go to the log. Every error body is valid UTF-8 (utf8_sanitize).
+ *
  * Search: query -> vector (cache, else the micro-batcher) -> all shards
  * (k = offset + top_k, category filter) -> documents of the requested page.
  * Writes (POST /papers, DELETE) return only once durable (see store.c).
@@ -106,6 +132,45 @@ static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_er
     }
 }
 
+/* ---- what the schema states --------------------------------------------------- */
+
+#define SCHEMAS "/components/schemas/"
+#define PAPER_PATH "/paths/~1papers~1{paper_id}"
+#define SIMILAR_PATH "/paths/~1papers~1{paper_id}~1similar/get/parameters"
+
+/* Every limit the code enforces, with the JSON pointer (RFC 6901) of where
+ * web/openapi.json states it; NULL-terminated. */
+const sx_schema_fact sx_schema_facts[] = {
+    {SCHEMAS "SearchRequest/properties/query/minLength", 1},
+    {SCHEMAS "SearchRequest/properties/query/maxLength", SX_QUERY_MAX_CHARS},
+    {SCHEMAS "SearchRequest/properties/top_k/minimum", 1},
+    {SCHEMAS "SearchRequest/properties/top_k/maximum", SX_TOP_K_MAX},
+    {SCHEMAS "SearchRequest/properties/top_k/default", 10},
+    {SCHEMAS "SearchRequest/properties/offset/minimum", 0},
+    {SCHEMAS "SearchRequest/properties/offset/maximum", SX_OFFSET_MAX},
+    {SCHEMAS "SearchRequest/properties/offset/default", 0},
+    {SCHEMAS "SearchRequest/properties/ef/minimum", 1},
+    {SCHEMAS "SearchRequest/properties/ef/maximum", SX_EF_MAX},
+    {SCHEMAS "CategoryList/oneOf/1/maxItems", SX_CATEGORIES_MAX},
+    {SCHEMAS "CategoryCode/minLength", 1},
+    {SCHEMAS "CategoryCode/maxLength", SX_CATEGORY_MAX_LEN},
+    {SCHEMAS "UpsertRequest/properties/papers/minItems", 1},
+    {SCHEMAS "UpsertRequest/properties/papers/maxItems", SX_BATCH_MAX_PAPERS},
+    {SCHEMAS "PaperId/minLength", 1},
+    {SCHEMAS "PaperId/maxLength", SX_ID_MAX_LEN},
+    {SCHEMAS "PaperInput/properties/title/minLength", 1},
+    {SCHEMAS "PaperInput/properties/title/maxLength", SX_TITLE_MAX},
+    {SCHEMAS "PaperInput/properties/abstract/maxLength", SX_ABSTRACT_MAX},
+    {SCHEMAS "PaperInput/properties/authors/maxLength", SX_AUTHORS_MAX},
+    {SCHEMAS "PaperInput/properties/update_date/maxLength", 10},
+    {SCHEMAS "PaperInput/properties/embedding/minItems", 1},
+    {SCHEMAS "PaperInput/properties/embedding/maxItems", SX_EMBEDDING_MAX_DIM},
+    {SIMILAR_PATH "/1/schema/minimum", 1},
+    {SIMILAR_PATH "/1/schema/maximum", SX_TOP_K_MAX},
+    {SIMILAR_PATH "/1/schema/default", 10},
+    {NULL, 0},
+};
+
 /* ---- routing --------------------------------------------------------------- */
 
 int sx_route_is_write(sx_route r) { return r == SX_ROUTE_PAPERS_UPSERT || r == SX_ROUTE_PAPER_DELETE; }
@@ -189,29 +254,73 @@ int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_
 
 /* ---- JSON helpers ------------------------------------------------------------ */
 
-/* Reads an optional integer field in [lo, hi] (def when absent). Returns 0 or
- * answers 400. */
+/* Reads an optional integer field in [lo, hi] (def when absent; null is not
+ * a value: the schema has no nullable field). Returns 0 or answers 400. */
 static int int_field(const cJSON *obj, const char *name, long lo, long hi, long def, long *out,
                      sx_response *res) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     *out = def;
-    if (!v || cJSON_IsNull(v)) return 0;
+    if (!v) return 0;
     double d = v->valuedouble;
     if (!cJSON_IsNumber(v) || d != floor(d) || d < (double)lo || d > (double)hi) {
-        sx_respond_error(res, 400, "invalid_request", "'%s' must be an integer in [%ld, %ld]", name, lo, hi);
+        sx_respond_error(res, 400, "invalid_request", "'%s' must be an integer in [%ld, %ld]%s", name,
+                         lo, hi, cJSON_IsNull(v) ? ", not null (leave it out for the default)" : "");
         return -1;
     }
     *out = (long)d;
     return 0;
 }
 
-/* Parses the request body as a JSON object, or answers 400. */
+/* The fields of each request body (the schema's properties; it has
+ * additionalProperties false). */
+const char *const sx_search_fields[] = {"query", "top_k", "offset", "ef", "categories", NULL};
+const char *const sx_upsert_fields[] = {"papers", NULL};
+
+/* Whether a and b are equal ignoring case and '_' / '-' ("topK", "top-k"
+ * for "top_k"). */
+static int loosely_equal(const char *a, const char *b) {
+    for (;;) {
+        while (*a == '_' || *a == '-') a++;
+        while (*b == '_' || *b == '-') b++;
+        if (!*a || !*b) return !*a && !*b;
+        if (tolower((unsigned char)*a++) != tolower((unsigned char)*b++)) return 0;
+    }
+}
+
+/* Answers 400 naming the first member of obj that is not in known. */
+static int check_fields(const cJSON *obj, const char *const *known, sx_response *res) {
+    const cJSON *f;
+    cJSON_ArrayForEach(f, obj) {
+        int i;
+        for (i = 0; known[i] && strcmp(f->string, known[i]) != 0; i++) {}
+        if (known[i]) continue;
+        for (i = 0; known[i] && !loosely_equal(f->string, known[i]); i++) {}
+        char fields[160] = "";
+        for (int k = 0; known[k]; k++)
+            snprintf(fields + strlen(fields), sizeof fields - strlen(fields), "%s%s", k ? ", " : "", known[k]);
+        if (known[i])
+            sx_respond_error(res, 400, "invalid_request", "unknown field '%.64s'; did you mean '%s'?",
+                             f->string, known[i]);
+        else
+            sx_respond_error(res, 400, "invalid_request", "unknown field '%.64s'; the fields are %s",
+                             f->string, fields);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses the request body as exactly one JSON object (sx_json_parse:
+ * nothing but white space after it, no U+0000 in a string), or answers 400. */
 static cJSON *parse_body(const sx_request *rq, sx_response *res) {
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(rq->body ? rq->body : "", rq->body_len, &end, 0);
-    if (!root) {
-        size_t at = end && rq->body && end >= rq->body ? (size_t)(end - rq->body) : 0;
-        sx_respond_error(res, 400, "invalid_json", "the body is not valid JSON (near byte %zu)", at);
+    cJSON *root;
+    sx_err err = {0};
+    int rc = sx_json_parse(rq->body, rq->body_len, &root, &err);
+    if (rc == SX_ECORRUPT) {
+        sx_respond_error(res, 400, "invalid_json", "the body is %s", err.msg);
+        return NULL;
+    }
+    if (rc < 0) {
+        respond_sx_error(rq, res, &err);
         return NULL;
     }
     if (!cJSON_IsObject(root)) {
@@ -220,13 +329,6 @@ static cJSON *parse_body(const sx_request *rq, sx_response *res) {
         return NULL;
     }
     return root;
-}
-
-/* Counts the code points of valid UTF-8. */
-static size_t utf8_chars(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
 }
 
 /* Adds categories "a b c" as a JSON array. */
@@ -266,32 +368,30 @@ static cJSON *doc_json(const sx_doc *d, const float *score) {
 typedef struct {
     const char *categories[SX_CATEGORIES_MAX];
     int n;
+    char buf[SX_CATEGORIES_BUF]; /* the codes the pointers point into */
 } cat_filter;
 
+/* Reads the search's category filter (absent: none) with the rule POST
+ * /papers uses (sx_categories_parse: a string of space-separated codes or an
+ * array; every code checked, with a hint for "cs" or "CS.LG"). */
 static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res) {
     f->n = 0;
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (cJSON_IsString(v)) { /* a single code is accepted as a one-element list */
-        f->categories[f->n++] = v->valuestring;
-        return 0;
-    }
-    if (!cJSON_IsArray(v)) {
-        sx_respond_error(res, 400, "invalid_request", "'categories' must be an array of category codes");
+    if (!v) return 0;
+    sx_err err = {0};
+    if (cJSON_IsNull(v)) {
+        sx_respond_error(res, 400, "invalid_request", "'categories' must be a list of category codes, "
+                         "not null (leave it out to search every category)");
         return -1;
     }
-    const cJSON *c;
-    cJSON_ArrayForEach(c, v) {
-        if (!cJSON_IsString(c) || !c->valuestring[0] || strlen(c->valuestring) > SX_CATEGORY_MAX_LEN) {
-            sx_respond_error(res, 400, "invalid_request",
-                             "'categories' must hold category codes (strings of 1 to %d bytes)",
-                             SX_CATEGORY_MAX_LEN);
-            return -1;
-        }
-        if (f->n == SX_CATEGORIES_MAX) {
-            sx_respond_error(res, 400, "invalid_request", "at most %d categories", SX_CATEGORIES_MAX);
-            return -1;
-        }
-        f->categories[f->n++] = c->valuestring;
+    if (sx_categories_parse(v, f->buf, &f->n, &err) < 0) {
+        sx_respond_error(res, 400, "invalid_request", "%s", err.msg);
+        return -1;
+    }
+    char *p = f->buf;
+    for (int i = 0; i < f->n; i++) {
+        f->categories[i] = p;
+        p += strcspn(p, " ");
+        if (*p) *p++ = '\0';
     }
     return 0;
 }
@@ -386,13 +486,17 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
     long top_k, offset, ef;
     cat_filter f;
     size_t bad;
-    if (!cJSON_IsString(q)) {
+    if (check_fields(req, sx_search_fields, res) < 0) {
+        /* answered */
+    } else if (!cJSON_IsString(q)) {
         sx_respond_error(res, 400, "invalid_request", "'query' is required and must be a string");
     } else if (sx_utf8_check(q->valuestring, strlen(q->valuestring), &bad) != 0) {
         sx_respond_error(res, 400, "invalid_request", "'query' is not valid UTF-8 (byte %zu)", bad);
-    } else if (utf8_chars(q->valuestring) < 1 || utf8_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
+    } else if (sx_json_chars(q->valuestring) < 1 || sx_json_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
         sx_respond_error(res, 400, "invalid_request", "'query' must have 1 to %d characters",
                          SX_QUERY_MAX_CHARS);
+    } else if (sx_json_blank(q->valuestring)) {
+        sx_respond_error(res, 400, "invalid_request", "'query' is blank: it has only white space");
     } else if (int_field(req, "top_k", 1, SX_TOP_K_MAX, 10, &top_k, res) == 0 &&
                int_field(req, "offset", 0, SX_OFFSET_MAX, 0, &offset, res) == 0 &&
                int_field(req, "ef", 1, SX_EF_MAX, 0, &ef, res) == 0 &&
@@ -486,7 +590,7 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
 static int parse_papers(sx_srv *s, const cJSON *arr, sx_record *recs, int n, sx_response *res) {
     for (int i = 0; i < n; i++) {
         sx_err err = {0};
-        if (sx_record_from_cjson(cJSON_GetArrayItem(arr, i), &recs[i], &err) != 0) {
+        if (sx_record_from_cjson(cJSON_GetArrayItem(arr, i), SX_RECORD_STRICT, &recs[i], &err) != 0) {
             sx_respond_error(res, 400, "invalid_request", "papers[%d]: %s", i, err.msg);
             return -1;
         }
@@ -543,6 +647,10 @@ static int embed_papers(sx_srv *s, sx_record *recs, int n, float *vecs, sx_err *
 static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *req = parse_body(rq, res);
     if (!req) return;
+    if (check_fields(req, sx_upsert_fields, res) < 0) {
+        cJSON_Delete(req);
+        return;
+    }
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(req, "papers");
     int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
     if (n < 1 || n > SX_BATCH_MAX_PAPERS) {
