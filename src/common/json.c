@@ -133,8 +133,8 @@ static int find_nul(const char *text, size_t len, sx_err *err) {
                 char path[256];
                 json_path(st, depth, path, sizeof path);
                 return sx_err_set(err, SX_EINVAL,
-                                  "%s%s%s%s holds the character U+0000 (byte %ld), which cannot be "
-                                  "stored; remove it", is_key ? "a key in " : "",
+                                  "%s%s%s%s holds the character U+0000 (byte %ld), which semdex refuses rather than "
+                                  "cut the text there; remove it", is_key ? "a key in " : "",
                                   path[0] ? "'" : "the string", path, path[0] ? "'" : "", nul);
             }
             break;

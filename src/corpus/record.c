@@ -29,6 +29,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,7 +171,11 @@ int sx_record_parse(const char *json, size_t len, sx_record *r, sx_err *err) {
     memset(r, 0, sizeof *r);
     cJSON *obj;
     int rc = sx_json_parse(json, len, &obj, err);
-    if (rc == SX_ECORRUPT) return sx_err_set(err, SX_EINVAL, "malformed JSON: %s", err->msg);
+    if (rc == SX_ECORRUPT) { /* a copy: sx_err_set must not read the buffer it writes */
+        char why[SX_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return sx_err_set(err, SX_EINVAL, "malformed JSON: %s", why);
+    }
     if (rc < 0) return rc;
     rc = sx_record_from_cjson(obj, SX_RECORD_KAGGLE, r, err);
     cJSON_Delete(obj);

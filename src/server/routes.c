@@ -135,7 +135,6 @@ static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_er
 /* ---- what the schema states --------------------------------------------------- */
 
 #define SCHEMAS "/components/schemas/"
-#define PAPER_PATH "/paths/~1papers~1{paper_id}"
 #define SIMILAR_PATH "/paths/~1papers~1{paper_id}~1similar/get/parameters"
 
 /* Every limit the code enforces, with the JSON pointer (RFC 6901) of where
