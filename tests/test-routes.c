@@ -256,7 +256,7 @@ void test_routes_limits_match_openapi(void) {
     for (const sx_schema_fact *f = sx_schema_facts; f->pointer; f++, n++) {
         const cJSON *v = json_at(api, f->pointer);
         CHECK_MSG(cJSON_IsNumber(v), "web/openapi.json has no number at %s", f->pointer);
-        CHECK_MSG(v->valuedouble == (double)f->value, "%s: the schema says %g, the code enforces %ld",
+        CHECK_MSG(v->valuedouble == (double)f->value, "%s: the schema says %g, the code enforces %g",
                   f->pointer, v->valuedouble, f->value);
     }
     CHECK(n >= 20);

@@ -54,6 +54,7 @@ void sx_lines_close(sx_lines *in);
 #define SX_CATEGORY_MAX_LEN 32
 #define SX_CATEGORIES_MAX 32
 #define SX_EMBEDDING_MAX_DIM 4096
+#define SX_EMBEDDING_MAX_ABS 1e30 /* largest magnitude of a given embedding's number */
 
 /* Room for a space-separated list of categories, NUL included. */
 #define SX_CATEGORIES_BUF (SX_CATEGORIES_MAX * (SX_CATEGORY_MAX_LEN + 1) + 1)

@@ -94,7 +94,7 @@ static int parse_embedding(const cJSON *v, int null_ok, sx_record *r, sx_err *er
     int i = 0;
     const cJSON *x;
     cJSON_ArrayForEach(x, v) {
-        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > 1e30)
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > SX_EMBEDDING_MAX_ABS)
             return sx_err_set(err, SX_EINVAL, "'embedding'[%d] is not a finite number", i);
         r->embedding[i++] = (float)x->valuedouble;
     }

@@ -115,7 +115,7 @@ int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_
  * JSON pointer must equal value (tests/test-routes.c checks every one). */
 typedef struct {
     const char *pointer;
-    long value;
+    double value;
 } sx_schema_fact;
 
 /* The limits the routes enforce, NULL-terminated (routes.c). */
