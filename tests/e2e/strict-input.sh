@@ -57,3 +57,8 @@ http DELETE /papers/%FF "${key[@]}"; expect_http 404
 http GET /collections/info; expect_http 200 '.model.name == "all-MiniLM-L6-v2" and (.model | has("path") | not)'
 grep -q "$TMP" "$TMP/body" && fail "/collections/info shows a server path"
 stop_server
+
+# The CLI's --categories follows the same rule.
+expect_status 2 "$SEMDEX" search --model "$MODEL" --data "$TMP/db" --categories cs,hep-th "strings"
+expect_grep "archive, not a category" "$TMP/err"
+expect_status 0 "$SEMDEX" search --model "$MODEL" --data "$TMP/db" --categories hep-th,gr-qc "strings"
