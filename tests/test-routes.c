@@ -36,6 +36,8 @@ static int ob_upsert(void *impl, int n, const sx_doc *d, const float *v, sx_err 
 }
 
 static int ob_del(void *impl, const char *id, sx_err *err) {
+    if (strcmp(id, "busy") == 0) /* as the gateway says a cluster node failed */
+        return sx_err_set(err, SX_EBUSY, "delete: slot 12: 10.1.2.3:7001: connection refused");
     return strcmp(id, "2401.00001") == 0 ? 0 : sx_err_set(err, SX_ENOTFOUND, "no paper");
 }
 
@@ -188,6 +190,12 @@ void test_routes_no_internal_paths(void) {
     CHECK(strstr(res.body.data, "wal") == NULL);
     sx_buf_free(&res.body);
     sx_buf_free(&b);
+    /* A cluster node's address stays in the log too (gateway mode). */
+    CHECK_EQ(request(&s, "DELETE", "/papers/busy", NULL, &res), 503);
+    check_error_body(&res);
+    CHECK(strstr(res.body.data, "10.1.2.3") == NULL);
+    CHECK(strstr(res.body.data, "\"unavailable\"") != NULL);
+    sx_buf_free(&res.body);
     CHECK_EQ(request(&s, "GET", "/collections/info", NULL, &res), 200);
     CHECK(strstr(res.body.data, "/opt/private") == NULL);
     CHECK(strstr(res.body.data, "\"name\":\"all-MiniLM-L6-v2\"") != NULL);
