@@ -29,6 +29,7 @@ if [ $st_rc != 0 ]; then
   fail "schemathesis exited $st_rc"
 fi
 grep -q 'Tested: 10' "$TMP/st.log" || fail "schemathesis did not test the 10 routes: $(tail -20 "$TMP/st.log")"
+echo "schemathesis: $(grep -A1 'Test cases:' "$TMP/st.log" | tail -1 | sed 's/^ *//')"
 
 # --- every documented error status is reachable
 # reach METHOD PATH STATUS: marks a documented (path, method, status) as produced.
