@@ -546,14 +546,30 @@ static void handle_paper_get(sx_srv *s, sx_request *rq, sx_response *res) {
     free(d);
 }
 
+/* The first query parameter that is not top_k (the one /similar takes). */
+static enum MHD_Result first_unknown_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value) {
+    const char **unknown = cls;
+    if (strcmp(key, "top_k") == 0) return MHD_YES;
+    *unknown = key;
+    return MHD_NO;
+}
+
 static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     double t0 = sx_now();
-    const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "top_k");
+    const char *v = rq->conn ? MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "top_k") : NULL;
+    const char *unknown = NULL;
+    if (rq->conn) MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, first_unknown_arg, &unknown);
+    if (unknown) {
+        sx_respond_error(res, 400, "invalid_request", "unknown query parameter '%.64s'%s", unknown,
+                         loosely_equal(unknown, "top_k") ? "; did you mean 'top_k'?" : "; the one parameter is top_k");
+        return;
+    }
     long top_k = 10;
     if (v) {
         char *end;
         top_k = strtol(v, &end, 10);
-        if (!*v || *end || top_k < 1 || top_k > SX_TOP_K_MAX) {
+        if (!*v || *v == ' ' || *v == '+' || *end || top_k < 1 || top_k > SX_TOP_K_MAX) {
             sx_respond_error(res, 400, "invalid_request", "'top_k' must be an integer in [1, %d]",
                              SX_TOP_K_MAX);
             return;

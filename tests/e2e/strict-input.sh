@@ -53,6 +53,10 @@ for p in /papers/%FF /papers/%C3%28/similar /nope/%FE%FF; do
   jq -e '.error.code == "not_found"' "$TMP/body" >/dev/null || fail "$p: $(cat "$TMP/body")"
 done
 http DELETE /papers/%FF "${key[@]}"; expect_http 404
+# /similar takes one query parameter, spelt right.
+http GET '/papers/p.1/similar?topk=3'; expect_http 400 '.error.message | test("topk.*top_k")'
+http GET '/papers/p.1/similar?top_k=2'; expect_http 200 '.top_k == 2'
+
 # No internal path in /collections/info.
 http GET /collections/info; expect_http 200 '.model.name == "all-MiniLM-L6-v2" and (.model | has("path") | not)'
 grep -q "$TMP" "$TMP/body" && fail "/collections/info shows a server path"
