@@ -56,7 +56,7 @@ else
 SIMD_NEON :=
 endif
 
-LIB_DIRS := common text model index shard corpus storage server cluster
+LIB_DIRS := common text model index shard keyword corpus storage server cluster
 # src/cluster/module.c is the Redis module (semdex.so), built on its own: it
 # must not be linked into build/semdex or the unit tests.
 MODULE_SRC := src/cluster/module.c
@@ -131,7 +131,7 @@ $(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c
 # symbols hidden but the entry point so none clashes with redis-server's.
 # redismodule.h comes from Debian's redis source package
 # (scripts/get-redismodule-h); it is never committed.
-MOD_DIRS := common index shard text
+MOD_DIRS := common index shard text keyword
 MOD_SRC  := $(foreach d,$(MOD_DIRS),$(wildcard src/$(d)/*.c)) src/cluster/module.c
 PIC_OBJ  := $(call obj,$(BUILD)/pic,$(MOD_SRC))
 ASAN_PIC_OBJ := $(call obj,$(BUILD)/asan-pic,$(MOD_SRC))
@@ -284,6 +284,23 @@ $(BUILD)/bench/shard_bench: bench/shard_bench.c $(LIB_OBJ)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
 
 bench: $(BUILD)/bench/ann_bench $(BUILD)/bench/shard_bench
+
+# The keyword index: its loader's libFuzzer target and seed writer
+# (tests/fuzz/keyword_load.c), and its benchmark (bench/keyword_bench.c).
+$(BUILD)/fuzz/keyword_load: tests/fuzz/keyword_load.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+$(BUILD)/fuzz/make-kw-seed: tests/fuzz/keyword_load.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -DSX_FUZZ_MAKE_SEED -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+$(BUILD)/bench/keyword_bench: bench/keyword_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
+
+fuzz: $(BUILD)/fuzz/keyword_load
+bench: $(BUILD)/bench/keyword_bench
 
 # The two commands of the README. Both are idempotent.
 run:

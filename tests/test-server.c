@@ -88,6 +88,60 @@ void test_ratelimit_token_bucket(void) {
     sx_ratelimit_free(rl);
 }
 
+/* Peeking takes nothing: a client is refused by peek once take emptied its
+ * bucket (the failed API-key throttle in http.c). */
+void test_ratelimit_peek(void) {
+    sx_ratelimit *rl = sx_ratelimit_create(1.0, 3.0, 100);
+    CHECK(rl);
+    double t = 50.0;
+    for (int i = 0; i < 10; i++) CHECK_NEAR(sx_ratelimit_peek(rl, "a", t), 0.0, 0);
+    for (int i = 0; i < 3; i++) CHECK_NEAR(sx_ratelimit_take(rl, "a", t), 0.0, 0);
+    CHECK_NEAR(sx_ratelimit_peek(rl, "a", t), 1.0, 1e-9);
+    CHECK_NEAR(sx_ratelimit_peek(rl, "a", t + 0.25), 0.75, 1e-9);
+    CHECK_NEAR(sx_ratelimit_peek(rl, "b", t), 0.0, 0);
+    CHECK_NEAR(sx_ratelimit_peek(rl, "a", t + 1), 0.0, 0);
+    CHECK_NEAR(sx_ratelimit_take(rl, "a", t + 1), 0.0, 0);
+    CHECK(sx_ratelimit_peek(rl, "a", t + 1) > 0);
+    sx_ratelimit_free(rl);
+}
+
+void test_http_policy_content_type(void) {
+    CHECK(sx_http_is_json("application/json"));
+    CHECK(sx_http_is_json("APPLICATION/Json"));
+    CHECK(sx_http_is_json("application/json; charset=utf-8"));
+    CHECK(sx_http_is_json("application/json;charset=UTF-8"));
+    CHECK(sx_http_is_json(" application/json ; charset = \"utf-8\" "));
+    CHECK(!sx_http_is_json(NULL));
+    CHECK(!sx_http_is_json(""));
+    CHECK(!sx_http_is_json("application/jsonp"));
+    CHECK(!sx_http_is_json("application/json-seq"));
+    CHECK(!sx_http_is_json("application/json; charset=latin1"));
+    CHECK(!sx_http_is_json("application/json; boundary=x"));
+    CHECK(!sx_http_is_json("application/json; charset=\"utf-8"));
+    CHECK(!sx_http_is_json("text/plain"));
+    CHECK(!sx_http_is_json("application/x-www-form-urlencoded"));
+}
+
+void test_http_policy_host(void) {
+    const char *b = "127.0.0.1";
+    CHECK(sx_http_host_ok("localhost", b, NULL));
+    CHECK(sx_http_host_ok("LocalHost:8000", b, NULL));
+    CHECK(sx_http_host_ok("127.0.0.1:1", b, NULL));
+    CHECK(sx_http_host_ok("[::1]", b, NULL));
+    CHECK(sx_http_host_ok("[::1]:8000", b, NULL));
+    CHECK(sx_http_host_ok("127.0.0.2:80", "127.0.0.2", NULL));
+    CHECK(sx_http_host_ok("search.internal:80", b, "a.example, search.internal"));
+    CHECK(!sx_http_host_ok("search.internal.evil:80", b, "search.internal"));
+    CHECK(!sx_http_host_ok("evil.example", b, NULL));
+    CHECK(!sx_http_host_ok("localhost.evil.example", b, NULL));
+    CHECK(!sx_http_host_ok("localhost:", b, NULL));
+    CHECK(!sx_http_host_ok("localhost:80a", b, NULL));
+    CHECK(!sx_http_host_ok("[::1", b, NULL));
+    CHECK(!sx_http_host_ok("", b, NULL));
+    CHECK(!sx_http_host_ok(":80", b, NULL));
+    CHECK(sx_http_host_ok("anything.example:443", b, "a.example,*"));
+}
+
 #include "../src/server/metrics.h"
 
 void test_metrics_render(void) {

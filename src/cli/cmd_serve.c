@@ -32,9 +32,25 @@ static const char *k_usage =
     "  --cache N           query vectors cached (10000; 0 disables)\n"
     "  --rate-limit R      requests per second per client (0 = unlimited)\n"
     "  --burst B           rate-limit bucket size (2 x rate)\n"
-    "  --api-key KEY       key required by write routes (or env SEMDEX_API_KEY)\n"
+    "  --api-key KEY       key required by write routes (or env SEMDEX_API_KEY);\n"
+    "                      without one, writes are open on a loopback --host and\n"
+    "                      refused (403) on any other\n"
+    "  --auth-fail-rate R  failed API-key attempts per second per client, bucket\n"
+    "                      of 10; past it 429 (1; 0 = unlimited)\n"
+    "  --cors-origin O     allow cross-origin requests from origin O (or *)\n"
+    "  --allowed-host H    accept Host H besides localhost, 127.0.0.1 and [::1]\n"
+    "                      (repeatable or comma-separated; checks Host on any --host;\n"
+    "                      * accepts any, for a proxy in front that checks it)\n"
     "  --max-body BYTES    largest request body (33554432)\n"
+    "  --max-header-bytes N  buffer per connection for the request line and\n"
+    "                      headers (32768; larger requests get 431)\n"
     "  --timeout S         idle connection timeout in seconds (30)\n"
+    "  --header-timeout S  seconds for a request's headers to arrive (10; 0 = none)\n"
+    "  --body-timeout S    seconds for a request's body to arrive (60; 0 = none)\n"
+    "  --max-connections N open connections in all (16384)\n"
+    "  --max-conns-per-ip N  open connections per client address (256; 0 = no cap)\n"
+    "  --io-threads N      threads running the connections (2)\n"
+    "  --workers N         threads running requests (64)\n"
     "  --shards S          shards of a new collection (1; gateway: shard keys of a new\n"
     "                      cluster collection, 16, and must match an existing one)\n"
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
@@ -96,6 +112,7 @@ int cli_cmd_serve(int argc, char **argv) {
     sx_server_opts o = sx_server_defaults();
     o.data_dir = NULL;
     o.api_key = getenv("SEMDEX_API_KEY");
+    char hosts[1024] = ""; /* the --allowed-host names, comma-separated */
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -123,6 +140,41 @@ int cli_cmd_serve(int argc, char **argv) {
         else if (strcmp(a, "--model") == 0) o.model_dir = val;
         else if (strcmp(a, "--host") == 0) o.host = val;
         else if (strcmp(a, "--api-key") == 0) o.api_key = val;
+        else if (strcmp(a, "--cors-origin") == 0) {
+            if (!val[0]) return cli_fail("serve", "--cors-origin must not be empty"), 2;
+            o.cors_origin = val;
+        } else if (strcmp(a, "--allowed-host") == 0) {
+            if (!val[0]) return cli_fail("serve", "--allowed-host must not be empty"), 2;
+            size_t used = strlen(hosts);
+            if (used + strlen(val) + 2 > sizeof hosts)
+                return cli_fail("serve", "--allowed-host: the names add up to over %zu bytes", sizeof hosts - 1), 2;
+            snprintf(hosts + used, sizeof hosts - used, "%s%s", used ? "," : "", val);
+            o.allowed_hosts = hosts;
+        } else if (strcmp(a, "--auth-fail-rate") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 1000000, &v) < 0) return 2;
+            o.auth_fail_rate = (double)v;
+        } else if (strcmp(a, "--max-header-bytes") == 0) {
+            if (cli_parse_int("serve", a, val, 4096, 16L << 20, &v) < 0) return 2;
+            o.max_header_bytes = (size_t)v;
+        } else if (strcmp(a, "--header-timeout") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 86400, &v) < 0) return 2;
+            o.header_timeout_s = (int)v;
+        } else if (strcmp(a, "--body-timeout") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 86400, &v) < 0) return 2;
+            o.body_timeout_s = (int)v;
+        } else if (strcmp(a, "--max-connections") == 0) {
+            if (cli_parse_int("serve", a, val, 16, 1000000, &v) < 0) return 2;
+            o.max_connections = (int)v;
+        } else if (strcmp(a, "--max-conns-per-ip") == 0) {
+            if (cli_parse_int("serve", a, val, 0, 1000000, &v) < 0) return 2;
+            o.max_conns_per_ip = (int)v;
+        } else if (strcmp(a, "--io-threads") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 64, &v) < 0) return 2;
+            o.io_threads = (int)v;
+        } else if (strcmp(a, "--workers") == 0) {
+            if (cli_parse_int("serve", a, val, 1, 4096, &v) < 0) return 2;
+            o.workers = (int)v;
+        }
         else if (strcmp(a, "--port") == 0) {
             if (cli_parse_int("serve", a, val, 1, 65535, &v) < 0) return 2;
             o.port = (int)v;

@@ -1,33 +1,75 @@
 /*
- * http.c - the HTTP side of the server (libmicrohttpd) and its life cycle.
+ * http.c - the HTTP side of the server (libmicrohttpd): connections, request
+ * policy, and the server's life cycle.
  *
- * Threading. libmicrohttpd runs one thread per connection (HTTP/1.1 keep-
- * alive; 50 benchmark clients are 50 threads). A request thread does its own
- * validation and JSON; embedding leaves the thread, through the micro-batcher
- * (batcher.c), which is what lets concurrent queries share one encoder call,
- * and a search of bounded cost goes along with it and runs on the encoder's
- * threads right after the batch (routes.c, rides_along). Thread-per-
- * connection was chosen over MHD's epoll pool with suspend/resume because
- * every request blocks on the batcher anyway, and a blocked pool thread
- * would stall its other connections.
+ * Connections. libmicrohttpd runs an epoll event loop on a few I/O threads
+ * (--io-threads, 2) that read requests and write responses for every open
+ * connection; an idle or slow connection costs a file descriptor and up to
+ * --max-header-bytes of buffer, never a thread. A complete request is handed
+ * to a pool of worker threads (--workers, 64): the I/O thread suspends the
+ * connection (MHD_suspend_connection), a worker runs the handler, which may
+ * block on the micro-batcher (batcher.c), the store's fsync or the cluster,
+ * and resumes it (MHD_resume_connection); the I/O thread then sends the
+ * response. Requests beyond the workers wait in a FIFO queue, so concurrent
+ * searches still meet in one encoder batch (64 workers cover the 50-client
+ * benchmark).
+ *
+ * Rejected: thread-per-connection (MHD_USE_THREAD_PER_CONNECTION). Each
+ * open connection holds a thread, so 10,000 idle connections fill 1,024
+ * thread slots and every normal search is refused until the idle timeout
+ * (0 of 40 answered, against 40 of 40 here), and SIGTERM waits 31 s for
+ * clients trickling a body (1 s here); the worker pool serves the 50-client
+ * benchmark at the same rate (docs/performance.md, "Connections under
+ * abuse"; tests/e2e/http-abuse.sh keeps the figures). Also rejected: handling requests on the I/O threads themselves,
+ * because a search blocked on the batcher would stall every connection of
+ * that thread.
+ *
+ * Bounds (docs/security.md has the table of defaults):
+ *   connections   --max-connections in all and --max-conns-per-ip per
+ *                 client address; a connection past either is accepted and
+ *                 closed at once, not left waiting in the listen queue (the
+ *                 total may be passed by io_threads - 1, see on_accept).
+ *   headers       the request line and headers must fit --max-header-bytes
+ *                 (MHD answers 431) and arrive within --header-timeout of the
+ *                 connection opening (or of the previous response plus the
+ *                 idle --timeout, on a kept-alive connection).
+ *   body          at most --max-body bytes (413, also for chunked bodies:
+ *                 the rest is read and dropped, up to 4 x --max-body, so the
+ *                 client gets its answer), within --body-timeout.
+ *   idle          --timeout with nothing sent or received.
+ *   pipelining    one request at a time per connection; what a client sends
+ *                 ahead waits in the connection's buffer and the socket.
+ * The deadlines are kept by a reaper thread: MHD's own timeout is an idle
+ * timeout, which a client sending a byte every few seconds never meets. The
+ * reaper shuts down (shutdown(2)) the socket of a connection past its
+ * deadline, and MHD then closes it as if the client had left; it knows the
+ * connections from MHD's connection notifications, and MHD reports a
+ * connection closed before it closes the descriptor, so the reaper never
+ * touches a reused one.
  *
  * The request life cycle in MHD's callback:
- *   1st call   route, then the checks that need no body: loading (503),
- *              method (405), API key (401), rate limit (429), Content-Length
- *              over the limit (413), Content-Type (415). A failed check is
- *              answered at once, before the body is read.
- *   data calls the body accumulates up to max_body (413 beyond).
- *   last call  the handler runs and the response is queued.
+ *   1st call   Host (421), OPTIONS (204), route (404/405), stopping and
+ *              loading (503), rate limit (429), API key: failed attempts
+ *              throttled (429), missing key (401), keyless writes off
+ *              loopback (403); Content-Length over the limit (413),
+ *              Content-Type (415). A failed check is answered at once,
+ *              before the body is read.
+ *   data calls the body accumulates up to max_body.
+ *   last call  413 if the body was too large; else the request goes to a
+ *              worker, and the call after the resume queues its response.
  * The completion callback logs one line per request (logfmt) and updates the
  * metrics.
  *
- * Start-up and shutdown. The server listens at once and loads the model and
- * the collection on a loader thread; /health says 503 until it is done. The
- * main thread waits for SIGTERM/SIGINT (or a failed load), then: stops
- * accepting (MHD_quiesce_daemon), waits for in-flight requests and, for up
- * to a second, for the open connections to be answered (503) and closed
- * (wait_drained), stops the daemon, checkpoints the collection and frees
- * everything.
+ * Start-up and shutdown. The server opens its listening socket itself
+ * (without SO_REUSEPORT, so a second server on the same port fails with a
+ * clear error instead of sharing the port), listens at once and loads the
+ * model and the collection on a loader thread; /health says 503 until it is
+ * done. The main thread waits for SIGTERM/SIGINT (or a failed load), then:
+ * stops accepting (MHD_quiesce_daemon), waits for the requests queued or on
+ * a worker and, for up to a second, for the open connections to be answered
+ * (503) and closed (wait_drained), stops the workers and the daemon (which
+ * closes whatever is still open, a trickling upload included), checkpoints
+ * the collection and frees everything.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,12 +78,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "server_int.h"
+
+enum { PHASE_READING, PHASE_QUEUED, PHASE_DONE };
 
 typedef struct conn_req {
     double t0;
@@ -50,11 +95,46 @@ typedef struct conn_req {
     char *path;
     char client[64];
     sx_buf body;
+    size_t discarded;      /* body bytes dropped past max_body */
+    int too_big;           /* the body went over max_body: answer 413 */
     int responded;
+    int phase;             /* PHASE_*: written by a worker before the resume */
+    int cors;              /* the request's Origin is the allowed one */
+    int preflight;         /* an OPTIONS answer: add the CORS preflight headers */
+    struct MHD_Connection *conn;
+    struct conn_req *next; /* in the work queue */
     sx_request rq;
     sx_response res;
     char id_buf[256];
 } conn_req;
+
+/* An open connection, as the reaper sees it. */
+typedef struct conn_entry {
+    int fd;
+    double deadline; /* sx_now() seconds; 0: none (under reg_mu) */
+    struct conn_entry *prev, *next;
+} conn_entry;
+
+/* http.c's part of the server state. */
+typedef struct sx_http {
+    int loopback;              /* bound to 127.0.0.0/8 */
+    sx_ratelimit *auth_fail;   /* failed API-key attempts per client */
+
+    pthread_mutex_t work_mu;   /* the queue and stop_work */
+    pthread_cond_t work_cv;
+    conn_req *head, *tail;
+    int stop_work;
+    pthread_t *workers;
+    int n_workers;
+
+    pthread_mutex_t reg_mu;    /* the connection registry */
+    conn_entry *conns;
+    _Atomic int stop_reap;
+    pthread_t reaper;
+    int reaper_started;
+
+    _Atomic long log_window, log_shown, log_dropped; /* mhd_log's throttle */
+} sx_http;
 
 sx_server_opts sx_server_defaults(void) {
     sx_server_opts o = {0};
@@ -69,7 +149,14 @@ sx_server_opts sx_server_defaults(void) {
     o.cache_entries = 10000;
     o.max_body = 32u << 20;
     o.timeout_s = 30;
-    o.max_connections = 1024;
+    o.max_connections = 16384;
+    o.max_conns_per_ip = 256;
+    o.max_header_bytes = 32u << 10;
+    o.header_timeout_s = 10;
+    o.body_timeout_s = 60;
+    o.io_threads = 2;
+    o.workers = 64;
+    o.auth_fail_rate = 1;
     return o;
 }
 
@@ -93,18 +180,338 @@ static int equal_constant_time(const char *a, const char *b) {
     return diff == 0;
 }
 
+static int has_api_key(const sx_srv *s) { return s->opts.api_key && s->opts.api_key[0]; }
+
 static int authorized(sx_srv *s, struct MHD_Connection *conn) {
-    if (!s->opts.api_key || !s->opts.api_key[0]) return 1;
     const char *k = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (!k && auth && strncasecmp(auth, "Bearer ", 7) == 0) k = auth + 7;
     return k && equal_constant_time(k, s->opts.api_key);
 }
 
+/* Copies a header value for an error message: printable ASCII only, so the
+ * JSON body stays valid UTF-8 whatever the client sent. */
+static void printable(char *out, size_t cap, const char *v) {
+    size_t o = 0;
+    for (; v && *v && o + 1 < cap; v++) out[o++] = (*v >= 0x20 && *v < 0x7f) ? *v : '?';
+    out[o] = '\0';
+}
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t') p++;
+    return p;
+}
+
+/* Whether a Content-Type names JSON: application/json, optionally with
+ * charset=utf-8 (quoted or not), any case. */
+int sx_http_is_json(const char *ct) {
+    if (!ct) return 0;
+    const char *p = skip_ws(ct);
+    if (strncasecmp(p, "application/json", 16) != 0) return 0;
+    p = skip_ws(p + 16);
+    if (!*p) return 1;
+    if (*p != ';') return 0;
+    p = skip_ws(p + 1);
+    if (strncasecmp(p, "charset", 7) != 0) return 0;
+    p = skip_ws(p + 7);
+    if (*p != '=') return 0;
+    p = skip_ws(p + 1);
+    int quoted = *p == '"';
+    p += quoted;
+    if (strncasecmp(p, "utf-8", 5) != 0) return 0;
+    p += 5;
+    if (quoted && *p++ != '"') return 0;
+    return *skip_ws(p) == '\0';
+}
+
+/* Whether name (n bytes) is one of the comma-separated names in list. */
+static int in_list(const char *list, const char *name, size_t n) {
+    for (const char *p = list; p && *p;) {
+        p = skip_ws(p);
+        size_t len = strcspn(p, ",");
+        size_t l = len;
+        while (l && (p[l - 1] == ' ' || p[l - 1] == '\t')) l--;
+        if (l == n && strncasecmp(p, name, n) == 0) return 1;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+int sx_http_host_ok(const char *host, const char *bound, const char *allowed) {
+    size_t n;
+    if (host[0] == '[') {
+        const char *e = strchr(host, ']');
+        if (!e) return 0;
+        n = (size_t)(e - host) + 1;
+    } else {
+        n = strcspn(host, ":");
+    }
+    const char *port = host + n;
+    if (*port) {
+        if (*port != ':' || !port[1]) return 0;
+        for (const char *d = port + 1; *d; d++)
+            if (*d < '0' || *d > '9') return 0;
+    }
+    return n > 0 && (in_list("localhost,127.0.0.1,[::1]", host, n) || in_list(bound, host, n) ||
+                     in_list(allowed, host, n) || in_list(allowed, "*", 1));
+}
+
+/* The DNS-rebinding defence: a page from another site that made its own
+ * name resolve to 127.0.0.1 still sends that name as Host. Checked when
+ * bound to loopback, or anywhere when --allowed-host names the accepted
+ * hosts; a request without Host (HTTP/1.0 tools, never a browser) passes. */
+static int host_allowed(const sx_srv *s, const char *host) {
+    if (!host || (!s->http->loopback && !s->opts.allowed_hosts)) return 1;
+    return sx_http_host_ok(host, s->opts.host, s->opts.allowed_hosts);
+}
+
+/* Whether a request needs a body reader: it declares a length or a
+ * transfer coding. */
+static int has_body(struct MHD_Connection *conn) {
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") ||
+           (cl && strtoull(cl, NULL, 10) > 0);
+}
+
+/* ---- connection deadlines (the reaper) ---------------------------------------- */
+
+/* Sets the deadline of conn's connection to seconds from now (0: none). */
+static void set_deadline(sx_srv *s, struct MHD_Connection *conn, int seconds) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_entry *e = ci ? ci->socket_context : NULL;
+    if (!e) return;
+    pthread_mutex_lock(&s->http->reg_mu);
+    e->deadline = seconds > 0 ? sx_now() + seconds : 0;
+    pthread_mutex_unlock(&s->http->reg_mu);
+}
+
+/* Registers and forgets connections (MHD_OPTION_NOTIFY_CONNECTION). MHD
+ * calls CLOSED before it closes the socket. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    sx_srv *s = cls;
+    sx_http *h = s->http;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&s->conns, 1);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_entry *e = ci ? calloc(1, sizeof *e) : NULL;
+        if (!e) return; /* no deadline for this one; MHD's idle timeout still applies */
+        e->fd = ci->connect_fd;
+        e->deadline = s->opts.header_timeout_s > 0 ? sx_now() + s->opts.header_timeout_s : 0;
+        pthread_mutex_lock(&h->reg_mu);
+        e->next = h->conns;
+        if (h->conns) h->conns->prev = e;
+        h->conns = e;
+        pthread_mutex_unlock(&h->reg_mu);
+        *socket_context = e;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        atomic_fetch_sub(&s->conns, 1);
+        conn_entry *e = *socket_context;
+        if (!e) return;
+        pthread_mutex_lock(&h->reg_mu);
+        if (e->prev) e->prev->next = e->next;
+        else h->conns = e->next;
+        if (e->next) e->next->prev = e->prev;
+        pthread_mutex_unlock(&h->reg_mu);
+        free(e);
+        *socket_context = NULL;
+    }
+}
+
+/* Refuses a connection past --max-connections (MHD's accept policy
+ * callback): MHD's own limit stops accepting instead, which leaves the
+ * connections waiting in the listen queue. Concurrent accepts on the I/O
+ * threads may let through up to io_threads - 1 more. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)addr, (void)addrlen;
+    sx_srv *s = cls;
+    return atomic_load(&s->conns) < s->opts.max_connections ? MHD_YES : MHD_NO;
+}
+
+/* Every 100 ms: shuts down the connections past their deadline. */
+static void *reaper_main(void *arg) {
+    sx_srv *s = arg;
+    sx_http *h = s->http;
+    while (!atomic_load(&h->stop_reap)) {
+        usleep(100000);
+        long n = 0;
+        double now = sx_now();
+        pthread_mutex_lock(&h->reg_mu);
+        for (conn_entry *e = h->conns; e; e = e->next)
+            if (e->deadline > 0 && now > e->deadline) {
+                shutdown(e->fd, SHUT_RDWR);
+                e->deadline = 0;
+                n++;
+            }
+        pthread_mutex_unlock(&h->reg_mu);
+        if (n) sx_log(SX_LOG_INFO, "closed %ld connection%s past the header or body deadline", n, n == 1 ? "" : "s");
+    }
+    return NULL;
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+/* Runs queued requests' handlers, then resumes their connections. */
+static void *worker_main(void *arg) {
+    sx_srv *s = arg;
+    sx_http *h = s->http;
+    for (;;) {
+        pthread_mutex_lock(&h->work_mu);
+        while (!h->head && !h->stop_work) pthread_cond_wait(&h->work_cv, &h->work_mu);
+        conn_req *c = h->head;
+        if (c) {
+            h->head = c->next;
+            if (!h->head) h->tail = NULL;
+        }
+        pthread_mutex_unlock(&h->work_mu);
+        if (!c) return NULL; /* stopping, and the queue is empty */
+        sx_handle(s, &c->rq, &c->res);
+        struct MHD_Connection *conn = c->conn;
+        c->phase = PHASE_DONE;
+        atomic_fetch_sub(&s->inflight, 1);
+        MHD_resume_connection(conn); /* c may be freed from here on */
+    }
+}
+
+/* Suspends c's connection and queues c for a worker. Returns 0, or -1 when
+ * the workers are stopping (then nothing is done). Called from MHD's
+ * callback (suspending is only allowed there). */
+static int enqueue(sx_srv *s, conn_req *c) {
+    sx_http *h = s->http;
+    pthread_mutex_lock(&h->work_mu);
+    if (h->stop_work) {
+        pthread_mutex_unlock(&h->work_mu);
+        return -1;
+    }
+    atomic_fetch_add(&s->inflight, 1);
+    c->phase = PHASE_QUEUED;
+    MHD_suspend_connection(c->conn);
+    c->next = NULL;
+    if (h->tail) h->tail->next = c;
+    else h->head = c;
+    h->tail = c;
+    pthread_cond_signal(&h->work_cv);
+    pthread_mutex_unlock(&h->work_mu);
+    return 0;
+}
+
+/* Stops the workers once the queue is empty and joins them. */
+static void stop_workers(sx_http *h) {
+    pthread_mutex_lock(&h->work_mu);
+    h->stop_work = 1;
+    pthread_cond_broadcast(&h->work_cv);
+    pthread_mutex_unlock(&h->work_mu);
+    for (int i = 0; i < h->n_workers; i++) pthread_join(h->workers[i], NULL);
+    h->n_workers = 0;
+}
+
+static void stop_reaper(sx_http *h) {
+    if (!h->reaper_started) return;
+    atomic_store(&h->stop_reap, 1);
+    pthread_join(h->reaper, NULL);
+    h->reaper_started = 0;
+}
+
+/* Frees http.c's state, stopping its threads first. NULL is a no-op. */
+static void http_free(sx_http *h) {
+    if (!h) return;
+    stop_reaper(h);
+    stop_workers(h);
+    free(h->workers);
+    sx_ratelimit_free(h->auth_fail);
+    pthread_mutex_destroy(&h->work_mu);
+    pthread_cond_destroy(&h->work_cv);
+    pthread_mutex_destroy(&h->reg_mu);
+    free(h);
+}
+
+/* Creates http.c's state and starts the workers and the reaper. */
+static int http_create(sx_srv *s, sx_err *err) {
+    sx_http *h = calloc(1, sizeof *h);
+    if (!h) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    pthread_mutex_init(&h->work_mu, NULL);
+    pthread_cond_init(&h->work_cv, NULL);
+    pthread_mutex_init(&h->reg_mu, NULL);
+    s->http = h;
+    struct in_addr a;
+    h->loopback = inet_pton(AF_INET, s->opts.host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+    h->auth_fail = sx_ratelimit_create(s->opts.auth_fail_rate, 10, 100000);
+    int n = s->opts.workers > 0 ? s->opts.workers : 1;
+    h->workers = calloc((size_t)n, sizeof *h->workers);
+    if (!h->auth_fail || !h->workers) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    for (; h->n_workers < n; h->n_workers++)
+        if (pthread_create(&h->workers[h->n_workers], NULL, worker_main, s) != 0)
+            return sx_err_set(err, SX_EIO, "cannot start the worker threads");
+    if (pthread_create(&h->reaper, NULL, reaper_main, s) != 0)
+        return sx_err_set(err, SX_EIO, "cannot start the connection reaper thread");
+    h->reaper_started = 1;
+    return 0;
+}
+
+/* ---- request policy -------------------------------------------------------------- */
+
+/* Answers OPTIONS: 204 with the route's methods in Allow (404 for no
+ * route); the CORS preflight headers are added in queue(). */
+static int answer_options(sx_srv *s, conn_req *c) {
+    sx_response *res = &c->res;
+    int st = sx_route_request(s, &c->rq, c->id_buf, sizeof c->id_buf, res);
+    if (st == 404) return st;
+    char methods[sizeof res->allow];
+    snprintf(methods, sizeof methods, "%s", res->allow[0] ? res->allow : c->method);
+    snprintf(res->allow, sizeof res->allow, "%.50s, OPTIONS", methods);
+    res->status = 204;
+    res->body.len = 0;
+    c->preflight = 1;
+    return 204;
+}
+
+/* The API key check of a write route; returns 0 or an HTTP status with res
+ * filled. Failed attempts are counted per client, and a client over the
+ * limit is refused before its key is looked at, so guessing is throttled. */
+static int check_key(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
+    sx_response *res = &c->res;
+    if (!has_api_key(s)) {
+        if (s->http->loopback) return 0;
+        sx_respond_error(res, 403, "forbidden", "writes are disabled: the server listens on %s "
+                         "without an API key; start it with SEMDEX_API_KEY=<key> (or --api-key) "
+                         "to enable them", s->opts.host);
+        return 403;
+    }
+    double now = sx_now();
+    double wait = sx_ratelimit_peek(s->http->auth_fail, c->client, now);
+    if (wait > 0) {
+        sx_metrics_ratelimited(s->metrics);
+        sx_respond_error(res, 429, "rate_limited", "too many failed API-key attempts; retry in %.1f s", wait);
+        res->retry_after = (int)wait + 1;
+        return 429;
+    }
+    if (!authorized(s, conn)) {
+        sx_ratelimit_take(s->http->auth_fail, c->client, now);
+        sx_respond_error(res, 401, "unauthorized", "this route needs a valid API key "
+                         "(header X-API-Key or Authorization: Bearer)");
+        return 401;
+    }
+    return 0;
+}
+
 /* Runs the checks that need no body; returns 0 or an HTTP status with
  * res filled. */
 static int precheck(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
     sx_response *res = &c->res;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (!host_allowed(s, host)) {
+        char h[80];
+        printable(h, sizeof h, host);
+        sx_respond_error(res, 421, "misdirected_request", "this server does not answer for host '%s'; "
+                         "start it with --allowed-host NAME to accept it", h);
+        res->close = 1;
+        return 421;
+    }
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    c->cors = s->opts.cors_origin && origin &&
+              (strcmp(s->opts.cors_origin, "*") == 0 || strcmp(origin, s->opts.cors_origin) == 0);
+    if (strcmp(c->method, "OPTIONS") == 0) return answer_options(s, c);
     int st = sx_route_request(s, &c->rq, c->id_buf, sizeof c->id_buf, res);
     if (st) return st;
     if (atomic_load(&s->stopping)) {
@@ -119,11 +526,6 @@ static int precheck(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
         res->retry_after = 1;
         return 503;
     }
-    if (sx_route_is_write(r) && !authorized(s, conn)) {
-        sx_respond_error(res, 401, "unauthorized", "this route needs a valid API key "
-                         "(header X-API-Key or Authorization: Bearer)");
-        return 401;
-    }
     if (r != SX_ROUTE_HEALTH && r != SX_ROUTE_METRICS) {
         double wait = sx_ratelimit_take(s->ratelimit, c->client, sx_now());
         if (wait > 0) {
@@ -133,6 +535,7 @@ static int precheck(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
             return 429;
         }
     }
+    if (sx_route_is_write(r) && (st = check_key(s, c, conn)) != 0) return st;
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > s->opts.max_body) {
         sx_respond_error(res, 413, "payload_too_large", "the body is larger than %zu bytes", s->opts.max_body);
@@ -140,19 +543,27 @@ static int precheck(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
     }
     if (strcmp(c->method, "POST") == 0) {
         const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-        if (ct && strncasecmp(ct, "application/json", 16) != 0) {
-            sx_respond_error(res, 415, "unsupported_media_type",
-                             "the body must be JSON (Content-Type: application/json), not %.60s", ct);
+        if (!sx_http_is_json(ct)) {
+            char v[80];
+            printable(v, sizeof v, ct);
+            if (ct)
+                sx_respond_error(res, 415, "unsupported_media_type", "the body must be JSON "
+                                 "(Content-Type: application/json, optionally ; charset=utf-8), not %s", v);
+            else
+                sx_respond_error(res, 415, "unsupported_media_type", "the body must be JSON and say so "
+                                 "(Content-Type: application/json); the request has no Content-Type");
             return 415;
         }
     }
     return 0;
 }
 
-static enum MHD_Result queue(struct MHD_Connection *conn, conn_req *c) {
+static enum MHD_Result queue(sx_srv *s, struct MHD_Connection *conn, conn_req *c) {
     sx_response *res = &c->res;
     struct MHD_Response *r;
-    if (res->static_body) {
+    if (res->status == 204) {
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else if (res->static_body) {
         r = MHD_create_response_from_buffer(res->static_len, (void *)res->static_body,
                                             MHD_RESPMEM_PERSISTENT);
     } else if (res->body.oom) {
@@ -163,14 +574,26 @@ static enum MHD_Result queue(struct MHD_Connection *conn, conn_req *c) {
         r = MHD_create_response_from_buffer(res->body.len, res->body.data, MHD_RESPMEM_MUST_COPY);
     }
     if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", res->content_type ? res->content_type
-                                                                 : "application/json; charset=utf-8");
+    if (res->status != 204)
+        MHD_add_response_header(r, "Content-Type", res->content_type ? res->content_type
+                                                                     : "application/json; charset=utf-8");
     if (res->cache_control) MHD_add_response_header(r, "Cache-Control", res->cache_control);
     if (res->allow[0]) MHD_add_response_header(r, "Allow", res->allow);
     if (res->retry_after > 0) {
         char v[16];
         snprintf(v, sizeof v, "%d", res->retry_after);
         MHD_add_response_header(r, "Retry-After", v);
+    }
+    if (s->opts.cors_origin) MHD_add_response_header(r, "Vary", "Origin");
+    if (c->cors) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", s->opts.cors_origin);
+        if (c->preflight) {
+            MHD_add_response_header(r, "Access-Control-Allow-Methods", res->allow);
+            MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type, X-API-Key, Authorization");
+            MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+        } else {
+            MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+        }
     }
     if (res->close) MHD_add_response_header(r, "Connection", "close");
     char rid[24];
@@ -187,6 +610,7 @@ static enum MHD_Result queue(struct MHD_Connection *conn, conn_req *c) {
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls) {
+    (void)version;
     sx_srv *s = cls;
     conn_req *c = *req_cls;
     if (!c) { /* first call: headers are in */
@@ -195,37 +619,51 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *req_cls = c;
         c->t0 = sx_now();
         c->id = atomic_fetch_add(&s->next_request_id, 1) + 1;
+        c->conn = conn;
         snprintf(c->method, sizeof c->method, "%s", method);
         c->path = strdup(url);
         client_address(conn, c->client, sizeof c->client);
-        atomic_fetch_add(&s->inflight, 1);
         c->rq = (sx_request){.method = c->method, .path = c->path ? c->path : "", .client = c->client,
                              .conn = conn, .route = SX_ROUTE_OTHER};
         if (!c->path) return MHD_NO;
-        if (precheck(s, c, conn) != 0) return queue(conn, c);
+        set_deadline(s, conn, has_body(conn) ? s->opts.body_timeout_s : 0);
+        if (precheck(s, c, conn) != 0) return queue(s, conn, c);
         return MHD_YES;
     }
     if (*upload_data_size > 0) { /* a piece of the body */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (c->responded) return MHD_YES;
-        if (c->body.len + n > s->opts.max_body) {
-            sx_respond_error(&c->res, 413, "payload_too_large", "the body is larger than %zu bytes",
-                             s->opts.max_body);
-            return queue(conn, c);
+        if (c->too_big || c->body.len + n > s->opts.max_body) {
+            /* MHD cannot answer in the middle of a body: drop the rest (up
+             * to a bound) and answer 413 once it is in. */
+            if (!c->too_big) c->discarded = c->body.len, sx_buf_free(&c->body);
+            c->too_big = 1;
+            c->discarded += n;
+            return c->discarded / 4 > s->opts.max_body ? MHD_NO : MHD_YES;
         }
         sx_buf_append(&c->body, upload_data, n);
         return MHD_YES;
     }
     if (c->responded) return MHD_YES;
+    if (c->phase == PHASE_DONE) return queue(s, conn, c); /* resumed by its worker */
+    set_deadline(s, conn, 0);
+    if (c->too_big) {
+        sx_respond_error(&c->res, 413, "payload_too_large", "the body is larger than %zu bytes",
+                         s->opts.max_body);
+        c->res.close = 1;
+        return queue(s, conn, c);
+    }
     if (c->body.oom) {
         sx_respond_error(&c->res, 500, "internal", "out of memory reading the body");
-        return queue(conn, c);
+        return queue(s, conn, c);
     }
     c->rq.body = c->body.data ? c->body.data : "";
     c->rq.body_len = c->body.len;
-    sx_handle(s, &c->rq, &c->res);
-    return queue(conn, c);
+    if (enqueue(s, c) == 0) return MHD_YES;
+    sx_respond_error(&c->res, 503, "unavailable", "the server is shutting down");
+    c->res.close = 1;
+    return queue(s, conn, c);
 }
 
 /* Writes s with characters that would break a logfmt value %-escaped. */
@@ -260,7 +698,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
            "request id=%llu method=%s path=%s route=\"%s\" status=%d ms=%.3f embed_ms=%.3f "
            "index_ms=%.3f client=%s in=%zu out=%zu%s",
            c->id, c->method, path, sx_route_name(c->rq.route), status, dt * 1e3, c->rq.t_embed * 1e3,
-           c->rq.t_index * 1e3, c->client, c->body.len,
+           c->rq.t_index * 1e3, c->client, c->too_big ? c->discarded : c->body.len,
            c->res.static_body ? c->res.static_len : c->res.body.len,
            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     sx_buf_free(&c->body);
@@ -268,10 +706,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(c->path);
     free(c);
     *req_cls = NULL;
-    atomic_fetch_sub(&s->inflight, 1);
+    /* The next request on a kept-alive connection: idle time, then headers. */
+    if (s->opts.header_timeout_s > 0) set_deadline(s, conn, s->opts.timeout_s + s->opts.header_timeout_s);
 }
 
+/* MHD's messages, at most 10 a second: under abuse (thousands of clients
+ * leaving mid-request, a connection cap reached) it would write one line per
+ * connection. The rest are counted and the count logged. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    sx_http *h = ((sx_srv *)cls)->http;
+    long now = (long)sx_now();
+    if (atomic_exchange(&h->log_window, now) != now) {
+        atomic_store(&h->log_shown, 0);
+        long n = atomic_exchange(&h->log_dropped, 0);
+        if (n) sx_log(SX_LOG_WARN, "http: %ld more messages like the above were not logged", n);
+    }
+    if (atomic_fetch_add(&h->log_shown, 1) >= 10) {
+        atomic_fetch_add(&h->log_dropped, 1);
+        return;
+    }
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
@@ -336,14 +789,6 @@ static void *loader_main(void *arg) {
 
 /* ---- run ------------------------------------------------------------------------------ */
 
-/* Counts open connections (MHD_OPTION_NOTIFY_CONNECTION). */
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code) {
-    sx_srv *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) atomic_fetch_add(&s->conns, 1);
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED) atomic_fetch_sub(&s->conns, 1);
-}
-
 /* Waits (up to max_seconds) for the requests being handled, then (up to
  * grace_seconds more) for the connections still open: one accepted just
  * before the listener closed may not have reached on_request yet, and
@@ -360,6 +805,8 @@ static void wait_drained(sx_srv *s, double max_seconds, double grace_seconds) {
 }
 
 static void release(sx_srv *s) {
+    http_free(s->http);
+    s->http = NULL;
     sx_batcher_free(s->batcher);
     sx_backend_close(s->backend);
     sx_encoder_free(s->encoder);
@@ -368,26 +815,72 @@ static void release(sx_srv *s) {
     sx_metrics_free(s->metrics);
 }
 
-static struct MHD_Daemon *start_daemon(sx_srv *s, sx_err *err) {
+/* Opens the listening socket. SO_REUSEADDR lets a restarted server bind
+ * over its predecessor's TIME_WAIT connections; SO_REUSEPORT is not set, so
+ * a port another process listens on is refused, here, with its reason. */
+static int open_listener(const sx_srv *s, int *out, sx_err *err) {
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)s->opts.port);
-    if (inet_pton(AF_INET, s->opts.host, &addr.sin_addr) != 1) {
-        sx_err_set(err, SX_EINVAL, "--host must be an IPv4 address, got '%s'", s->opts.host);
-        return NULL;
+    if (inet_pton(AF_INET, s->opts.host, &addr.sin_addr) != 1)
+        return sx_err_set(err, SX_EINVAL, "--host must be an IPv4 address, got '%s'", s->opts.host);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return sx_err_set(err, SX_EIO, "cannot create a socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, SOMAXCONN) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE)
+            return sx_err_set(err, SX_EBUSY, "cannot listen on %s:%d: port %d is in use by another "
+                              "process", s->opts.host, s->opts.port, s->opts.port);
+        if (e == EADDRNOTAVAIL)
+            return sx_err_set(err, SX_EINVAL, "cannot listen on %s:%d: %s is not an address of this "
+                              "machine", s->opts.host, s->opts.port, s->opts.host);
+        return sx_err_set(err, SX_EIO, "cannot listen on %s:%d: %s", s->opts.host, s->opts.port, strerror(e));
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    *out = fd;
+    return 0;
+}
+
+static struct MHD_Daemon *start_daemon(sx_srv *s, sx_err *err) {
+    int fd = -1;
+    if (open_listener(s, &fd, err) < 0) return NULL;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned pool = s->opts.io_threads > 1 ? (unsigned)s->opts.io_threads : 1u;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)s->opts.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->opts.max_connections, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
-    if (!d)
-        sx_err_set(err, SX_EIO, "cannot listen on %s:%d (%s)", s->opts.host, s->opts.port,
-                   errno ? strerror(errno) : "port in use?");
+        flags, 0, on_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, pool,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.timeout_s,
+        /* MHD splits its limit over the I/O threads and stops accepting at
+         * it; on_accept keeps the real one. */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.max_connections * pool + 16,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(s->opts.max_conns_per_ip > 0 ? s->opts.max_conns_per_ip : 0),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->opts.max_header_bytes, MHD_OPTION_END);
+    if (!d) {
+        close(fd);
+        sx_err_set(err, SX_EIO, "cannot start the HTTP server on %s:%d (see the log line above)",
+                   s->opts.host, s->opts.port);
+    }
     return d;
+}
+
+/* Start-up warnings about the configuration. */
+static void warn_config(const sx_srv *s) {
+    const sx_server_opts *o = &s->opts;
+    if (!has_api_key(s) && s->http->loopback)
+        sx_log(SX_LOG_WARN, "no API key: write routes (POST /papers, DELETE /papers/{id}) are open to "
+               "every local process and user of %s:%d; set SEMDEX_API_KEY to require one", o->host, o->port);
+    else if (!has_api_key(s))
+        sx_log(SX_LOG_WARN, "no API key and listening on %s, not loopback: write routes answer 403; "
+               "set SEMDEX_API_KEY (or --api-key) to enable them", o->host);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)o->max_connections + 64)
+        sx_log(SX_LOG_WARN, "the open-file limit (%llu) is below --max-connections (%d): connections "
+               "past it are refused; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections",
+               (unsigned long long)rl.rlim_cur, o->max_connections);
 }
 
 int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err) {
@@ -403,6 +896,7 @@ int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err) {
     s->ratelimit = sx_ratelimit_create(o->rate_limit, burst, 100000);
     int rc = 0;
     if (!s->metrics || !s->ratelimit) rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+    if (rc == 0) rc = http_create(s, err);
     if (rc == 0 && !(s->daemon = start_daemon(s, err))) rc = err ? err->code : SX_EIO;
     if (rc == 0 && pthread_create(&s->loader, NULL, loader_main, s) != 0) {
         MHD_stop_daemon(s->daemon);
@@ -416,6 +910,7 @@ int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err) {
         return rc;
     }
     sx_log(SX_LOG_INFO, "listening on http://%s:%d", o->host, o->port);
+    warn_config(s);
     *out = s;
     return 0;
 }
@@ -436,6 +931,11 @@ int sx_server_wait(sx_server *s, sx_err *err) {
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     wait_drained(s, 30.0, 1.0);
+    /* No connection may stay suspended when the daemon stops: the workers
+     * finish what is queued first. A request that completes its body from
+     * here on is answered 503 by on_request. */
+    stop_reaper(s->http);
+    stop_workers(s->http);
     MHD_stop_daemon(s->daemon);
     if (rc == 0 && s->backend) {
         sx_err cerr = {0};

@@ -26,6 +26,7 @@ struct sx_ratelimit {
 typedef struct {
     const sx_ratelimit *rl;
     double now;
+    int keep; /* 1: only look, take nothing */
 } take_ctx;
 
 sx_ratelimit *sx_ratelimit_create(double rate, double burst, size_t max_clients) {
@@ -56,7 +57,7 @@ static double take(void *ctx, void *value, int is_new) {
         b->last = t->now;
     }
     if (b->tokens >= 1.0) {
-        b->tokens -= 1.0;
+        if (!t->keep) b->tokens -= 1.0;
         return 0.0;
     }
     return (1.0 - b->tokens) / t->rl->rate;
@@ -64,7 +65,13 @@ static double take(void *ctx, void *value, int is_new) {
 
 double sx_ratelimit_take(sx_ratelimit *rl, const char *client, double now) {
     if (rl->rate <= 0) return 0.0;
-    take_ctx t = {rl, now};
+    take_ctx t = {rl, now, 0};
+    return sx_lru_update(rl->clients, client, strlen(client), take, &t);
+}
+
+double sx_ratelimit_peek(sx_ratelimit *rl, const char *client, double now) {
+    if (rl->rate <= 0) return 0.0;
+    take_ctx t = {rl, now, 1};
     return sx_lru_update(rl->clients, client, strlen(client), take, &t);
 }
 

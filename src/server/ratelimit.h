@@ -22,6 +22,11 @@ sx_ratelimit *sx_ratelimit_create(double rate, double burst, size_t max_clients)
  * the request may proceed, else the seconds until a token is available. */
 double sx_ratelimit_take(sx_ratelimit *rl, const char *client, double now);
 
+/* Like sx_ratelimit_take but takes nothing: 0 when a token is there, else
+ * the seconds until one is. Used to refuse a client before it tries (the
+ * failed API-key attempts in http.c). */
+double sx_ratelimit_peek(sx_ratelimit *rl, const char *client, double now);
+
 /* Frees the limiter. NULL is a no-op. */
 void sx_ratelimit_free(sx_ratelimit *rl);
 

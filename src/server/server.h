@@ -45,10 +45,26 @@ typedef struct sx_server_opts {
     size_t cache_entries;      /* query-vector cache size; 0 disables it (10000) */
     size_t max_body;           /* largest request body in bytes (32 MiB) */
     int timeout_s;             /* idle connection timeout in seconds (30) */
-    int max_connections;       /* concurrent connections (1024) */
+    int max_connections;       /* open connections, all clients (16384) */
+    int max_conns_per_ip;      /* open connections per client address; 0 = no cap (256) */
+    size_t max_header_bytes;   /* memory per connection for the request line and
+                                  headers (32 KiB); larger requests get 431 */
+    int header_timeout_s;      /* seconds for a request's line and headers to arrive (10) */
+    int body_timeout_s;        /* seconds for a request's body to arrive (60) */
+    int io_threads;            /* threads running the connections' event loops (2) */
+    int workers;               /* threads running handlers; requests beyond wait (64) */
     double rate_limit;         /* requests/s per client; 0 disables (0) */
     double rate_burst;         /* bucket size (2 x rate, at least 1) */
-    const char *api_key;       /* required by write routes when set */
+    const char *api_key;       /* required by write routes when set; when not set,
+                                  writes are open on a loopback address and
+                                  refused (403) on any other */
+    double auth_fail_rate;     /* failed API-key attempts per second per client,
+                                  bucket of 10; 0 disables (1) */
+    const char *cors_origin;   /* the one origin (or "*") allowed cross-origin
+                                  requests; NULL: no CORS headers (NULL) */
+    const char *allowed_hosts; /* bound to loopback: Host names accepted besides
+                                  localhost, 127.0.0.1 and [::1], comma-separated;
+                                  "*": any (a proxy in front checks Host) */
 } sx_server_opts;
 
 /* The defaults listed above. */

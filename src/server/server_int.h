@@ -64,7 +64,8 @@ struct sx_server {
     _Atomic int stopping; /* shutting down: new requests are refused */
     sx_err load_err;
 
-    _Atomic long inflight;       /* requests being handled */
+    struct sx_http *http;        /* http.c's own state: workers, connection deadlines */
+    _Atomic long inflight;       /* requests queued for or running on a worker */
     _Atomic long conns;          /* connections open */
     _Atomic unsigned long long next_request_id;
     double started;
@@ -133,6 +134,15 @@ int sx_route_is_write(sx_route r);
 
 /* Whether a route needs the model and collection loaded. */
 int sx_route_needs_ready(sx_route r);
+
+/* http.c's request policy, for its tests. Whether a Content-Type names JSON
+ * (application/json, optionally ; charset=utf-8). */
+int sx_http_is_json(const char *content_type);
+
+/* Whether a Host header (name, optional :port) is localhost, 127.0.0.1,
+ * [::1], the bound address or one of the comma-separated allowed names
+ * ("*" among them: any host). */
+int sx_http_host_ok(const char *host, const char *bound, const char *allowed);
 
 /* The embedded web page, docs page and OpenAPI document (web/, compiled in). */
 extern const char sx_asset_index_html[];
