@@ -109,6 +109,16 @@ TEST(batcher_concurrent_then_callbacks)
 TEST(encoder_parallel_concurrent_calls)
 TEST(routes_over_backend)
 
+/* routes: routing from many threads, request validation, error bodies */
+TEST(routes_concurrent_methods)
+TEST(routes_error_bodies_are_utf8)
+TEST(routes_no_internal_paths)
+TEST(routes_limits_match_openapi)
+TEST(routes_strict_search)
+TEST(routes_strict_papers)
+TEST(routes_categories_one_rule)
+TEST(json_parse_strict)
+
 /* cluster: the Redis Cluster client, the gateway */
 TEST(cluster_key_slot)
 TEST(cluster_parse_addr)

@@ -227,7 +227,7 @@ void test_corpus_record_errors(void) {
         {"{\"id\": \"1\", \"title\": \"  \\n \"}", "'title' is missing or empty"},
         {"{\"id\": \"1\", \"title\": 7}", "'title' must be a string"},
         {"{\"id\": \"1\", \"title\": \"t\", \"abstract\": [\"a\"]}", "'abstract' must be a string"},
-        {"{\"id\": \"1\", \"title\": \"t\", \"categories\": 3}", "'categories' must be a string or an array"},
+        {"{\"id\": \"1\", \"title\": \"t\", \"categories\": 3}", "'categories' must be a string"},
         {"{\"id\": \"1\", \"title\": \"t\", \"categories\": [\"a b\"]}", "must be one non-empty code"},
         {"{\"id\": \"1\", \"title\": \"t\", \"categories\": \"cs.LG c$s\"}", "has a character"},
         {"{\"id\": \"1\", \"title\": \"t\", \"update_date\": \"2011-13-01\"}", "YYYY-MM-DD"},

@@ -48,7 +48,13 @@ int cli_jsonl_next(cli_jsonl *r, char **text, size_t *len) {
     }
     r->line++;
     while (n > 0 && (r->buf[n - 1] == '\n' || r->buf[n - 1] == '\r')) n--;
-    r->json = cJSON_ParseWithLength(r->buf, (size_t)n);
+    sx_err err = {0};
+    cJSON *json = NULL;
+    if (sx_json_parse(r->buf, (size_t)n, &json, &err) == SX_EINVAL) { /* U+0000: never cut silently */
+        cli_fail("jsonl", "%s:%ld: %s", r->path, r->line, err.msg);
+        return -1;
+    }
+    r->json = json;
     if (!cJSON_IsString(r->json)) {
         cli_fail("jsonl", "%s:%ld: expected one JSON string per line", r->path, r->line);
         return -1;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../corpus/corpus.h"
 #include "../model/model.h"
 #include "../cluster/gateway.h"
 #include "../server/backend.h"
@@ -21,7 +22,7 @@ static const char *k_usage =
 int cli_cmd_search(int argc, char **argv) {
     const char *data = NULL, *cluster = NULL, *model = "models/all-MiniLM-L6-v2", *query = NULL;
     char cats_buf[1024] = "";
-    const char *cats[32];
+    const char *cats[SX_CATEGORIES_MAX];
     int n_cats = 0, int8 = 0;
     long k = 10, ef = 0;
     for (int i = 1; i < argc; i++) {
@@ -47,7 +48,17 @@ int cli_cmd_search(int argc, char **argv) {
             if (cli_parse_int("search", a, val, 1, 4096, &ef) < 0) return 2;
         } else if (strcmp(a, "--categories") == 0) {
             snprintf(cats_buf, sizeof cats_buf, "%s", val);
-            for (char *c = strtok(cats_buf, ", "); c && n_cats < 32; c = strtok(NULL, ", ")) cats[n_cats++] = c;
+            char *save = NULL;
+            for (char *c = strtok_r(cats_buf, ", ", &save); c; c = strtok_r(NULL, ", ", &save)) {
+                sx_err cerr = {0};
+                if (n_cats == SX_CATEGORIES_MAX) sx_err_set(&cerr, SX_EINVAL, "more than %d categories", SX_CATEGORIES_MAX);
+                else sx_category_check(c, strlen(c), &cerr); /* the API's rule: "cs" and "CS.LG" get a hint */
+                if (cerr.code) {
+                    cli_fail("search", "--categories: %s", cerr.msg);
+                    return 2;
+                }
+                cats[n_cats++] = c;
+            }
         } else {
             cli_fail("search", "unknown option '%s'", a);
             return cli_usage("search", k_usage);

@@ -97,6 +97,24 @@ struct cJSON;
  * else SX_ENOTFOUND. SX_ECORRUPT when it is not a JSON object. */
 int sx_json_read_object(const char *path, int optional, struct cJSON **out, sx_err *err);
 
+/* Parses text[0..len) as exactly one JSON value into *out (OUT; free with
+ * cJSON_Delete): only whitespace may follow it. A string (value or key)
+ * holding U+0000 is refused, since cJSON's strings end at the first NUL and
+ * would be cut silently (see json.c). Returns 0; SX_ECORRUPT when the text
+ * is not one JSON value ("... near byte N"); SX_EINVAL when a string holds
+ * U+0000, the message naming it by its path ("'papers[0].abstract' holds
+ * ..."); SX_ENOMEM. *out is NULL on error. */
+int sx_json_parse(const char *text, size_t len, struct cJSON **out, sx_err *err);
+
+/* Whether the UTF-8 string s has no character but white space as JSON
+ * Schema patterns (ECMA-262 \s) define it: what the schema's "\\S" pattern
+ * refuses (a blank query or title). */
+int sx_json_blank(const char *s);
+
+/* The number of code points of the valid UTF-8 string s: what JSON Schema's
+ * minLength / maxLength count. */
+size_t sx_json_chars(const char *s);
+
 /* Peak resident set size of this process in bytes (0 when unknown). */
 size_t sx_peak_rss(void);
 

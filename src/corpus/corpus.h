@@ -54,6 +54,27 @@ void sx_lines_close(sx_lines *in);
 #define SX_CATEGORY_MAX_LEN 32
 #define SX_CATEGORIES_MAX 32
 #define SX_EMBEDDING_MAX_DIM 4096
+#define SX_EMBEDDING_MAX_ABS 1e30 /* largest magnitude of a given embedding's number */
+
+/* Room for a space-separated list of categories, NUL included. */
+#define SX_CATEGORIES_BUF (SX_CATEGORIES_MAX * (SX_CATEGORY_MAX_LEN + 1) + 1)
+
+/* Checks one arXiv category code (len bytes): 1..SX_CATEGORY_MAX_LEN ASCII
+ * letters, digits, . - _; not an archive name ("cs"), not a known code in
+ * another case ("CS.LG"), the message then saying what to use (see
+ * category.c). Returns 0 or SX_EINVAL. The one place of the rule. */
+int sx_category_check(const char *code, size_t len, sx_err *err);
+
+/* The archive names that are not categories ("cs", "math", ...): *n (OUT)
+ * of them. What the OpenAPI schema lists under the code's "not". */
+const char *const *sx_category_archives(int *n);
+
+/* Reads a list of category codes -- a string of codes separated by spaces
+ * or tabs, or an array of one code per element -- checking each with
+ * sx_category_check, into out (SX_CATEGORIES_BUF bytes; codes separated by
+ * one space) and their number into *n_out (OUT). Returns 0 or SX_EINVAL
+ * (wrong type, a bad code, more than SX_CATEGORIES_MAX). */
+int sx_categories_parse(const cJSON *v, char *out, int *n_out, sx_err *err);
 
 /* A validated paper: doc's strings live in buf (owned). */
 typedef struct sx_record {
@@ -64,13 +85,25 @@ typedef struct sx_record {
     char *buf;
 } sx_record;
 
+/* How strictly sx_record_from_cjson reads a paper. */
+typedef enum {
+    SX_RECORD_KAGGLE = 0, /* a Kaggle snapshot line: other fields ignored, null = absent */
+    SX_RECORD_STRICT = 1, /* the API's PaperInput: an unknown field or a null is an error
+                             (update_date alone may be null) */
+} sx_record_mode;
+
 /* Validates one paper object (Kaggle arXiv fields; "paper_id" is accepted
  * for "id"; "categories" a string or an array; optional "embedding") into r
  * (OUT). Returns 0 or SX_EINVAL / SX_ENOMEM with a message naming the field;
  * on error r holds nothing to free. */
-int sx_record_from_cjson(const cJSON *obj, sx_record *r, sx_err *err);
+int sx_record_from_cjson(const cJSON *obj, sx_record_mode mode, sx_record *r, sx_err *err);
 
-/* Parses one JSON line (len bytes) and validates it as above. */
+/* The fields a strict record may have (NULL-terminated): what web/openapi.json
+ * lists for PaperInput. */
+extern const char *const sx_record_fields[];
+
+/* Parses one JSON line (len bytes; see sx_json_parse: trailing data and
+ * U+0000 are refused) and validates it as a Kaggle record. */
 int sx_record_parse(const char *json, size_t len, sx_record *r, sx_err *err);
 
 /* Checks a paper id: 1..SX_ID_MAX_LEN bytes of letters, digits, . / - _

@@ -6,6 +6,32 @@
  * searching), answers errors as {"error": {"code", "message"}} with the
  * status codes listed in docs/api.md, and builds its JSON with cJSON.
  *
+ * Validation is strict and follows web/openapi.json, the schema the server
+ * publishes: a body is exactly one JSON value (sx_json_parse: no trailing
+ * data, no U+0000 that cJSON would cut a string at), a field the schema
+ * does not list is an error naming it ("topk": did you mean 'top_k'?), null
+ * is never a value (no field is nullable but a paper's update_date), and a
+ * query or title of white space only is refused (the schema's "\S"
+ * pattern). Lengths count characters, as maxLength does. Categories are
+ * read and checked by sx_categories_parse (corpus/category.c) on /search
+ * and POST /papers alike.
+ *
+ * One source of truth, kept by a test rather than generated: the limits
+ * are C constants (server_int.h, corpus.h, shard.h) that the code reads
+ * directly, and sx_schema_facts below lists, for each, where the schema
+ * states it; tests/test-routes.c reads web/openapi.json and fails when any
+ * differs, and when a request schema's properties differ from the fields
+ * the code accepts (sx_search_fields, sx_upsert_fields, sx_record_fields).
+ * Rejected: validating at run time against the embedded schema (a JSON
+ * Schema engine in C for five objects, and messages worse than the
+ * handlers' own), and generating C from the schema at build time (a code
+ * generator to maintain for a dozen numbers). The test also keeps
+ * schemathesis (tests/e2e/api-conformance.sh) honest: what it generates
+ * from the schema is what the code accepts.
+ *
+ * 5xx answers carry a fixed sentence; their details (file names, cluster
+ * nodes) go to the log. Every error body is valid UTF-8 (utf8_sanitize).
+ *
  * Search: query -> vector (cache, else the micro-batcher) -> all shards
  * (k = offset + top_k, category filter) -> documents of the requested page.
  * Writes (POST /papers, DELETE) return only once durable (see store.c).
@@ -24,12 +50,40 @@
 #include "../text/text.h"
 #include "server_int.h"
 
+/* Copies in to out (cap bytes, NUL included) as valid UTF-8: every byte that
+ * does not start a well-formed sequence is written as the text "\xFF", so
+ * that an error echoing a path or an id the client sent stays valid JSON
+ * text whatever bytes it holds (a message cut inside a sequence too). */
+static void utf8_sanitize(const char *in, char *out, size_t cap) {
+    size_t len = strlen(in), o = 0, bad;
+    while (len > 0) {
+        size_t good = sx_utf8_check(in, len, &bad) == 0 ? len : bad;
+        if (o + good + 1 > cap) { /* no room: cut at a character boundary */
+            good = cap - 1 - o;
+            while (good > 0 && ((unsigned char)in[good] & 0xC0) == 0x80) good--;
+            memcpy(out + o, in, good);
+            o += good;
+            break;
+        }
+        memcpy(out + o, in, good);
+        o += good;
+        in += good;
+        len -= good;
+        if (len == 0 || o + 5 > cap) break;
+        o += (size_t)snprintf(out + o, cap - o, "\\x%02X", (unsigned char)*in);
+        in++;
+        len--;
+    }
+    out[o] = '\0';
+}
+
 void sx_respond_error(sx_response *res, int status, const char *code, const char *fmt, ...) {
-    char msg[1024];
+    char raw[1024], msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    utf8_sanitize(raw, msg, sizeof msg);
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "code", code);
@@ -58,15 +112,63 @@ static void respond_json(sx_response *res, int status, cJSON *root) {
     free(json);
 }
 
-/* Maps a store/encoder error code to an HTTP error response. */
-static void respond_sx_error(sx_response *res, const sx_err *err) {
+/* Maps a store/encoder/backend error to an HTTP error response. A 4xx
+ * carries the message (it is about the request); a 5xx message names files,
+ * directories and cluster nodes, so it goes to the log and the client gets a
+ * fixed sentence. */
+static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_err *err) {
     switch (err->code) {
     case SX_EINVAL: sx_respond_error(res, 400, "invalid_request", "%s", err->msg); break;
     case SX_ENOTFOUND: sx_respond_error(res, 404, "not_found", "%s", err->msg); break;
-    case SX_EBUSY: sx_respond_error(res, 503, "unavailable", "%s", err->msg); break;
-    default: sx_respond_error(res, 500, "internal", "%s", err->msg); break;
+    case SX_EBUSY:
+        sx_log(SX_LOG_WARN, "%s %s: unavailable: %s", rq->method, sx_route_name(rq->route), err->msg);
+        sx_respond_error(res, 503, "unavailable", "the backend cannot complete the request now "
+                         "(the server log has the details); retry it");
+        break;
+    default:
+        sx_log(SX_LOG_ERROR, "%s %s: internal error: %s", rq->method, sx_route_name(rq->route), err->msg);
+        sx_respond_error(res, 500, "internal", "internal error (the server log has the details)");
+        break;
     }
 }
+
+/* ---- what the schema states --------------------------------------------------- */
+
+#define SCHEMAS "/components/schemas/"
+#define SIMILAR_PATH "/paths/~1papers~1{paper_id}~1similar/get/parameters"
+
+/* Every limit the code enforces, with the JSON pointer (RFC 6901) of where
+ * web/openapi.json states it; NULL-terminated. */
+const sx_schema_fact sx_schema_facts[] = {
+    {SCHEMAS "SearchRequest/properties/query/minLength", 1},
+    {SCHEMAS "SearchRequest/properties/query/maxLength", SX_QUERY_MAX_CHARS},
+    {SCHEMAS "SearchRequest/properties/top_k/minimum", 1},
+    {SCHEMAS "SearchRequest/properties/top_k/maximum", SX_TOP_K_MAX},
+    {SCHEMAS "SearchRequest/properties/top_k/default", 10},
+    {SCHEMAS "SearchRequest/properties/offset/minimum", 0},
+    {SCHEMAS "SearchRequest/properties/offset/maximum", SX_OFFSET_MAX},
+    {SCHEMAS "SearchRequest/properties/offset/default", 0},
+    {SCHEMAS "SearchRequest/properties/ef/minimum", 1},
+    {SCHEMAS "SearchRequest/properties/ef/maximum", SX_EF_MAX},
+    {SCHEMAS "CategoryList/oneOf/1/maxItems", SX_CATEGORIES_MAX},
+    {SCHEMAS "CategoryCode/minLength", 1},
+    {SCHEMAS "CategoryCode/maxLength", SX_CATEGORY_MAX_LEN},
+    {SCHEMAS "UpsertRequest/properties/papers/minItems", 1},
+    {SCHEMAS "UpsertRequest/properties/papers/maxItems", SX_BATCH_MAX_PAPERS},
+    {SCHEMAS "PaperId/minLength", 1},
+    {SCHEMAS "PaperId/maxLength", SX_ID_MAX_LEN},
+    {SCHEMAS "PaperInput/properties/title/minLength", 1},
+    {SCHEMAS "PaperInput/properties/title/maxLength", SX_TITLE_MAX},
+    {SCHEMAS "PaperInput/properties/abstract/maxLength", SX_ABSTRACT_MAX},
+    {SCHEMAS "PaperInput/properties/authors/maxLength", SX_AUTHORS_MAX},
+    {SCHEMAS "PaperInput/properties/update_date/maxLength", 10},
+    {SCHEMAS "PaperInput/properties/embedding/items/maximum", SX_EMBEDDING_MAX_ABS},
+    {SCHEMAS "PaperInput/properties/embedding/items/minimum", -SX_EMBEDDING_MAX_ABS},
+    {SIMILAR_PATH "/1/schema/minimum", 1},
+    {SIMILAR_PATH "/1/schema/maximum", SX_TOP_K_MAX},
+    {SIMILAR_PATH "/1/schema/default", 10},
+    {NULL, 0},
+};
 
 /* ---- routing --------------------------------------------------------------- */
 
@@ -79,15 +181,27 @@ int sx_route_needs_ready(sx_route r) {
 
 static int method_is(const sx_request *rq, const char *m) { return strcmp(rq->method, m) == 0; }
 
+/* Whether the method of rq is one of allowed ("GET, DELETE"; GET allows
+ * HEAD). Reads the list in place: request threads share nothing here (no
+ * strtok, whose hidden state other threads would overwrite). */
+static int method_allowed(const sx_request *rq, const char *allowed) {
+    for (const char *m = allowed; *m;) {
+        size_t n = strcspn(m, ", ");
+        if ((strlen(rq->method) == n && strncmp(rq->method, m, n) == 0) ||
+            (n == 3 && strncmp(m, "GET", 3) == 0 && method_is(rq, "HEAD")))
+            return 1;
+        m += n;
+        m += strspn(m, ", ");
+    }
+    return 0;
+}
+
 /* Accepts the method for a route or answers 405 listing the allowed ones. */
 static int allow(sx_request *rq, sx_route route, const char *allowed, sx_response *res) {
-    char list[64];
-    snprintf(list, sizeof list, "%s", allowed);
-    for (char *m = strtok(list, ", "); m; m = strtok(NULL, ", "))
-        if (method_is(rq, m) || (strcmp(m, "GET") == 0 && method_is(rq, "HEAD"))) {
-            rq->route = route;
-            return 0;
-        }
+    if (method_allowed(rq, allowed)) {
+        rq->route = route;
+        return 0;
+    }
     rq->route = route;
     snprintf(res->allow, sizeof res->allow, "%s", allowed);
     sx_respond_error(res, 405, "method_not_allowed", "%s %s is not supported; allowed: %s",
@@ -139,29 +253,73 @@ int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_
 
 /* ---- JSON helpers ------------------------------------------------------------ */
 
-/* Reads an optional integer field in [lo, hi] (def when absent). Returns 0 or
- * answers 400. */
+/* Reads an optional integer field in [lo, hi] (def when absent; null is not
+ * a value: the schema has no nullable field). Returns 0 or answers 400. */
 static int int_field(const cJSON *obj, const char *name, long lo, long hi, long def, long *out,
                      sx_response *res) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     *out = def;
-    if (!v || cJSON_IsNull(v)) return 0;
+    if (!v) return 0;
     double d = v->valuedouble;
     if (!cJSON_IsNumber(v) || d != floor(d) || d < (double)lo || d > (double)hi) {
-        sx_respond_error(res, 400, "invalid_request", "'%s' must be an integer in [%ld, %ld]", name, lo, hi);
+        sx_respond_error(res, 400, "invalid_request", "'%s' must be an integer in [%ld, %ld]%s", name,
+                         lo, hi, cJSON_IsNull(v) ? ", not null (leave it out for the default)" : "");
         return -1;
     }
     *out = (long)d;
     return 0;
 }
 
-/* Parses the request body as a JSON object, or answers 400. */
+/* The fields of each request body (the schema's properties; it has
+ * additionalProperties false). */
+const char *const sx_search_fields[] = {"query", "top_k", "offset", "ef", "categories", NULL};
+const char *const sx_upsert_fields[] = {"papers", NULL};
+
+/* Whether a and b are equal ignoring case and '_' / '-' ("topK", "top-k"
+ * for "top_k"). */
+static int loosely_equal(const char *a, const char *b) {
+    for (;;) {
+        while (*a == '_' || *a == '-') a++;
+        while (*b == '_' || *b == '-') b++;
+        if (!*a || !*b) return !*a && !*b;
+        if (tolower((unsigned char)*a++) != tolower((unsigned char)*b++)) return 0;
+    }
+}
+
+/* Answers 400 naming the first member of obj that is not in known. */
+static int check_fields(const cJSON *obj, const char *const *known, sx_response *res) {
+    const cJSON *f;
+    cJSON_ArrayForEach(f, obj) {
+        int i;
+        for (i = 0; known[i] && strcmp(f->string, known[i]) != 0; i++) {}
+        if (known[i]) continue;
+        for (i = 0; known[i] && !loosely_equal(f->string, known[i]); i++) {}
+        char fields[160] = "";
+        for (int k = 0; known[k]; k++)
+            snprintf(fields + strlen(fields), sizeof fields - strlen(fields), "%s%s", k ? ", " : "", known[k]);
+        if (known[i])
+            sx_respond_error(res, 400, "invalid_request", "unknown field '%.64s'; did you mean '%s'?",
+                             f->string, known[i]);
+        else
+            sx_respond_error(res, 400, "invalid_request", "unknown field '%.64s'; the fields are %s",
+                             f->string, fields);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses the request body as exactly one JSON object (sx_json_parse:
+ * nothing but white space after it, no U+0000 in a string), or answers 400. */
 static cJSON *parse_body(const sx_request *rq, sx_response *res) {
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(rq->body ? rq->body : "", rq->body_len, &end, 0);
-    if (!root) {
-        size_t at = end && rq->body && end >= rq->body ? (size_t)(end - rq->body) : 0;
-        sx_respond_error(res, 400, "invalid_json", "the body is not valid JSON (near byte %zu)", at);
+    cJSON *root;
+    sx_err err = {0};
+    int rc = sx_json_parse(rq->body, rq->body_len, &root, &err);
+    if (rc == SX_ECORRUPT) {
+        sx_respond_error(res, 400, "invalid_json", "the body is %s", err.msg);
+        return NULL;
+    }
+    if (rc < 0) {
+        respond_sx_error(rq, res, &err);
         return NULL;
     }
     if (!cJSON_IsObject(root)) {
@@ -170,13 +328,6 @@ static cJSON *parse_body(const sx_request *rq, sx_response *res) {
         return NULL;
     }
     return root;
-}
-
-/* Counts the code points of valid UTF-8. */
-static size_t utf8_chars(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
 }
 
 /* Adds categories "a b c" as a JSON array. */
@@ -216,32 +367,30 @@ static cJSON *doc_json(const sx_doc *d, const float *score) {
 typedef struct {
     const char *categories[SX_CATEGORIES_MAX];
     int n;
+    char buf[SX_CATEGORIES_BUF]; /* the codes the pointers point into */
 } cat_filter;
 
+/* Reads the search's category filter (absent: none) with the rule POST
+ * /papers uses (sx_categories_parse: a string of space-separated codes or an
+ * array; every code checked, with a hint for "cs" or "CS.LG"). */
 static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res) {
     f->n = 0;
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (cJSON_IsString(v)) { /* a single code is accepted as a one-element list */
-        f->categories[f->n++] = v->valuestring;
-        return 0;
-    }
-    if (!cJSON_IsArray(v)) {
-        sx_respond_error(res, 400, "invalid_request", "'categories' must be an array of category codes");
+    if (!v) return 0;
+    sx_err err = {0};
+    if (cJSON_IsNull(v)) {
+        sx_respond_error(res, 400, "invalid_request", "'categories' must be a list of category codes, "
+                         "not null (leave it out to search every category)");
         return -1;
     }
-    const cJSON *c;
-    cJSON_ArrayForEach(c, v) {
-        if (!cJSON_IsString(c) || !c->valuestring[0] || strlen(c->valuestring) > SX_CATEGORY_MAX_LEN) {
-            sx_respond_error(res, 400, "invalid_request",
-                             "'categories' must hold category codes (strings of 1 to %d bytes)",
-                             SX_CATEGORY_MAX_LEN);
-            return -1;
-        }
-        if (f->n == SX_CATEGORIES_MAX) {
-            sx_respond_error(res, 400, "invalid_request", "at most %d categories", SX_CATEGORIES_MAX);
-            return -1;
-        }
-        f->categories[f->n++] = c->valuestring;
+    if (sx_categories_parse(v, f->buf, &f->n, &err) < 0) {
+        sx_respond_error(res, 400, "invalid_request", "%s", err.msg);
+        return -1;
+    }
+    char *p = f->buf;
+    for (int i = 0; i < f->n; i++) {
+        f->categories[i] = p;
+        p += strcspn(p, " ");
+        if (*p) *p++ = '\0';
     }
     return 0;
 }
@@ -336,13 +485,17 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
     long top_k, offset, ef;
     cat_filter f;
     size_t bad;
-    if (!cJSON_IsString(q)) {
+    if (check_fields(req, sx_search_fields, res) < 0) {
+        /* answered */
+    } else if (!cJSON_IsString(q)) {
         sx_respond_error(res, 400, "invalid_request", "'query' is required and must be a string");
     } else if (sx_utf8_check(q->valuestring, strlen(q->valuestring), &bad) != 0) {
         sx_respond_error(res, 400, "invalid_request", "'query' is not valid UTF-8 (byte %zu)", bad);
-    } else if (utf8_chars(q->valuestring) < 1 || utf8_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
+    } else if (sx_json_chars(q->valuestring) < 1 || sx_json_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
         sx_respond_error(res, 400, "invalid_request", "'query' must have 1 to %d characters",
                          SX_QUERY_MAX_CHARS);
+    } else if (sx_json_blank(q->valuestring)) {
+        sx_respond_error(res, 400, "invalid_request", "'query' is blank: it has only white space");
     } else if (int_field(req, "top_k", 1, SX_TOP_K_MAX, 10, &top_k, res) == 0 &&
                int_field(req, "offset", 0, SX_OFFSET_MAX, 0, &offset, res) == 0 &&
                int_field(req, "ef", 1, SX_EF_MAX, 0, &ef, res) == 0 &&
@@ -364,7 +517,7 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
         free(vec);
         if (rc < 0) {
             cJSON_Delete(out);
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         } else {
             cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
             cJSON_AddNumberToObject(out, "embedding_ms", round(rq->t_embed * 1e6) / 1e3);
@@ -387,21 +540,37 @@ static void handle_paper_get(sx_srv *s, sx_request *rq, sx_response *res) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         return;
     }
     respond_json(res, 200, doc_json(d, NULL));
     free(d);
 }
 
+/* The first query parameter that is not top_k (the one /similar takes). */
+static enum MHD_Result first_unknown_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value) {
+    const char **unknown = cls;
+    if (strcmp(key, "top_k") == 0) return MHD_YES;
+    *unknown = key;
+    return MHD_NO;
+}
+
 static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     double t0 = sx_now();
-    const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "top_k");
+    const char *v = rq->conn ? MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "top_k") : NULL;
+    const char *unknown = NULL;
+    if (rq->conn) MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, first_unknown_arg, &unknown);
+    if (unknown) {
+        sx_respond_error(res, 400, "invalid_request", "unknown query parameter '%.64s'%s", unknown,
+                         loosely_equal(unknown, "top_k") ? "; did you mean 'top_k'?" : "; the one parameter is top_k");
+        return;
+    }
     long top_k = 10;
     if (v) {
         char *end;
         top_k = strtol(v, &end, 10);
-        if (!*v || *end || top_k < 1 || top_k > SX_TOP_K_MAX) {
+        if (!*v || *v == ' ' || *v == '+' || *end || top_k < 1 || top_k > SX_TOP_K_MAX) {
             sx_respond_error(res, 400, "invalid_request", "'top_k' must be an integer in [1, %d]",
                              SX_TOP_K_MAX);
             return;
@@ -425,7 +594,7 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         return;
     }
     cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
@@ -437,7 +606,7 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
 static int parse_papers(sx_srv *s, const cJSON *arr, sx_record *recs, int n, sx_response *res) {
     for (int i = 0; i < n; i++) {
         sx_err err = {0};
-        if (sx_record_from_cjson(cJSON_GetArrayItem(arr, i), &recs[i], &err) != 0) {
+        if (sx_record_from_cjson(cJSON_GetArrayItem(arr, i), SX_RECORD_STRICT, &recs[i], &err) != 0) {
             sx_respond_error(res, 400, "invalid_request", "papers[%d]: %s", i, err.msg);
             return -1;
         }
@@ -494,6 +663,10 @@ static int embed_papers(sx_srv *s, sx_record *recs, int n, float *vecs, sx_err *
 static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *req = parse_body(rq, res);
     if (!req) return;
+    if (check_fields(req, sx_upsert_fields, res) < 0) {
+        cJSON_Delete(req);
+        return;
+    }
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(req, "papers");
     int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
     if (n < 1 || n > SX_BATCH_MAX_PAPERS) {
@@ -515,7 +688,7 @@ static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
         for (int i = 0; i < n; i++) docs[i] = recs[i].doc;
         if (rc == 0) rc = sx_backend_upsert(s->backend, n, docs, vecs, &err);
         if (rc < 0) {
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         } else {
             cJSON *out = cJSON_CreateObject();
             cJSON_AddNumberToObject(out, "upserted", n);
@@ -538,7 +711,7 @@ static void handle_paper_delete(sx_srv *s, sx_request *rq, sx_response *res) {
         if (err.code == SX_ENOTFOUND)
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
-            respond_sx_error(res, &err);
+            respond_sx_error(rq, res, &err);
         return;
     }
     cJSON *out = cJSON_CreateObject();
@@ -552,7 +725,7 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     sx_backend_info in;
     sx_err err = {0};
     if (sx_backend_get_info(s->backend, &in, 0, &err) < 0) {
-        respond_sx_error(res, &err);
+        respond_sx_error(rq, res, &err);
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -590,7 +763,8 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
         cJSON_AddNumberToObject(cl, "nodes_down", in.nodes_down);
     }
     cJSON *model = cJSON_AddObjectToObject(o, "model");
-    cJSON_AddStringToObject(model, "path", s->opts.model_dir);
+    const char *slash = strrchr(s->opts.model_dir, '/');
+    cJSON_AddStringToObject(model, "name", slash && slash[1] ? slash + 1 : s->opts.model_dir);
     cJSON_AddBoolToObject(model, "int8", s->opts.int8);
     if (s->encoder) cJSON_AddNumberToObject(model, "max_seq_length", sx_encoder_max_len(s->encoder));
     cJSON_AddStringToObject(o, "version", SX_VERSION);
@@ -610,8 +784,8 @@ static void handle_health(sx_srv *s, sx_request *rq, sx_response *res) {
     if (ok) {
         cJSON_AddStringToObject(o, "backend", in.kind);
         cJSON_AddNumberToObject(o, "papers", (double)in.count);
-    } else if (ready) {
-        cJSON_AddStringToObject(o, "error", err.msg);
+    } else if (ready) { /* the details (node addresses) stay in the server's log */
+        cJSON_AddStringToObject(o, "error", "the backend cannot answer searches now");
     }
     respond_json(res, ok ? 200 : 503, o);
     if (!ok) res->retry_after = 1;

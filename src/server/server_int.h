@@ -124,6 +124,20 @@ void sx_respond_error(sx_response *res, int status, const char *code, const char
  * buffer of the request). Returns 0, or 404 / 405 with res filled. */
 int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_response *res);
 
+/* A number web/openapi.json states and the code enforces: the value at the
+ * JSON pointer must equal value (tests/test-routes.c checks every one). */
+typedef struct {
+    const char *pointer;
+    double value;
+} sx_schema_fact;
+
+/* The limits the routes enforce, NULL-terminated (routes.c). */
+extern const sx_schema_fact sx_schema_facts[];
+
+/* The fields of a search and of an upsert request (NULL-terminated). */
+extern const char *const sx_search_fields[];
+extern const char *const sx_upsert_fields[];
+
 /* Runs the handler of rq->route. */
 void sx_handle(sx_srv *s, sx_request *rq, sx_response *res);
 
