@@ -15,7 +15,7 @@
 /* ---- a backend of one paper, safe to call from many threads ---- */
 
 static int ob_search(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits, int *n,
-                     sx_search_stats *st, sx_err *err) {
+                     sx_backend_stats *st, sx_err *err) {
     *n = 0;
     return 0;
 }
