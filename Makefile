@@ -8,6 +8,7 @@
 #   make cluster start a local Redis Cluster + gateways + HAProxy (docs/cluster.md)
 #   make monitor start Prometheus against the local semdex (docs/operations.md)
 #   make asan    build and run the unit tests under AddressSanitizer + UBSan
+#                (and build build/asan/semdex, which tests/run-all also runs)
 #   make tsan    build and run the concurrency tests under ThreadSanitizer
 #   make bench   build the benchmarks (see bench/README.md)
 #
@@ -96,7 +97,7 @@ $(BUILD)/config.mk: scripts/configure
 
 .PHONY: testdata
 .PHONY: module module-asan cluster monitor
-.PHONY: all run test setup model data check asan unit-tests asan-tests tsan tsan-tests fuzz bench clean distclean help
+.PHONY: all run test setup model data check asan unit-tests asan-tests test-inputs crashloop tsan tsan-tests fuzz bench clean distclean help
 
 all: $(BUILD)/semdex
 
@@ -189,7 +190,14 @@ $(BUILD)/tests/rc-tool: tests/rc-tool.c $(LIB_OBJ)
 
 unit-tests: $(BUILD)/tests/run $(BUILD)/semdex $(BUILD)/tests/rc-tool
 
-check: unit-tests
+# What the unit tests read besides their fixtures: the model and
+# build/testdata (embedded once with build/semdex), so that `make check` and
+# `make asan` work on a fresh clone. Both scripts do nothing when it is there.
+test-inputs: $(BUILD)/semdex
+	scripts/get-model
+	scripts/test-data
+
+check: unit-tests test-inputs
 	$(BUILD)/tests/run $(T)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the unit tests.
@@ -208,7 +216,15 @@ $(BUILD)/asan/tests/run: $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ)
 	@$(if $(Q),echo '  LD-SAN  $@')
 	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
 
-asan-tests: $(BUILD)/asan/tests/run
+# The semdex binary under the same sanitizers: tests/run-all runs the server
+# and CLI end-to-end scripts a second time against it (SEMDEX=build/asan/semdex).
+ASAN_CLI_OBJ := $(call obj,$(BUILD)/asan,$(CLI_SRC))
+$(BUILD)/asan/semdex: $(ASAN_CLI_OBJ) $(ASAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(SAN_CC) $(BASE_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+asan-tests: $(BUILD)/asan/tests/run $(BUILD)/asan/semdex
 
 # Benchmarks: one binary per bench/<name>/ folder with C sources.
 # Only they link the BLAS they are compared with.
@@ -220,7 +236,7 @@ $(BUILD)/bench/encoder: $(BENCH_OBJ) $(LIB_OBJ)
 
 bench: $(BUILD)/bench/encoder
 
-asan: asan-tests
+asan: asan-tests test-inputs
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/tests/run $(T)
 
 # ThreadSanitizer build of the unit tests; `make tsan` runs the tests whose
@@ -274,6 +290,15 @@ $(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer: $(BUILD)/fuzz/%: tests/fuzz/%
 	$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)
 
 fuzz: $(BUILD)/fuzz/shard_load $(BUILD)/fuzz/safetensors $(BUILD)/fuzz/tokenizer
+
+# The crash-safety loop (tests/crashloop.sh): kill -9 during writes and
+# ingests, torn log tails, flipped snapshot bytes; CRASHLOOP_ITERATIONS sets
+# the count (tests/e2e/crash-loop.sh runs a few in `make test`).
+CRASHLOOP_ITERATIONS ?= 200
+crashloop: all
+	CRASHLOOP_ITERATIONS=$(CRASHLOOP_ITERATIONS) tests/crashloop.sh
+
+fuzz: crashloop
 
 # Benchmarks (bench/ann drives them; see bench/README.md).
 $(BUILD)/bench/ann_bench: bench/ann_bench.c $(LIB_OBJ)

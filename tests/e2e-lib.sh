@@ -33,15 +33,15 @@ sample_records() {
   [ "$(wc -l < "$2")" = "$1" ] || fail "cannot read $1 records from ../shared/datasets/arxiv"
 }
 
-# start_server DATA_DIR [ARGS...]: starts `semdex serve` on a free port and
-# waits until /health answers 200. Sets SERVER_PID, PORT, BASE; the log is
-# $TMP/server.log. The server is killed when the test exits.
+# start_server DATA_DIR [ARGS...]: starts `semdex serve --create` on a free
+# port and waits until /health answers 200. Sets SERVER_PID, PORT, BASE; the
+# log is $TMP/server.log. The server is killed when the test exits.
 start_server() {
   local dir=$1; shift
   local try
   for try in 1 2 3 4 5; do
     PORT=$((20000 + RANDOM % 20000))
-    "$SEMDEX" serve --data "$dir" --port "$PORT" "$@" >>"$TMP/server.log" 2>&1 &
+    "$SEMDEX" serve --data "$dir" --create --port "$PORT" "$@" >>"$TMP/server.log" 2>&1 &
     SERVER_PID=$!
     cleanup_hooks+=("kill -9 $SERVER_PID 2>/dev/null")
     BASE="http://127.0.0.1:$PORT"

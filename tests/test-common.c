@@ -43,6 +43,32 @@ void test_common_err_messages(void) {
     CHECK_EQ(sx_log_parse_level("loud", &lvl), SX_EINVAL);
 }
 
+/* A message built from the message already in err (store.c does this when
+ * it adds the snapshot's path): it used to be formatted into the buffer it
+ * was read from, giving "...snapshot: ectory". */
+void test_common_err_reuses_own_message(void) {
+    sx_err err = {0};
+    sx_err_set(&err, SX_ENOTFOUND, "db/shard-1-0.snap: cannot open: No such file or directory");
+    sx_err_set(&err, SX_ECORRUPT, "%s: missing or unreadable snapshot: %s", "db/shard-1-0.snap", err.msg);
+    CHECK_EQ(err.code, SX_ECORRUPT);
+    CHECK_STR(err.msg, "db/shard-1-0.snap: missing or unreadable snapshot: "
+                       "db/shard-1-0.snap: cannot open: No such file or directory");
+    sx_err_set(&err, SX_EIO, "wrapped (%s)", err.msg);
+    CHECK(strncmp(err.msg, "wrapped (db/shard-1-0.snap: missing", 35) == 0);
+    sx_err_set(&err, SX_EIO, "inner");
+    sx_err_prefix(&err, "outer [%s]", err.msg);
+    CHECK_STR(err.msg, "outer [inner]: inner");
+    /* A message longer than the buffer is cut, never overrun. */
+    char big[2 * SX_ERR_MSG_MAX];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    sx_err_set(&err, SX_EIO, "%s", big);
+    CHECK_EQ(strlen(err.msg), SX_ERR_MSG_MAX - 1);
+    sx_err_prefix(&err, "p");
+    CHECK_EQ(strlen(err.msg), SX_ERR_MSG_MAX - 1);
+    CHECK(strncmp(err.msg, "p: xxx", 6) == 0);
+}
+
 void test_common_read_file(void) {
     char path[512];
     snprintf(path, sizeof path, "%s/f.txt", test_tmpdir());

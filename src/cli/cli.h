@@ -51,6 +51,14 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 /* Prints a usage error for cmd to stderr and returns exit status 2. */
 int cli_usage(const char *cmd, const char *usage);
 
+/* Reports an option cmd cannot use and returns exit status 2: "opt needs a
+ * value" when usage lists opt (it was last on the line), else "unknown
+ * option 'opt'"; then the usage. */
+int cli_bad_option(const char *cmd, const char *opt, const char *usage);
+
+/* 1 when argv[1..argc) asks for help (--help or -h anywhere before "--"). */
+int cli_wants_help(int argc, char **argv);
+
 /* Parses a positive integer option value; returns 0 or -1 (message printed). */
 int cli_parse_int(const char *cmd, const char *opt, const char *val, long min, long max,
                   long *out);

@@ -239,7 +239,7 @@ int cli_cmd_embed(int argc, char **argv) {
         } else if (strcmp(argv[i], "--") == 0) {
             first = i + 1;
             break;
-        } else if (argv[i][0] == '-' && argv[i][1]) return cli_usage("embed", USAGE);
+        } else if (argv[i][0] == '-' && argv[i][1]) return cli_bad_option("embed", argv[i], USAGE);
         else {
             first = i;
             break;

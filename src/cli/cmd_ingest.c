@@ -24,7 +24,7 @@ static const char *k_usage =
     "       semdex ingest --cluster HOST:PORT[,HOST:PORT...] [options] FILE...\n"
     "\n"
     "Reads Kaggle arXiv metadata JSON lines (plain, .gz or .zst; '-' is stdin) into the\n"
-    "collection in DIR (created when absent), or into a Redis Cluster running the semdex\n"
+    "collection in DIR (created when it holds none), or into a Redis Cluster running the semdex\n"
     "module. Existing ids are replaced.\n"
     "\n"
     "  --data DIR          collection directory\n"
@@ -40,7 +40,10 @@ static const char *k_usage =
     "  --int8              use the int8 encoder\n"
     "  --shards S          shards of a new collection (1; cluster: shard keys, 16)\n"
     "  --storage sq8|fp32  vector storage of a new collection (sq8)\n"
-    "  --quiet             no progress output\n";
+    "  --quiet             no progress output\n"
+    "  --accept-log-loss   open DIR even though its write-ahead log is missing,\n"
+    "                      empty, foreign or damaged, losing the writes it held\n"
+    "                      (see docs/operations.md, Recovery)\n";
 
 #define MAX_REPORTED 10
 
@@ -73,16 +76,18 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
     *o = (ingest_opts){.model_dir = "models/all-MiniLM-L6-v2", .batch = 256, .limit = -1};
     o->store = sx_store_defaults(384);
     o->gateway = sx_gateway_defaults();
+    o->store.create = 1; /* ingest is what creates a collection */
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: semdex ingest %s", k_usage);
+        return -1;
+    }
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: semdex ingest %s", k_usage);
-            exit(0);
-        }
         if (strcmp(a, "--int8") == 0) { o->int8 = 1; continue; }
         if (strcmp(a, "--quiet") == 0) { o->quiet = 1; continue; }
-        if (!val) return cli_usage("ingest", k_usage);
+        if (strcmp(a, "--accept-log-loss") == 0) { o->store.accept_log_loss = 1; continue; }
+        if (!val) return cli_bad_option("ingest", a, k_usage);
         i++;
         if (strcmp(a, "--data") == 0) o->data_dir = val;
         else if (strcmp(a, "--cluster") == 0) o->cluster = val;
@@ -108,11 +113,18 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
             else if (strcmp(val, "fp32") == 0) o->store.params.storage = SX_STORAGE_FP32;
             else return cli_fail("ingest", "--storage must be sq8 or fp32"), 2;
         } else {
-            cli_fail("ingest", "unknown option '%s'", a);
-            return cli_usage("ingest", k_usage);
+            return cli_bad_option("ingest", a, k_usage);
         }
     }
-    if (!o->data_dir == !o->cluster || i >= argc) return cli_usage("ingest", k_usage);
+    if (!o->data_dir == !o->cluster) {
+        cli_fail("ingest", o->data_dir ? "--data and --cluster exclude each other"
+                                       : "--data DIR or --cluster SEEDS is needed");
+        return cli_usage("ingest", k_usage);
+    }
+    if (i >= argc) {
+        cli_fail("ingest", "no input FILE given");
+        return cli_usage("ingest", k_usage);
+    }
     if (o->data_dir && o->store.n_shards > 256) return cli_fail("ingest", "--shards must be 1..256 for --data"), 2;
     *first_file = i;
     return 0;
@@ -280,7 +292,7 @@ int cli_cmd_ingest(int argc, char **argv) {
     ingest g = {0};
     int first = 0;
     int st = parse_args(argc, argv, &g.o, &first);
-    if (st) return st;
+    if (st) return st < 0 ? 0 : st; /* -1: --help was printed */
     sx_err err = {0};
     double t0 = sx_now();
     int rc = setup(&g, &err);

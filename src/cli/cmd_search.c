@@ -17,7 +17,15 @@ static const char *k_usage =
     "\n"
     "Prints the papers of the collection in DIR (or in the Redis Cluster reached\n"
     "through the seeds) closest in meaning to QUERY, one per line: rank, score,\n"
-    "id, title.\n";
+    "id, title. DIR must hold a collection (`semdex ingest` creates one).\n"
+    "\n"
+    "  --data DIR          collection directory\n"
+    "  --cluster SEEDS     Redis Cluster nodes to start from\n"
+    "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
+    "  -k N                hits to print (10)\n"
+    "  --categories a,b    only papers in one of these categories\n"
+    "  --ef N              search breadth (the collection's default)\n"
+    "  --int8              use the int8 encoder\n";
 
 int cli_cmd_search(int argc, char **argv) {
     const char *data = NULL, *cluster = NULL, *model = "models/all-MiniLM-L6-v2", *query = NULL;
@@ -25,19 +33,22 @@ int cli_cmd_search(int argc, char **argv) {
     const char *cats[SX_CATEGORIES_MAX];
     int n_cats = 0, int8 = 0;
     long k = 10, ef = 0;
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: semdex search %s", k_usage);
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: semdex search %s", k_usage);
-            return 0;
-        }
         if (strcmp(a, "--int8") == 0) { int8 = 1; continue; }
-        if (a[0] != '-') {
-            if (query) return cli_usage("search", k_usage);
+        if (a[0] != '-' || !a[1]) {
+            if (query) {
+                cli_fail("search", "one QUERY only (quote it): '%s' and '%s'", query, a);
+                return cli_usage("search", k_usage);
+            }
             query = a;
             continue;
         }
-        if (!val) return cli_usage("search", k_usage);
+        if (!val) return cli_bad_option("search", a, k_usage);
         i++;
         if (strcmp(a, "--data") == 0) data = val;
         else if (strcmp(a, "--cluster") == 0) cluster = val;
@@ -60,18 +71,28 @@ int cli_cmd_search(int argc, char **argv) {
                 cats[n_cats++] = c;
             }
         } else {
-            cli_fail("search", "unknown option '%s'", a);
-            return cli_usage("search", k_usage);
+            return cli_bad_option("search", a, k_usage);
         }
     }
-    if (!data == !cluster || !query) return cli_usage("search", k_usage);
+    if (!data == !cluster) {
+        cli_fail("search", data ? "--data and --cluster exclude each other" : "--data DIR or --cluster SEEDS is needed");
+        return cli_usage("search", k_usage);
+    }
+    if (!query) {
+        cli_fail("search", "no QUERY given");
+        return cli_usage("search", k_usage);
+    }
     sx_err err = {0};
     sx_encoder *enc = NULL;
     sx_backend *b = NULL;
     sx_encoder_opts eo = {.int8 = int8};
     int rc = sx_encoder_load(model, &eo, &enc, &err);
     sx_store_opts so = sx_store_defaults(rc == 0 ? sx_encoder_dim(enc) : 384);
+    so.create = 0; /* a mistyped --data is an error, not a new collection */
     if (rc == 0 && data) rc = sx_backend_open_local(data, &so, &b, &err);
+    if (rc == 0 && data && b->dim != sx_encoder_dim(enc))
+        rc = sx_err_set(&err, SX_EINVAL, "%s holds %d-dimensional vectors but the model %s makes %d", data,
+                        b->dim, model, sx_encoder_dim(enc));
     if (rc == 0 && cluster) {
         sx_gateway_opts go = sx_gateway_defaults();
         go.dim = sx_encoder_dim(enc);

@@ -13,10 +13,15 @@ static const char *k_usage =
     "--data DIR [options]\n"
     "       semdex serve --cluster HOST:PORT[,HOST:PORT...] [options]\n"
     "\n"
-    "Serves the collection in DIR (created empty when absent) over HTTP, or, as a\n"
-    "gateway, the collection held by a Redis Cluster running the semdex module.\n"
+    "Serves the collection in DIR over HTTP, or, as a gateway, the collection held\n"
+    "by a Redis Cluster running the semdex module. DIR must hold a collection\n"
+    "(`semdex ingest` creates one) unless --create is given.\n"
     "\n"
     "  --data DIR          collection directory (snapshots + write-ahead log)\n"
+    "  --create            create an empty collection in DIR when it holds none\n"
+    "  --accept-log-loss   open DIR even though its write-ahead log is missing,\n"
+    "                      empty, foreign or damaged, losing the writes it held\n"
+    "                      (see docs/operations.md, Recovery)\n"
     "  --cluster SEEDS     Redis Cluster nodes to start from (gateway mode)\n"
     "  --wait N            gateway: replicas a write must reach before it is\n"
     "                      acknowledged (1 when the cluster has replicas, else 0)\n"
@@ -118,19 +123,26 @@ int cli_cmd_serve(int argc, char **argv) {
     o.api_key = getenv("SEMDEX_API_KEY");
     char hosts[1024] = ""; /* the --allowed-host names, comma-separated */
     long v;
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: semdex serve %s", k_usage);
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: semdex serve %s", k_usage);
-            return 0;
-        } else if (strcmp(a, "--int8") == 0) {
+        if (strcmp(a, "--int8") == 0) {
             o.int8 = 1;
             continue;
         } else if (strcmp(a, "--no-replica-reads") == 0) {
             o.gateway.replica_reads = 0;
             continue;
+        } else if (strcmp(a, "--create") == 0) {
+            o.store.create = 1;
+            continue;
+        } else if (strcmp(a, "--accept-log-loss") == 0) {
+            o.store.accept_log_loss = 1;
+            continue;
         }
-        if (!val) return cli_usage("serve", k_usage);
+        if (!val) return cli_bad_option("serve", a, k_usage);
         i++;
         if (strcmp(a, "--data") == 0) o.data_dir = val;
         else if (strcmp(a, "--cluster") == 0) o.cluster = val;
@@ -229,8 +241,7 @@ int cli_cmd_serve(int argc, char **argv) {
                 return cli_fail("serve", "--log-level must be debug, info, warn or error"), 2;
             sx_log_set_level(lvl);
         } else {
-            cli_fail("serve", "unknown option '%s'", a);
-            return cli_usage("serve", k_usage);
+            return cli_bad_option("serve", a, k_usage);
         }
     }
     if (!o.data_dir == !o.cluster) {

@@ -40,7 +40,7 @@ int cli_cmd_tokenize(int argc, char **argv) {
         else if (strcmp(argv[i], "--") == 0) {
             first = i + 1;
             break;
-        } else if (argv[i][0] == '-' && argv[i][1]) return cli_usage("tokenize", USAGE);
+        } else if (argv[i][0] == '-' && argv[i][1]) return cli_bad_option("tokenize", argv[i], USAGE);
         else {
             first = i;
             break;

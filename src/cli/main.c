@@ -2,8 +2,9 @@
  * main.c - entry point of the `semdex` command.
  *
  * A thin dispatcher: it finds the subcommand in a table and hands it the rest
- * of the arguments. Every subcommand prints its own --help. This is the only
- * layer that turns error codes into exit statuses.
+ * of the arguments. Every subcommand answers --help / -h with its usage (exit
+ * 0) and names an option it does not know (exit 2). This is the only layer
+ * that turns error codes into exit statuses.
  */
 #include "cli.h"
 
@@ -54,6 +55,28 @@ int cli_usage(const char *cmd, const char *text) {
     return 2;
 }
 
+/* 1 when usage lists opt as an option (not as a part of a longer one). */
+static int usage_lists(const char *usage, const char *opt) {
+    size_t n = strlen(opt);
+    for (const char *p = strstr(usage, opt); p; p = strstr(p + 1, opt)) {
+        char before = p == usage ? ' ' : p[-1], after = p[n];
+        if (strchr(" [|\n", before) && strchr(" ]\n", after)) return 1;
+    }
+    return 0;
+}
+
+int cli_bad_option(const char *cmd, const char *opt, const char *usage) {
+    if (strncmp(opt, "-", 1) == 0 && usage_lists(usage, opt)) cli_fail(cmd, "%s needs a value", opt);
+    else cli_fail(cmd, "unknown option '%s'", opt);
+    return cli_usage(cmd, usage);
+}
+
+int cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
+    return 0;
+}
+
 int cli_parse_int(const char *cmd, const char *opt, const char *val, long min, long max,
                   long *out) {
     char *end = NULL;
@@ -70,12 +93,27 @@ int cli_parse_int(const char *cmd, const char *opt, const char *val, long min, l
     return 0;
 }
 
+/* The options of a command that takes none: --help, or an error. */
+static int no_options(const char *cmd, const char *text, int argc, char **argv) {
+    if (argc < 2) return -1;
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: semdex %s\n\n%s\n", cmd, text);
+        return 0;
+    }
+    return cli_bad_option(cmd, argv[1], "");
+}
+
 int cli_cmd_version(int argc, char **argv) {
+    int st = no_options("version", "Prints the version.", argc, argv);
+    if (st >= 0) return st;
     printf("semdex %s\n", SX_VERSION);
     return 0;
 }
 
 int cli_cmd_info(int argc, char **argv) {
+    int st = no_options("info", "Prints the version, the CPU count and the CPU features the kernels use.",
+                        argc, argv);
+    if (st >= 0) return st;
     printf("semdex %s\n", SX_VERSION);
     printf("cpus: %d\n", sx_cpu_count());
 #if defined(__x86_64__)

@@ -23,33 +23,39 @@
 
 int sx_err_set(sx_err *err, int code, const char *fmt, ...) {
     if (err) {
+        /* Format into a local buffer first: callers may pass err->msg itself
+         * as an argument ("%s: ...", err->msg), and vsnprintf into the buffer
+         * it is reading from garbles the message. */
+        char msg[SX_ERR_MSG_MAX];
         va_list ap;
         va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        err->code = code;
+        memcpy(err->msg, msg, sizeof msg);
     }
     return code;
 }
 
 int sx_err_prefix(sx_err *err, const char *fmt, ...) {
     if (!err) return SX_EINVAL;
-    char old[SX_ERR_MSG_MAX];
+    /* Both parts are built apart from err->msg, which an argument may be. */
+    char old[SX_ERR_MSG_MAX], prefix[SX_ERR_MSG_MAX];
     memcpy(old, err->msg, sizeof old);
+    old[sizeof old - 1] = '\0';
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n + 2 < sizeof err->msg) {
-        size_t used = (size_t)n;
-        size_t room = sizeof err->msg - used;
-        err->msg[used] = ':';
-        err->msg[used + 1] = ' ';
-        size_t oldlen = strnlen(old, sizeof old - 1);
-        if (oldlen > room - 3) oldlen = room - 3;
-        memcpy(err->msg + used + 2, old, oldlen);
-        err->msg[used + 2 + oldlen] = '\0';
-    }
+    if (n < 0) return err->code;
+    size_t a = strlen(prefix), b = strlen(old), cap = sizeof err->msg - 1;
+    if (a > cap) a = cap;
+    memcpy(err->msg, prefix, a);
+    size_t used = a;
+    for (const char *sep = ": "; *sep && used < cap; sep++) err->msg[used++] = *sep;
+    if (b > cap - used) b = cap - used;
+    memcpy(err->msg + used, old, b);
+    err->msg[used + b] = '\0';
     return err->code;
 }
 

@@ -64,16 +64,19 @@
  * [A-Za-z0-9._:-]), else generated (a per-process tag and a counter); it is
  * echoed in the response's X-Request-Id.
  *
- * Start-up and shutdown. The server opens its listening socket itself
- * (without SO_REUSEPORT, so a second server on the same port fails with a
- * clear error instead of sharing the port), listens at once and loads the
- * model and the collection on a loader thread; /health says 503 until it is
- * done. The main thread waits for SIGTERM/SIGINT (or a failed load), then:
- * stops accepting (MHD_quiesce_daemon), waits for the requests queued or on
- * a worker and, for up to a second, for the open connections to be answered
- * (503) and closed (wait_drained), stops the workers and the daemon (which
- * closes whatever is still open, a trickling upload included), checkpoints
- * the collection and frees everything.
+ * Start-up and shutdown. The server loads the model and opens the collection
+ * first and listens last, so a start that cannot serve (a bad model; a
+ * missing, locked or damaged collection) fails before it takes the port or
+ * logs "listening" (rejected: listening at once and loading behind a /health
+ * 503, which announced servers that then failed). It opens its listening
+ * socket itself (without SO_REUSEPORT, so a second server on the same port
+ * fails with a clear error instead of sharing the port). The main thread
+ * waits for SIGTERM/SIGINT, then: stops accepting (MHD_quiesce_daemon),
+ * waits for the requests queued or on a worker and, for up to a second, for
+ * the open connections to be answered (503) and closed (wait_drained), stops
+ * the workers and the daemon (which closes whatever is still open, a
+ * trickling upload included), checkpoints the collection and frees
+ * everything.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -784,8 +787,9 @@ static int open_backend(sx_srv *s) {
     return rc;
 }
 
-static void *loader_main(void *arg) {
-    sx_srv *s = arg;
+/* Loads the model and opens the backend; on failure sets s->failed with the
+ * message in s->load_err. */
+static void load(sx_srv *s) {
     double t0 = sx_now();
     sx_encoder_opts eo = {.n_threads = s->opts.threads, .int8 = s->opts.int8};
     int rc = sx_encoder_load(s->opts.model_dir, &eo, &s->encoder, &s->load_err);
@@ -802,7 +806,7 @@ static void *loader_main(void *arg) {
     if (rc < 0) {
         atomic_store(&s->failed, 1);
         wake(s);
-        return NULL;
+        return;
     }
     sx_backend_info in = {0};
     sx_backend_get_info(s->backend, &in, 0, NULL);
@@ -810,7 +814,6 @@ static void *loader_main(void *arg) {
     sx_log(SX_LOG_INFO, "ready backend=%s papers=%llu shards=%d load_seconds=%.2f rss_mb=%.0f",
            s->backend->ops->name, (unsigned long long)in.count, in.n_shards, sx_now() - t0,
            (double)sx_current_rss() / 1048576.0);
-    return NULL;
 }
 
 /* ---- run ------------------------------------------------------------------------------ */
@@ -924,12 +927,16 @@ int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err) {
     s->ratelimit = sx_ratelimit_create(o->rate_limit, burst, 100000);
     int rc = 0;
     if (!s->metrics || !s->ratelimit) rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+    /* Load the model and open the data before listening: a bad model or a
+     * locked, missing or damaged directory fails here, and nothing claims
+     * the port or says "listening" for a server that will not serve. */
+    if (rc == 0) {
+        load(s);
+        if (atomic_load(&s->failed))
+            rc = sx_err_set(err, s->load_err.code ? s->load_err.code : SX_EIO, "%s", s->load_err.msg);
+    }
     if (rc == 0) rc = http_create(s, err);
     if (rc == 0 && !(s->daemon = start_daemon(s, err))) rc = err ? err->code : SX_EIO;
-    if (rc == 0 && pthread_create(&s->loader, NULL, loader_main, s) != 0) {
-        MHD_stop_daemon(s->daemon);
-        rc = sx_err_set(err, SX_EIO, "cannot start the loader thread");
-    }
     if (rc < 0) {
         release(s);
         pthread_cond_destroy(&s->life_cv);
@@ -952,7 +959,6 @@ int sx_server_wait(sx_server *s, sx_err *err) {
     int rc = 0;
     if (!atomic_load(&s->failed))
         sx_log(SX_LOG_INFO, "shutting down (in-flight requests: %ld)", atomic_load(&s->inflight));
-    pthread_join(s->loader, NULL);
     if (atomic_load(&s->failed))
         rc = sx_err_set(err, s->load_err.code ? s->load_err.code : SX_EIO, "%s", s->load_err.msg);
     atomic_store(&s->stopping, 1);

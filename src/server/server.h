@@ -15,8 +15,8 @@
  * the process (the CLI turns SIGTERM/SIGINT into sx_server_stop and ignores
  * SIGPIPE).
  *
- * The server listens first and loads the model and the collection in the
- * background: GET /health answers 503 until searches will succeed, then 200.
+ * The server loads the model and opens the collection first and listens
+ * last, so a start that cannot serve fails before it takes the port.
  * Routes, limits and errors are documented in docs/api.md and served as
  * OpenAPI 3 at GET /openapi.json.
  */
@@ -74,9 +74,9 @@ sx_server_opts sx_server_defaults(void);
 
 typedef struct sx_server sx_server;
 
-/* Listens and starts loading the model and the collection in the
- * background. Returns a negative code (message in err) when it cannot
- * listen. *out (OUT) is freed by sx_server_free. */
+/* Loads the model, opens the backend, then listens. Returns a negative code
+ * (message in err) when any of them fails: nothing is then listening.
+ * *out (OUT) is freed by sx_server_free. */
 int sx_server_start(const sx_server_opts *o, sx_server **out, sx_err *err);
 
 /* Asks a started server to shut down (thread-safe; not async-signal-safe:

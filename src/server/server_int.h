@@ -61,7 +61,7 @@ struct sx_server {
     sx_ratelimit *ratelimit;
     sx_lru *cache;
 
-    /* Set by the loader thread; read by requests once ready is 1. */
+    /* Set by load() before the server listens; read by requests. */
     sx_encoder *encoder;
     sx_batcher *batcher;
     sx_backend *backend;
@@ -79,8 +79,7 @@ struct sx_server {
     double started_wall; /* Unix time at start */
     unsigned rid_tag;    /* starts generated request ids */
 
-    /* Life cycle: the loader thread, and what wakes sx_server_wait. */
-    pthread_t loader;
+    /* Life cycle: what wakes sx_server_wait. */
     pthread_mutex_t life_mu;
     pthread_cond_t life_cv;
     int wake; /* under life_mu */

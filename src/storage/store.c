@@ -30,6 +30,26 @@
  * graceful shutdown, at the end of an ingest, and in a background thread when
  * the log grows past checkpoint_bytes, which bounds replay time at start-up.
  *
+ * Which log goes with which snapshots. The MANIFEST holds a collection id
+ * (random, chosen at creation) and the generation G; wal-G.log carries the
+ * same pair in its header (wal.c). Opening refuses a missing, empty or
+ * foreign log, a damaged one (other than a torn tail), and a log of a newer
+ * generation that holds records (a MANIFEST older than the log, as after a
+ * partial restore): each would silently drop acknowledged writes. The
+ * operator's override (opts->accept_log_loss, `--accept-log-loss`) opens
+ * anyway: what is intact is replayed, the bad log is kept aside as
+ * damaged-wal-G.log.<time>, and a checkpoint starts a new generation at
+ * once. A collection written by an older build (MANIFEST version 1, a log
+ * without ids) opens too and is checkpointed into the current format.
+ *
+ * Creating. Only an open with opts->create creates a collection (ingest,
+ * serve --create); any other open of a directory without a MANIFEST fails,
+ * so a mistyped path is an error, not a new empty collection. A creation
+ * writes generation 1 and then the MANIFEST; a directory holding only the
+ * generation-1 files of a creation cut short (an empty log) is no
+ * collection and is created afresh, while collection files without a
+ * MANIFEST beside them are refused.
+ *
  * Sharding. The shards in memory are a collection (collection.c): a paper
  * lives in shard crc32c(id) mod S, batches are applied in parallel, and
  * searches fan out to every shard and merge. This file makes the collection
@@ -64,7 +84,7 @@
 #include "snapfile.h"
 #include "wal.h"
 
-#define MANIFEST_VERSION 1
+#define MANIFEST_VERSION 2 /* 1: before collection ids (still read) */
 #define OP_UPSERT 1
 #define OP_DELETE 2
 
@@ -75,6 +95,7 @@ struct sx_store {
     sx_collection coll;  /* the shards in memory (collection.c) */
     sx_pool *pool;
     uint64_t generation;
+    uint64_t collection_id; /* 0 while a version-1 MANIFEST is open */
     uint64_t checkpoint_bytes;
     uint64_t replayed;
     double open_seconds;
@@ -141,11 +162,12 @@ static int write_manifest_body(void *ctx, FILE *f, sx_err *err) {
     const sx_store *st = ctx;
     char body[1024];
     int n = snprintf(body, sizeof body,
-                     "semdex-manifest %d\ngeneration %llu\nshards %d\ndim %d\nM %d\n"
+                     "semdex-manifest %d\nid %016llx\ngeneration %llu\nshards %d\ndim %d\nM %d\n"
                      "ef_construction %d\nef_search %d\nstorage %s\nrerank %d\n",
-                     MANIFEST_VERSION, (unsigned long long)st->generation, st->coll.n_shards,
-                     st->params.dim, st->params.M, st->params.ef_construction,
-                     st->params.ef_search, storage_name(st->params.storage), st->params.rerank);
+                     MANIFEST_VERSION, (unsigned long long)st->collection_id,
+                     (unsigned long long)st->generation, st->coll.n_shards, st->params.dim,
+                     st->params.M, st->params.ef_construction, st->params.ef_search,
+                     storage_name(st->params.storage), st->params.rerank);
     fprintf(f, "%scrc32c %08x\n", body, sx_crc32c(0, body, (size_t)n));
     return ferror(f) ? sx_err_set(err, SX_EIO, "MANIFEST: write failed") : 0;
 }
@@ -168,25 +190,47 @@ static int read_manifest(sx_store *st, sx_err *err) {
     char *crc_line = strstr(data, "crc32c ");
     unsigned crc = 0;
     int version = 0;
-    unsigned long long gen = 0;
+    unsigned long long gen = 0, id = 0;
     char storage[16] = "";
     int ok = crc_line && sscanf(crc_line, "crc32c %x", &crc) == 1 &&
              crc == sx_crc32c(0, data, (size_t)(crc_line - data)) &&
-             sscanf(data,
-                    "semdex-manifest %d\ngeneration %llu\nshards %d\ndim %d\nM %d\n"
-                    "ef_construction %d\nef_search %d\nstorage %15s\nrerank %d\n",
-                    &version, &gen, &st->coll.n_shards, &st->params.dim, &st->params.M,
-                    &st->params.ef_construction, &st->params.ef_search, storage,
-                    &st->params.rerank) == 9;
+             sscanf(data, "semdex-manifest %d\n", &version) == 1;
+    /* Version 1 has no id line; the rest is the same. */
+    const char *rest = ok ? strchr(data, '\n') + 1 : NULL;
+    if (ok && version >= 2) {
+        ok = sscanf(rest, "id %llx\n", &id) == 1 && id != 0;
+        rest = ok ? strchr(rest, '\n') + 1 : NULL;
+    }
+    ok = ok && sscanf(rest,
+                      "generation %llu\nshards %d\ndim %d\nM %d\n"
+                      "ef_construction %d\nef_search %d\nstorage %15s\nrerank %d\n",
+                      &gen, &st->coll.n_shards, &st->params.dim, &st->params.M,
+                      &st->params.ef_construction, &st->params.ef_search, storage,
+                      &st->params.rerank) == 8;
     free(data);
-    if (!ok) return sx_err_set(err, SX_ECORRUPT, "%s: damaged (checksum or syntax); refusing to open", path);
-    if (version != MANIFEST_VERSION)
+    if (!ok)
+        return sx_err_set(err, SX_ECORRUPT, "%s: damaged (checksum or syntax); refusing to open "
+                          "(restore the directory from a backup)", path);
+    if (version < 1 || version > MANIFEST_VERSION)
         return sx_err_set(err, SX_EUNSUPPORTED, "%s: format version %d is not supported", path, version);
-    if (st->coll.n_shards < 1 || st->coll.n_shards > 256 || st->params.dim < 1)
+    if (st->coll.n_shards < 1 || st->coll.n_shards > 256 || st->params.dim < 1 || gen < 1)
         return sx_err_set(err, SX_ECORRUPT, "%s: impossible values", path);
     st->params.storage = strcmp(storage, "sq8") == 0 ? SX_STORAGE_SQ8 : SX_STORAGE_FP32;
     st->generation = gen;
+    st->collection_id = id;
     return 0;
+}
+
+/* A random, non-zero collection id. */
+static uint64_t new_collection_id(void) {
+    uint64_t x = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &x, sizeof x) != (ssize_t)sizeof x) x = 0;
+        close(fd);
+    }
+    if (!x) x = ((uint64_t)getpid() << 40) ^ (uint64_t)(sx_wall_time() * 1e6);
+    return x ? x : 1;
 }
 
 /* ---- log records -------------------------------------------------------- */
@@ -421,23 +465,55 @@ int sx_store_search(sx_store *st, const float *q, const sx_search_opts *o, sx_hi
 
 /* ---- snapshots and checkpoints ------------------------------------------ */
 
-/* Removes files of generations other than keep (leftovers of a crash). */
+/* Parses a store file name: a snapshot "shard-G-I.snap" (returns 1) or a
+ * log "wal-G.log" (returns 2), the whole name; 0 for anything else. */
+static int store_file(const char *name, unsigned long long *gen) {
+    int i, n = 0;
+    if (sscanf(name, "shard-%llu-%d.snap%n", gen, &i, &n) == 2 && n > 0 && name[n] == '\0') return 1;
+    n = 0;
+    if (sscanf(name, "wal-%llu.log%n", gen, &n) == 1 && n > 0 && name[n] == '\0') return 2;
+    return 0;
+}
+
+/* 1 when the file at path ends in ".tmp" and is a store file's temporary. */
+static int store_tmp_file(const char *name) {
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".tmp") == 0 &&
+           (strncmp(name, "shard-", 6) == 0 || strncmp(name, "MANIFEST", 8) == 0);
+}
+
+/* Removes the files of generations other than keep and temporary files
+ * (leftovers of a checkpoint a crash interrupted, or of one completed:
+ * open_contents has checked that a newer log holds no record). */
 static void remove_other_generations(sx_store *st, uint64_t keep) {
     DIR *d = opendir(st->dir);
     if (!d) return;
     struct dirent *e;
     while ((e = readdir(d))) {
         unsigned long long g;
-        int i;
-        int is_snap = sscanf(e->d_name, "shard-%llu-%d.snap", &g, &i) == 2;
-        int is_wal = !is_snap && sscanf(e->d_name, "wal-%llu.log", &g) == 1;
-        if ((is_snap || is_wal) && g != keep) {
+        int kind = store_file(e->d_name, &g);
+        if ((kind && g != keep) || store_tmp_file(e->d_name)) {
             char path[4096];
             path_of(path, sizeof path, st, e->d_name);
             if (unlink(path) == 0) sx_log(SX_LOG_DEBUG, "store: removed %s", path);
         }
     }
     closedir(d);
+}
+
+/* Keeps a log that cannot be used aside as damaged-<name>.<time>, out of
+ * the way of every store file name. Returns 0 or SX_EIO. */
+static int set_log_aside(sx_store *st, const char *name, sx_err *err) {
+    char from[4096], to[4096], aside[256];
+    path_of(from, sizeof from, st, name);
+    snprintf(aside, sizeof aside, "damaged-%s.%lld", name, (long long)sx_wall_time());
+    path_of(to, sizeof to, st, aside);
+    if (rename(from, to) != 0) {
+        if (errno == ENOENT) return 0;
+        return sx_err_set(err, SX_EIO, "%s: cannot rename to %s: %s", from, to, strerror(errno));
+    }
+    sx_log(SX_LOG_WARN, "store: kept %s aside as %s", from, to);
+    return 0;
 }
 
 /* Writes generation gen's snapshots and empty log. Called with wmu held (or
@@ -452,8 +528,8 @@ static int write_generation(sx_store *st, uint64_t gen, sx_wal **wal_out, sx_err
     }
     wal_name(name, sizeof name, gen);
     path_of(path, sizeof path, st, name);
-    unlink(path); /* a leftover of an interrupted checkpoint */
-    return sx_wal_open(path, NULL, NULL, NULL, wal_out, err);
+    sx_wal_id id = {st->collection_id, gen};
+    return sx_wal_create(path, &id, wal_out, err);
 }
 
 static int checkpoint_locked(sx_store *st, sx_err *err) {
@@ -482,7 +558,7 @@ static int checkpoint_locked(sx_store *st, sx_err *err) {
     return rc;
 }
 
-/* Checkpoints when the log holds more than min_bytes. */
+/* Checkpoints when the log holds more than min_bytes (0: any record). */
 static int checkpoint_if_larger(sx_store *st, uint64_t min_bytes, sx_err *err) {
     double t0 = sx_now();
     pthread_rwlock_wrlock(&st->ckpt);
@@ -490,7 +566,7 @@ static int checkpoint_if_larger(sx_store *st, uint64_t min_bytes, sx_err *err) {
     int rc = 0, ran = 0;
     if (st->failed)
         rc = sx_err_set(err, SX_EIO, "the store refuses writes after an earlier I/O error");
-    else if (sx_wal_size(st->wal) > min_bytes)
+    else if (sx_wal_size(st->wal) > (min_bytes ? min_bytes : sx_wal_header_size(st->wal)))
         ran = 1, rc = checkpoint_locked(st, err);
     pthread_mutex_unlock(&st->wmu);
     pthread_rwlock_unlock(&st->ckpt);
@@ -502,7 +578,7 @@ static int checkpoint_if_larger(sx_store *st, uint64_t min_bytes, sx_err *err) {
 
 int sx_store_checkpoint(sx_store *st, sx_err *err) {
     /* A log holding just its header means the snapshots are current. */
-    return checkpoint_if_larger(st, 16, err);
+    return checkpoint_if_larger(st, 0, err);
 }
 
 static void *checkpointer(void *arg) {
@@ -588,40 +664,170 @@ static int create_shards(sx_store *st, sx_err *err) {
     return 0;
 }
 
-/* Creates or recovers the store's contents; called from sx_store_open. */
-static int open_contents(sx_store *st, const sx_store_opts *o, sx_err *err) {
-    int rc = read_manifest(st, err);
-    int fresh = rc == SX_ENOTFOUND;
-    if (rc < 0 && !fresh) return rc;
-    if (fresh) {
-        st->coll.n_shards = o->n_shards;
-        st->params = o->params;
-        st->generation = 0;
+/* How to override a refused log, appended to the messages. */
+static const char *k_override =
+    "; if that loss is accepted, start once with --accept-log-loss (docs/operations.md, Recovery)";
+
+/* What the directory holds besides MANIFEST. */
+typedef struct {
+    int files;        /* snapshots and logs */
+    int creation;     /* 1: only generation 1 and no log record (a creation cut short) */
+} dir_scan;
+
+static int scan_dir(const char *dir, dir_scan *out, sx_err *err) {
+    *out = (dir_scan){0, 1};
+    DIR *d = opendir(dir);
+    if (!d) return sx_err_set(err, SX_EIO, "%s: cannot list: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long g;
+        int kind = store_file(e->d_name, &g);
+        if (!kind) continue;
+        out->files++;
+        if (g != 1) out->creation = 0;
+        if (kind == 2) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            sx_wal_probe_info pi;
+            if (sx_wal_probe(path, &pi, NULL) < 0 ? pi.size > 0 : pi.size > pi.header) out->creation = 0;
+        }
     }
+    closedir(d);
+    return 0;
+}
+
+/* Refuses logs of generations newer than the MANIFEST's that hold records:
+ * writes acknowledged after a checkpoint the MANIFEST does not know of (a
+ * checkpoint leaves the next log empty until its MANIFEST is in place). */
+static int check_newer_logs(sx_store *st, int accept_loss, sx_err *err) {
+    DIR *d = opendir(st->dir);
+    if (!d) return sx_err_set(err, SX_EIO, "%s: cannot list: %s", st->dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d))) {
+        unsigned long long g;
+        if (store_file(e->d_name, &g) != 2 || g <= st->generation) continue;
+        char path[4096];
+        path_of(path, sizeof path, st, e->d_name);
+        sx_wal_probe_info pi;
+        int prc = sx_wal_probe(path, &pi, NULL);
+        if (prc == SX_ENOTFOUND || (prc == 0 && pi.size <= pi.header)) continue;
+        if (accept_loss) {
+            rc = set_log_aside(st, e->d_name, err);
+            continue;
+        }
+        rc = sx_err_set(err, SX_ECORRUPT,
+                        "%s holds %llu bytes of writes of generation %llu, but %s/MANIFEST names "
+                        "generation %llu (a MANIFEST older than the log, as after a partial restore); "
+                        "refusing to drop them%s",
+                        path, (unsigned long long)pi.size, g, st->dir,
+                        (unsigned long long)st->generation, k_override);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int create_contents(sx_store *st, const sx_store_opts *o, sx_err *err) {
+    int rc;
+    sx_wal *wal = NULL;
+    st->coll.n_shards = o->n_shards;
+    st->params = o->params;
     st->coll.dim = st->params.dim;
-    st->coll.pool = st->pool;
     st->coll.shards = calloc((size_t)st->coll.n_shards, sizeof *st->coll.shards);
     if (!st->coll.shards) return sx_err_set(err, SX_ENOMEM, "out of memory");
-    if (fresh) {
-        sx_wal *wal = NULL;
-        if ((rc = create_shards(st, err)) < 0) return rc;
-        st->generation = 1;
-        if ((rc = write_generation(st, 1, &wal, err)) < 0) return rc;
-        st->wal = wal;
-        if ((rc = write_manifest(st, err)) < 0) return rc;
-        remove_other_generations(st, 1);
-        return 0;
-    }
-    remove_other_generations(st, st->generation);
-    if ((rc = load_snapshots(st, err)) < 0) return rc;
+    if ((rc = create_shards(st, err)) < 0) return rc;
+    st->collection_id = new_collection_id();
+    st->generation = 1;
+    remove_other_generations(st, 0); /* leftovers of a creation cut short */
+    if ((rc = write_generation(st, 1, &wal, err)) < 0) return rc;
+    st->wal = wal;
+    return write_manifest(st, err);
+}
+
+/* Replays wal-G.log over the loaded snapshots (see the essay for what is
+ * refused and what the override does). */
+static int replay_log(sx_store *st, const sx_store_opts *o, sx_err *err) {
     char name[64], path[4096];
     wal_name(name, sizeof name, st->generation);
     path_of(path, sizeof path, st, name);
     sx_wal_replay_stats rs = {0};
-    rc = sx_wal_open(path, replay_record, st, &rs, &st->wal, err);
-    if (rc == 0 && rs.records)
+    sx_wal_id id = {st->collection_id, st->generation};
+    int rc = sx_wal_open(path, &id, o->accept_log_loss ? SX_WAL_SALVAGE : 0, replay_record, st, &rs,
+                         &st->wal, err);
+    if (rc < 0) {
+        if (rc == SX_ENOTFOUND || rc == SX_ECORRUPT) {
+            char msg[SX_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+            sx_err_set(err, rc, "%.300s%s", msg, k_override);
+        }
+        return rc;
+    }
+    if (rs.records)
         sx_log(SX_LOG_INFO, "store: replayed %llu log records from %s", (unsigned long long)rs.records, path);
-    return rc;
+    if (rs.salvaged && (rc = set_log_aside(st, name, err)) < 0) return rc;
+    if (rs.salvaged || st->collection_id == 0) {
+        /* A new generation with a log of the current format: after the
+         * override, so that the next start does not meet the bad log again;
+         * for a version-1 collection, so that its log gets an id. */
+        if (st->collection_id == 0) st->collection_id = new_collection_id();
+        if ((rc = checkpoint_locked(st, err)) < 0) return rc;
+        sx_log(SX_LOG_INFO, "store: %s now at generation %llu", st->dir, (unsigned long long)st->generation);
+    }
+    return 0;
+}
+
+/* Creates or recovers the store's contents; called from sx_store_open. */
+static int open_contents(sx_store *st, const sx_store_opts *o, sx_err *err) {
+    st->coll.pool = st->pool;
+    int rc = read_manifest(st, err);
+    if (rc == SX_ENOTFOUND) {
+        dir_scan ds;
+        if ((rc = scan_dir(st->dir, &ds, err)) < 0) return rc;
+        if (ds.files && !ds.creation)
+            return sx_err_set(err, SX_ECORRUPT, "%s/MANIFEST is missing, but the directory holds "
+                              "collection files (snapshots or a log with records); refusing to "
+                              "guess: restore the MANIFEST or the whole directory from a backup",
+                              st->dir);
+        if (!o->create)
+            return sx_err_set(err, SX_ENOTFOUND, "%s holds no semdex collection (no MANIFEST); "
+                              "`semdex ingest --data DIR` creates one", st->dir);
+        return create_contents(st, o, err);
+    }
+    if (rc < 0) return rc;
+    st->coll.dim = st->params.dim;
+    st->coll.shards = calloc((size_t)st->coll.n_shards, sizeof *st->coll.shards);
+    if (!st->coll.shards) return sx_err_set(err, SX_ENOMEM, "out of memory");
+    if ((rc = check_newer_logs(st, o->accept_log_loss, err)) < 0) return rc;
+    remove_other_generations(st, st->generation);
+    if ((rc = load_snapshots(st, err)) < 0) return rc;
+    return replay_log(st, o, err);
+}
+
+/* Checks dir before anything is written there: it must exist (or be
+ * creatable, with opts->create) and, without opts->create, hold a MANIFEST
+ * or the files of a collection. */
+static int check_dir(const char *dir, const sx_store_opts *opts, sx_err *err) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        if (errno != ENOENT) return sx_err_set(err, SX_EIO, "%s: %s", dir, strerror(errno));
+        if (!opts->create)
+            return sx_err_set(err, SX_ENOTFOUND, "%s: no such directory, so no collection to open; "
+                              "`semdex ingest --data DIR` creates one", dir);
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return sx_err_set(err, SX_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+        return 0;
+    }
+    if (!S_ISDIR(sb.st_mode)) return sx_err_set(err, SX_EINVAL, "%s: not a directory", dir);
+    if (opts->create) return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    if (access(path, F_OK) == 0) return 0;
+    dir_scan ds;
+    int rc = scan_dir(dir, &ds, err);
+    if (rc < 0) return rc;
+    if (ds.files && !ds.creation) return 0; /* open_contents says what is wrong */
+    return sx_err_set(err, SX_ENOTFOUND, "%s holds no semdex collection (no MANIFEST); "
+                      "`semdex ingest --data DIR` creates one", dir);
 }
 
 int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx_err *err) {
@@ -629,8 +835,8 @@ int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx
     *out = NULL;
     if (opts->n_shards < 1 || opts->n_shards > 256)
         return sx_err_set(err, SX_EINVAL, "shards must be in [1, 256], got %d", opts->n_shards);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return sx_err_set(err, SX_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    int rc = check_dir(dir, opts, err);
+    if (rc < 0) return rc;
     sx_store *st = calloc(1, sizeof *st);
     if (!st || !(st->dir = strdup(dir))) {
         free(st);
@@ -645,7 +851,7 @@ int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx
     pthread_mutex_init(&st->bg_mu, NULL);
     pthread_cond_init(&st->bg_cv, NULL);
     int threads = opts->n_threads > 0 ? opts->n_threads : sx_cpu_count();
-    int rc = lock_dir(st, err);
+    rc = lock_dir(st, err);
     if (rc == 0) rc = sx_pool_create(threads - 1, &st->pool, err);
     if (rc == 0) rc = open_contents(st, opts, err);
     if (rc == 0) {

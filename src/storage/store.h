@@ -5,6 +5,7 @@
  *
  *     sx_store *st;
  *     sx_store_opts o = sx_store_defaults(384);
+ *     o.create = 1;                                          // may create it
  *     if (sx_store_open("data/db", &o, &st, &err) < 0) ...   // creates or recovers
  *     sx_store_upsert(st, n, docs, vectors, &err);           // durable on return
  *     sx_store_search(st, query_vector, &search, hits, &n_hits, NULL, &err);
@@ -12,10 +13,12 @@
  *     sx_store_close(st);
  *
  * Layout of the directory:
- *     MANIFEST               format version, generation G, shard count, index
- *                            parameters (text, CRC-protected, replaced atomically)
+ *     MANIFEST               format version, collection id, generation G, shard
+ *                            count, index parameters (text, CRC-protected,
+ *                            replaced atomically)
  *     shard-G-I.snap         snapshot of shard I at generation G
- *     wal-G.log              changes since those snapshots
+ *     wal-G.log              changes since those snapshots (its header names the
+ *                            collection id and G)
  *     LOCK                   held (flock) by the process using the directory
  */
 #ifndef SX_STORE_H
@@ -46,6 +49,12 @@ typedef struct sx_store_opts {
      * SX_STORE_EVENT_*; NULL: nobody is told. Metrics use it. */
     void (*observe)(void *ctx, int event, double seconds);
     void *observe_ctx;
+    int create;                /* 1: create an empty collection when dir holds none
+                                  (creating dir too); 0: fail with SX_ENOTFOUND */
+    int accept_log_loss;       /* 1: open even when the write-ahead log is missing,
+                                  empty, foreign or damaged, keeping what is intact
+                                  (the operator's deliberate override; see
+                                  docs/operations.md). 0: refuse such a log */
 } sx_store_opts;
 
 /* What sx_store_open found and what the store holds. */
@@ -70,13 +79,15 @@ typedef struct sx_store_info {
  * 512 MiB of log. */
 sx_store_opts sx_store_defaults(int dim);
 
-/* Opens the store in dir, creating dir and an empty store when it holds
- * none (then opts->n_shards and opts->params apply; otherwise the manifest's
- * values do). Loads the snapshots and replays the log (a torn tail is
- * truncated with a warning). Fails with SX_EBUSY when another process holds
- * the directory, SX_ECORRUPT (message names the file) when a snapshot, the
- * manifest or the middle of the log is damaged: a store never opens with
- * partial data. */
+/* Opens the store in dir. When dir holds no collection, creates an empty
+ * one if opts->create (then opts->n_shards and opts->params apply; otherwise
+ * the manifest's values do) and fails with SX_ENOTFOUND if not. Loads the
+ * snapshots and replays the log (a torn tail is truncated with a warning).
+ * Fails with SX_EBUSY when another process holds the directory, SX_ECORRUPT
+ * (message names the file) when a snapshot or the manifest is damaged, and
+ * SX_ENOTFOUND / SX_ECORRUPT when the log is missing, empty, another
+ * collection's or generation's, or damaged other than a torn tail (unless
+ * opts->accept_log_loss): a store never opens with partial data unasked. */
 int sx_store_open(const char *dir, const sx_store_opts *opts, sx_store **out, sx_err *err);
 
 /* Inserts or replaces n papers (docs[i] with vector vecs[i*dim..], L2-
