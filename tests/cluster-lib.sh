@@ -60,13 +60,15 @@ top_ids() {
 }
 
 # search_loop URL OUT SECONDS: searches in a loop for SECONDS, one line per
-# request to OUT: "<unix-ms> <http-status> <number of results>".
+# request to OUT: "<unix-ms> <http-status> <number of results>". Every other
+# query is new (encoded: stage timings keep growing), the rest repeat one of
+# ten (query cache hits).
 search_loop() {
   local url=$1 out=$2 end=$((SECONDS + $3)) i=0 code n
   while [ $SECONDS -lt $end ]; do
     i=$((i + 1))
     code=$(curl -s -m 5 -o "$out.body" -w '%{http_code}' -X POST "$url/search" -H 'Content-Type: application/json' \
-           --data-binary "{\"query\": \"search $((i % 50)) neural networks and quantum fields\", \"top_k\": 10}" || true)
+           --data-binary "{\"query\": \"search $((i % 2 ? i : i % 10)) neural networks and quantum fields\", \"top_k\": 10}" || true)
     n=$(jq -r '.results | length' "$out.body" 2>/dev/null || echo 0)
     echo "$(date +%s%3N) $code $n" >> "$out"
     if [ "$code" != 200 ]; then { cat "$out.body"; echo; } >> "$out.errors"; fi

@@ -4,9 +4,11 @@ set -euo pipefail
 SEMDEX=${SEMDEX:-build/semdex}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/semdex-e2e.XXXXXX")
 cleanup_hooks=()
+# The hooks run last-registered first (a test's own hook, such as resuming a
+# stopped node, runs before the cluster it registered earlier is stopped).
 on_exit() {
-  local h
-  for h in "${cleanup_hooks[@]}"; do eval "$h" || true; done
+  local i
+  for ((i = ${#cleanup_hooks[@]} - 1; i >= 0; i--)); do eval "${cleanup_hooks[i]}" || true; done
   rm -rf "$TMP"
 }
 trap on_exit EXIT

@@ -38,6 +38,9 @@ static int ob_upsert(void *impl, int n, const sx_doc *d, const float *v, sx_err 
 static int ob_del(void *impl, const char *id, sx_err *err) {
     if (strcmp(id, "busy") == 0) /* as the gateway says a cluster node failed */
         return sx_err_set(err, SX_EBUSY, "delete: slot 12: 10.1.2.3:7001: connection refused");
+    if (strcmp(id, "unacked") == 0) /* as the gateway says WAIT fell short */
+        return sx_err_set(err, SX_ENOTDURABLE, "semdex:{shard-00-1}: written on its master but "
+                                               "acknowledged by 0 of the 1 replicas asked for");
     return strcmp(id, "2401.00001") == 0 ? 0 : sx_err_set(err, SX_ENOTFOUND, "no paper");
 }
 
@@ -195,6 +198,11 @@ void test_routes_no_internal_paths(void) {
     check_error_body(&res);
     CHECK(strstr(res.body.data, "10.1.2.3") == NULL);
     CHECK(strstr(res.body.data, "\"unavailable\"") != NULL);
+    sx_buf_free(&res.body);
+    /* A write the replicas did not acknowledge says so: the client retries. */
+    CHECK_EQ(request(&s, "DELETE", "/papers/unacked", NULL, &res), 503);
+    check_error_body(&res);
+    CHECK(strstr(res.body.data, "acknowledged by 0 of the 1 replicas") != NULL);
     sx_buf_free(&res.body);
     CHECK_EQ(request(&s, "GET", "/collections/info", NULL, &res), 200);
     CHECK(strstr(res.body.data, "/opt/private") == NULL);

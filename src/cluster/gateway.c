@@ -474,7 +474,7 @@ static int run_writes(gateway *g, sx_rc_cmd *cmds, int n, sx_err *err) {
         return rc;
     }
     if (short_of >= 0)
-        return sx_err_set(err, SX_EBUSY,
+        return sx_err_set(err, SX_ENOTDURABLE,
                           "%s: written on its master but acknowledged by %d of the %d replicas asked "
                           "for within %d ms; not confirmed durable, retry the request",
                           cmds[short_of].argv[1], cmds[short_of].acked < 0 ? 0 : cmds[short_of].acked, want,

@@ -69,6 +69,7 @@ const char *sx_strerror(int code) {
     case SX_ENOTFOUND: return "not found";
     case SX_EFULL: return "limit reached";
     case SX_EBUSY: return "busy";
+    case SX_ENOTDURABLE: return "not durable";
     case SX_EUNSUPPORTED: return "unsupported";
     default: return "unknown error";
     }

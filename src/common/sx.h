@@ -38,6 +38,7 @@ enum {
     SX_EFULL = -6,     /* a limit was reached */
     SX_EBUSY = -7,     /* resource temporarily unavailable */
     SX_EUNSUPPORTED = -8, /* valid but not supported (dtype, version) */
+    SX_ENOTDURABLE = -9,  /* written, but fewer copies acknowledged it than asked */
 };
 
 #define SX_ERR_MSG_MAX 512

@@ -115,7 +115,8 @@ static void respond_json(sx_response *res, int status, cJSON *root) {
 /* Maps a store/encoder/backend error to an HTTP error response. A 4xx
  * carries the message (it is about the request); a 5xx message names files,
  * directories and cluster nodes, so it goes to the log and the client gets a
- * fixed sentence. */
+ * fixed sentence; except a write that replicas did not acknowledge, whose
+ * message (shard key and counts) tells the client to retry. */
 static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_err *err) {
     switch (err->code) {
     case SX_EINVAL: sx_respond_error(res, 400, "invalid_request", "%s", err->msg); break;
@@ -124,6 +125,10 @@ static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_er
         sx_log(SX_LOG_WARN, "%s %s: unavailable: %s", rq->method, sx_route_name(rq->route), err->msg);
         sx_respond_error(res, 503, "unavailable", "the backend cannot complete the request now "
                          "(the server log has the details); retry it");
+        break;
+    case SX_ENOTDURABLE: /* the client must know its write is not confirmed */
+        sx_log(SX_LOG_WARN, "%s %s: not durable: %s", rq->method, sx_route_name(rq->route), err->msg);
+        sx_respond_error(res, 503, "unavailable", "%s", err->msg);
         break;
     default:
         sx_log(SX_LOG_ERROR, "%s %s: internal error: %s", rq->method, sx_route_name(rq->route), err->msg);
