@@ -60,7 +60,6 @@ static void srv_init(sx_srv *s) {
     s->backend = sx_backend_create(&ob_ops, NULL, 384);
     s->dim = 384;
     s->opts = sx_server_defaults();
-    atomic_store(&s->ready, 1);
 }
 
 static void srv_clear(sx_srv *s) {

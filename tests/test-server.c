@@ -494,7 +494,6 @@ void test_routes_over_backend(void) {
     s.backend = sx_backend_create(&tb_ops, &tb, 384);
     s.dim = 384;
     s.opts = sx_server_defaults();
-    atomic_store(&s.ready, 1);
     sx_response res;
     CHECK_EQ(route_once(&s, "GET", "/papers/2401.00001", &res), 200);
     sx_buf_append(&res.body, "", 1);

@@ -48,8 +48,8 @@
  * touches a reused one.
  *
  * The request life cycle in MHD's callback:
- *   1st call   Host (421), OPTIONS (204), route (404/405), stopping and
- *              loading (503), rate limit (429), API key: failed attempts
+ *   1st call   Host (421), OPTIONS (204), route (404/405), stopping
+ *              (503), rate limit (429), API key: failed attempts
  *              throttled (429), missing key (401), keyless writes off
  *              loopback (403); Content-Length over the limit (413),
  *              Content-Type (415). A failed check is answered at once,
@@ -530,11 +530,6 @@ static int precheck(sx_srv *s, conn_req *c, struct MHD_Connection *conn) {
         return 503;
     }
     sx_route r = c->rq.route;
-    if (sx_route_needs_ready(r) && !atomic_load(&s->ready)) {
-        sx_respond_error(res, 503, "loading", "the collection is still loading; retry shortly");
-        res->retry_after = 1;
-        return 503;
-    }
     if (r != SX_ROUTE_HEALTH && r != SX_ROUTE_METRICS) {
         double wait = sx_ratelimit_take(s->ratelimit, c->client, sx_now());
         if (wait > 0) {
@@ -710,7 +705,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     sx_metrics_request(s->metrics, c->rq.route, status, dt);
     char path[512], query[256] = "";
     log_escape(path, sizeof path, c->path);
-    /* 503 while loading or stopping is expected; other 5xx are problems. */
+    /* 503 while stopping (or a cluster is unavailable) is expected; other 5xx are problems. */
     int slow = s->opts.slow_ms > 0 && dt * 1e3 >= s->opts.slow_ms;
     if (slow && c->rq.query[0]) {
         char q[240];
@@ -810,7 +805,6 @@ static void load(sx_srv *s) {
     }
     sx_backend_info in = {0};
     sx_backend_get_info(s->backend, &in, 0, NULL);
-    atomic_store(&s->ready, 1);
     sx_log(SX_LOG_INFO, "ready backend=%s papers=%llu shards=%d load_seconds=%.2f rss_mb=%.0f",
            s->backend->ops->name, (unsigned long long)in.count, in.n_shards, sx_now() - t0,
            (double)sx_current_rss() / 1048576.0);

@@ -179,11 +179,6 @@ const sx_schema_fact sx_schema_facts[] = {
 
 int sx_route_is_write(sx_route r) { return r == SX_ROUTE_PAPERS_UPSERT || r == SX_ROUTE_PAPER_DELETE; }
 
-int sx_route_needs_ready(sx_route r) {
-    return r == SX_ROUTE_SEARCH || r == SX_ROUTE_PAPER_GET || r == SX_ROUTE_PAPER_SIMILAR ||
-           r == SX_ROUTE_PAPERS_UPSERT || r == SX_ROUTE_PAPER_DELETE || r == SX_ROUTE_INFO;
-}
-
 static int method_is(const sx_request *rq, const char *m) { return strcmp(rq->method, m) == 0; }
 
 /* Whether the method of rq is one of allowed ("GET, DELETE"; GET allows
@@ -776,20 +771,20 @@ static void handle_info(sx_srv *s, sx_request *rq, sx_response *res) {
     respond_json(res, 200, o);
 }
 
-/* 200 once searches succeed; 503 while loading, and (cluster) while the
- * backend cannot answer, so a load balancer takes this gateway out. */
+/* 200 while searches can succeed; 503 (cluster) while the backend cannot
+ * answer, so a load balancer takes this gateway out. The server loads
+ * before it listens, so there is no "loading" state to report. */
 static void handle_health(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *o = cJSON_CreateObject();
-    int ready = atomic_load(&s->ready), ok = ready;
     sx_backend_info in;
     sx_err err = {0};
-    if (ready && sx_backend_get_info(s->backend, &in, 1, &err) < 0) ok = 0;
-    cJSON_AddStringToObject(o, "status", ok ? "ok" : ready ? "unavailable" : "loading");
+    int ok = sx_backend_get_info(s->backend, &in, 1, &err) == 0;
+    cJSON_AddStringToObject(o, "status", ok ? "ok" : "unavailable");
     cJSON_AddNumberToObject(o, "uptime_s", round((sx_now() - s->started) * 10) / 10);
     if (ok) {
         cJSON_AddStringToObject(o, "backend", in.kind);
         cJSON_AddNumberToObject(o, "papers", (double)in.count);
-    } else if (ready) { /* the details (node addresses) stay in the server's log */
+    } else { /* the details (node addresses) stay in the server's log */
         cJSON_AddStringToObject(o, "error", "the backend cannot answer searches now");
     }
     respond_json(res, ok ? 200 : 503, o);
@@ -798,7 +793,6 @@ static void handle_health(sx_srv *s, sx_request *rq, sx_response *res) {
 
 static void handle_metrics(sx_srv *s, sx_request *rq, sx_response *res) {
     sx_metrics_gauges g = {0};
-    g.ready = atomic_load(&s->ready);
     g.rss_bytes = sx_current_rss();
     g.cache_entries = s->cache ? sx_lru_size(s->cache) : 0;
     g.inflight = atomic_load(&s->inflight);
@@ -807,7 +801,9 @@ static void handle_metrics(sx_srv *s, sx_request *rq, sx_response *res) {
     sx_backend_info in = {0};
     /* On an error (cluster: a shard key did not answer) the figures that
      * could be learnt are still reported. */
-    if (g.ready && (sx_backend_get_info(s->backend, &in, 1, NULL) == 0 || in.kind)) {
+    int info_rc = sx_backend_get_info(s->backend, &in, 1, NULL);
+    g.ready = info_rc == 0;
+    if (info_rc == 0 || in.kind) {
         g.backend = in.kind;
         g.papers = in.count;
         g.deleted = in.deleted;

@@ -66,7 +66,6 @@ struct sx_server {
     sx_batcher *batcher;
     sx_backend *backend;
     int dim;
-    _Atomic int ready;   /* 1 once the model and collection are loaded */
     _Atomic int failed;  /* loading failed: the server is shutting down */
     _Atomic int stopping; /* shutting down: new requests are refused */
     sx_err load_err;
@@ -144,7 +143,6 @@ void sx_handle(sx_srv *s, sx_request *rq, sx_response *res);
 int sx_route_is_write(sx_route r);
 
 /* Whether a route needs the model and collection loaded. */
-int sx_route_needs_ready(sx_route r);
 
 /* http.c's request policy, for its tests. Whether a Content-Type names JSON
  * (application/json, optionally ; charset=utf-8). */

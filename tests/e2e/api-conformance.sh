@@ -116,22 +116,41 @@ reach delete '/papers/{paper_id}' 500
 grep -q "$TMP" "$TMP/body" && fail "a 500 names a server path: $(cat "$TMP/body")"
 kill -9 "$SERVER_PID"
 
-# 503 while loading: the model's config.json is a FIFO, so the loader waits
-# in open() until the test lets it go on.
-mkdir "$TMP/model"
-for f in "$MODEL"/*; do ln -s "$PWD/$f" "$TMP/model/"; done
-rm "$TMP/model/config.json"; mkfifo "$TMP/model/config.json"
-PORT=$((20000 + RANDOM % 10000)); BASE="http://127.0.0.1:$PORT"
-"$SEMDEX" serve --model "$TMP/model" --data "$TMP/db" --port "$PORT" --api-key sekret >>"$TMP/server.log" 2>&1 &
-SERVER_PID=$!; cleanup_hooks+=("kill -9 $SERVER_PID 2>/dev/null")
-for i in $(seq 100); do curl -s -o /dev/null "$BASE/health" && break; sleep 0.1; done
-http GET /health; reach get /health 503
-for op in "${ops[@]}"; do
-  m=${op%% *}; p=${op#* }; p=${p//\{paper_id\}/no.such}
-  http "${m^^}" "$p" -H 'Content-Type: application/json' "${key[@]}" --data-binary '{}'
-  reach "$m" "${op#* }" 503
-done
-kill -9 "$SERVER_PID"  # the loader dies with it, still waiting on the FIFO
+# 503 while shutting down: one kept-alive connection per operation (each
+# has answered a request), then SIGTERM; the server answers what arrives on
+# an open connection during its drain with 503 and closes it. (The server
+# loads before it listens, so there is no "loading" 503.)
+start_server "$TMP/db" --model "$MODEL" --api-key sekret
+python3 - "$PORT" "$SERVER_PID" "$TMP/st503" <<'PY'
+import http.client, json, os, signal, sys, time
+port, pid, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ops = [("GET", "/health"), ("POST", "/search"), ("POST", "/papers"), ("GET", "/papers/no.such"),
+       ("DELETE", "/papers/no.such"), ("GET", "/papers/no.such/similar"), ("GET", "/collections/info")]
+conns = []
+for _ in ops:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/health"); c.getresponse().read()
+    conns.append(c)
+os.kill(pid, signal.SIGTERM)
+time.sleep(0.2)  # the listener is closed; the open connections wait up to 1 s
+with open(out, "w") as f:
+    for (m, p), c in zip(ops, conns):
+        try:
+            c.request(m, p, body=b"{}", headers={"Content-Type": "application/json", "X-API-Key": "sekret"})
+            r = c.getresponse()
+            f.write(json.dumps({"method": m.lower(), "path": p, "status": r.status,
+                                "body": r.read().decode()}) + "\n")
+        except OSError as e:
+            f.write(json.dumps({"method": m.lower(), "path": p, "status": 0, "body": str(e)}) + "\n")
+PY
+wait "$SERVER_PID" 2>/dev/null || true
+while read -r line; do
+  m=$(jq -r .method <<<"$line"); p=$(jq -r .path <<<"$line"); STATUS=$(jq -r .status <<<"$line")
+  jq -r .body <<<"$line" > "$TMP/body"
+  p=${p//no.such/\{paper_id\}}
+  reach "$m" "$p" 503
+  jq -e '.error.code == "unavailable"' "$TMP/body" >/dev/null || fail "$m $p 503: $(cat "$TMP/body")"
+done < "$TMP/st503"
 
 # Every error status the document lists was produced, but one: a search
 # answers 500 only on a fault of the backend (out of memory; in gateway mode

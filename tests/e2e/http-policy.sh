@@ -9,7 +9,7 @@ start_server "$TMP/db"
 expect_grep 'warn .*no API key: write routes .* are open' "$TMP/server.log"
 
 # --- a second server on the same port fails, naming the port
-expect_status 1 timeout 60 "$SEMDEX" serve --data "$TMP/db2" --port "$PORT"
+expect_status 1 timeout 60 "$SEMDEX" serve --data "$TMP/db2" --create --port "$PORT"
 expect_grep "cannot listen on 127.0.0.1:$PORT: port $PORT is in use by another process" "$TMP/err"
 http GET /health; expect_http 200
 

@@ -3,14 +3,13 @@
 # sane, else generated), the slow-request log above --slow-ms, and the
 # per-stage, write and log series of /metrics after real searches and writes.
 . tests/e2e-lib.sh
-vec() { seq -s, 1 384 | sed "s/[0-9]*/0.0$1/g"; }
 mkdir -p "$TMP/db"
 # 1 ms: every search (it runs the encoder) is slow; /health is not looked at.
 start_server "$TMP/db" --slow-ms 1
 post_json /papers "{\"papers\": [
-  {\"id\": \"2501.00001\", \"title\": \"Graph neural networks\", \"abstract\": \"A.\", \"embedding\": [$(vec 1)]},
-  {\"id\": \"2501.00002\", \"title\": \"Quantum error correction\", \"abstract\": \"B.\", \"embedding\": [$(vec 2)]},
-  {\"id\": \"2501.00003\", \"title\": \"Protein folding\", \"abstract\": \"C.\", \"embedding\": [$(vec 3)]}]}"
+  {\"id\": \"2501.00001\", \"title\": \"Graph neural networks\", \"abstract\": \"A.\"},
+  {\"id\": \"2501.00002\", \"title\": \"Quantum error correction\", \"abstract\": \"B.\"},
+  {\"id\": \"2501.00003\", \"title\": \"Protein folding\", \"abstract\": \"C.\"}]}"
 expect_http 200 '.upserted == 3'
 http DELETE /papers/2501.00003; expect_http 200
 
@@ -37,7 +36,8 @@ for f in 'method=POST' 'path=/search' 'route="/search"' 'status=200' 'ms=[0-9.]+
   [[ $line =~ $f ]] || fail "log line lacks $f: $line"
 done
 [[ $line =~ ' warn slow_request ' ]] || fail "a 1 ms threshold did not log the search as slow: $line"
-grep -q "info request id=$gen method=GET path=/health route=\"/health\" status=200" "$TMP/server.log" ||
+# (info, or warn slow_request when a loaded machine took over 1 ms)
+grep -Eq "(info request|warn slow_request) id=$gen method=GET path=/health route=\"/health\" status=200" "$TMP/server.log" ||
   fail "no info line for /health with the generated id: $(grep "id=$gen" "$TMP/server.log")"
 
 # The series the requests above must have moved.
