@@ -3,6 +3,10 @@
  *
  * Usage: run [-k] [--no-fork] [NAME-SUBSTRING...]
  *
+ * Built with -DSX_TEST_LIST='"path"', it runs the tests of another list
+ * file of the same form (the arm64 cross build links only some modules'
+ * tests; see the Makefile's cross-arm64-test).
+ *
  * Each test runs in a forked child with a time limit, so a crash, an abort
  * from a sanitizer or a leak report (LeakSanitizer exits non-zero) fails that
  * test only. --no-fork runs tests in-process, for a debugger. The last line is
@@ -19,8 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef SX_TEST_LIST
+#define SX_TEST_LIST "list.h"
+#endif
+
 #define TEST(name) void test_##name(void);
-#include "list.h"
+#include SX_TEST_LIST
 #undef TEST
 
 typedef struct {
@@ -30,7 +38,7 @@ typedef struct {
 
 static const test_entry g_tests[] = {
 #define TEST(name) {#name, test_##name},
-#include "list.h"
+#include SX_TEST_LIST
 #undef TEST
 };
 

@@ -273,15 +273,12 @@ static int arg_is(RedisModuleString *s, const char *word) {
 static int arg_vector(RedisModuleString *s, int dim, float **out, int *dim_out, char *why, size_t cap) {
     size_t len;
     const uint8_t *b = (const uint8_t *)RedisModule_StringPtrLen(s, &len);
-    if (len == 0 || len % 4 != 0 || len / 4 > SX_INDEX_MAX_DIM) {
-        snprintf(why, cap, "vector is %zu bytes, not a multiple of 4 in 4..%d", len, 4 * SX_INDEX_MAX_DIM);
+    sx_err err = {0};
+    int n = sx_wire_vector_len(len, dim, &err);
+    if (n < 0) {
+        snprintf(why, cap, "%.200s", err.msg);
         return -1;
     }
-    if (dim && len != (size_t)dim * 4) {
-        snprintf(why, cap, "vector is %zu bytes, the shard's dim %d needs %d", len, dim, dim * 4);
-        return -1;
-    }
-    int n = (int)(len / 4);
     float *v = RedisModule_Alloc(len);
     sx_le32_copy(v, b, (size_t)n);
     *out = v;
@@ -331,7 +328,6 @@ typedef struct item {
  * Returns the item array (RedisModule_Alloc) or NULL after replying. */
 static item *parse_items(RedisModuleCtx *ctx, RedisModuleString **argv, int n, int stride, int *dim) {
     item *it = RedisModule_Calloc((size_t)n, sizeof *it);
-    char why[256];
     int i;
     for (i = 0; i < n; i++) {
         RedisModuleString **a = argv + 2 + (size_t)i * (size_t)stride;
@@ -345,19 +341,16 @@ static item *parse_items(RedisModuleCtx *ctx, RedisModuleString **argv, int n, i
             break;
         }
         it[i].level = (int)level;
-        if (arg_vector(a[stride - 2], *dim, &it[i].vec, *dim ? NULL : dim, why, sizeof why) < 0) {
-            reply_err(ctx, "item %d: %s", i, why);
+        size_t vlen;
+        const void *vb = RedisModule_StringPtrLen(a[stride - 2], &vlen);
+        int vn = sx_wire_vector_len(vlen, *dim, &err);
+        if (vn < 0) {
+            reply_err(ctx, "item %d: %s", i, err.msg);
             break;
         }
-        if (sx_doc_decode(db, dlen, &it[i].doc, &err) < 0) {
-            reply_err(ctx, "item %d: bad doc: %s", i, err.msg);
-            break;
-        }
-        if (strlen(it[i].doc.id) != idlen || memcmp(it[i].doc.id, id, idlen) != 0) {
-            reply_err(ctx, "item %d: the doc's id '%.63s' differs from the id argument", i, it[i].doc.id);
-            break;
-        }
-        if (sx_doc_check(&it[i].doc, &err) < 0 || sx_vector_check(it[i].vec, *dim, &err) < 0) {
+        it[i].vec = RedisModule_Alloc(vlen);
+        if (!*dim) *dim = vn;
+        if (sx_wire_item(id, idlen, vb, vlen, db, dlen, it[i].vec, &it[i].doc, &err) < 0) {
             reply_err(ctx, "item %d: %s", i, err.msg);
             break;
         }

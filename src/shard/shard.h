@@ -87,6 +87,26 @@ int sx_doc_check(const sx_doc *d, sx_err *err);
  * 1e-3. 0 or SX_EINVAL. */
 int sx_vector_check(const float *v, int dim, sx_err *err);
 
+/* ---- the wire form of one upsert item (the Redis module's arguments) ----
+ * SEMDEX.UPSERT carries each paper as three byte strings: its id, its vector
+ * (dim little-endian float32) and its document (sx_doc_encode). These two
+ * functions are the whole check the module makes of them, without Redis, so
+ * that a fuzzer and a unit test reach it. */
+
+/* Checks the length of a vector argument of len bytes against the key's
+ * dimension dim (0: a new key, any dimension). Returns the number of floats,
+ * or SX_EINVAL with a message naming the sizes. */
+int sx_wire_vector_len(size_t len, int dim, sx_err *err);
+
+/* Decodes and checks one item: vec (vlen bytes, already sized by
+ * sx_wire_vector_len) into v_out (OUT, vlen / 4 floats), doc (dlen bytes)
+ * into *d_out (OUT, whose strings point into doc), and checks that the
+ * document's id equals the id argument (idlen bytes), then the store's rules
+ * (sx_doc_check, sx_vector_check). Returns 0 or SX_ECORRUPT / SX_EINVAL with
+ * a message ("bad doc: ..." for a document that does not decode). */
+int sx_wire_item(const char *id, size_t idlen, const void *vec, size_t vlen, const void *doc,
+                 size_t dlen, float *v_out, sx_doc *d_out, sx_err *err);
+
 typedef struct sx_hit {
     float score; /* cosine, higher is better */
     char id[64];

@@ -195,12 +195,16 @@ static int read_manifest(sx_store *st, sx_err *err) {
     int ok = crc_line && sscanf(crc_line, "crc32c %x", &crc) == 1 &&
              crc == sx_crc32c(0, data, (size_t)(crc_line - data)) &&
              sscanf(data, "semdex-manifest %d\n", &version) == 1;
-    /* Version 1 has no id line; the rest is the same. */
-    const char *rest = ok ? strchr(data, '\n') + 1 : NULL;
+    /* Version 1 has no id line; the rest is the same. (A "\n" in a scanf
+     * format matches any white space, or none: a line break is looked for.) */
+    const char *rest = ok ? strchr(data, '\n') : NULL;
+    ok = rest != NULL;
     if (ok && version >= 2) {
-        ok = sscanf(rest, "id %llx\n", &id) == 1 && id != 0;
-        rest = ok ? strchr(rest, '\n') + 1 : NULL;
+        ok = sscanf(rest + 1, "id %llx\n", &id) == 1 && id != 0;
+        rest = ok ? strchr(rest + 1, '\n') : NULL;
+        ok = rest != NULL;
     }
+    if (ok) rest++;
     ok = ok && sscanf(rest,
                       "generation %llu\nshards %d\ndim %d\nM %d\n"
                       "ef_construction %d\nef_search %d\nstorage %15s\nrerank %d\n",
