@@ -113,12 +113,15 @@ static int corrupt(sx_err *err, const char *what, uint32_t node) {
 }
 
 /* Checks one stored list: count within cap, ids below n and not free. */
-static int check_list(const _Atomic uint32_t *l, int cap, uint32_t n, const uint8_t *nodes) {
+/* A list of level `level` may name only existing, non-free nodes that
+ * reach that level themselves (a search follows the link and reads the
+ * target's list of the same level). */
+static int check_list(const _Atomic uint32_t *l, int cap, int level, uint32_t n, const uint8_t *nodes) {
     uint32_t cnt = atomic_load_explicit(&l[0], memory_order_relaxed);
     if (cnt > (uint32_t)cap) return -1;
     for (uint32_t j = 0; j < cnt; j++) {
         uint32_t v = atomic_load_explicit(&l[1 + j], memory_order_relaxed);
-        if (v >= n || (nodes[2 * v] & F_FREE)) return -1;
+        if (v >= n || (nodes[2 * v] & F_FREE) || nodes[2 * v + 1] < level) return -1;
     }
     return 0;
 }
@@ -270,7 +273,7 @@ static int load_body(sx_source *src, sx_index *ix, uint32_t n, uint64_t e, sx_er
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         if (nodes.data[2 * i] & F_FREE) continue;
         for (int l = 0; l <= ch(ix, i)->level[off(i)] && rc == 0; l++)
-            if (check_list(links_at(ix, i, l), level_cap(ix, l), n, nodes.data) < 0)
+            if (check_list(links_at(ix, i, l), level_cap(ix, l), l, n, nodes.data) < 0)
                 rc = corrupt(err, "bad link list", i);
     }
     if (rc == 0 && (uint32_t)e != NONE) {
