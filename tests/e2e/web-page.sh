@@ -42,4 +42,25 @@ first1=$(grep -o 'data-paper-id="[^"]*"' "$TMP/search.html" | head -1)
 first2=$(grep -o 'data-paper-id="[^"]*"' "$TMP/page2.html" | head -1)
 [ "$first1" != "$first2" ] || fail "page 2 shows page 1"
 [ -s build/web-page.png ] || fail "no screenshot"
+
+# Any k from 1 to 100 in the URL (k=5 once gave "page NaN"); anything else
+# falls back to 10.
+browse "$BASE/?q=neural+networks+for+speech&k=5&offset=5" "$TMP/k5.html"
+n=$(grep -o 'data-paper-id="[^"]*"' "$TMP/k5.html" | wc -l)
+[ "$n" = 5 ] || fail "k=5 showed $n results"
+grep -q 'page 2' "$TMP/k5.html" || fail "k=5, offset=5 is not page 2: $(grep -o 'id="page">[^<]*' "$TMP/k5.html")"
+grep -q 'Results 6–10' "$TMP/k5.html" || fail "k=5 status"
+grep -q '<option>5</option>' "$TMP/k5.html" || fail "k=5 not added to the menu"
+grep -Eq "page NaN|NaN–|–NaN" "$TMP/k5.html" && fail "NaN in the pager or status"
+for k in abc 0 1000 -3 2.5; do
+  browse "$BASE/?q=neural+networks+for+speech&k=$k" "$TMP/kbad.html"
+  n=$(grep -o 'data-paper-id="[^"]*"' "$TMP/kbad.html" | wc -l)
+  [ "$n" = 10 ] || fail "k=$k showed $n results, expected the default 10"
+  grep -Eq "page NaN|NaN–|–NaN" "$TMP/kbad.html" && fail "NaN in the pager or status for k=$k"
+done
+# No results: the pager is hidden (its display:flex once overrode hidden).
+grep -q 'nav#pager\[hidden\] { display: none; }' "$TMP/k5.html" || fail "no rule hides the pager"
+browse "$BASE/?q=neural+networks&cat=no-such.cat" "$TMP/none.html"
+grep -q 'No results\.' "$TMP/none.html" || fail "no 'No results.' status"
+grep -q '<nav id="pager" hidden' "$TMP/none.html" || fail "pager shown with no results"
 stop_server
