@@ -35,6 +35,10 @@ static const char *k_usage =
     "  --embeddings F.npy  take vectors from this float32 (rows, dim) .npy instead of\n"
     "                      the encoder: row i belongs to the i-th non-empty input line\n"
     "  --limit N           stop after N papers\n"
+    "  --per-archive N     take at most N papers of each arXiv archive (the primary\n"
+    "                      category's part before the dot: cs, math, hep-th, q-bio...),\n"
+    "                      in input order, skipping the rest: a sample spread over the\n"
+    "                      fields (with --limit, the total is capped too)\n"
     "  --batch N           papers per batch (256)\n"
     "  --threads N         encoder threads (all cores)\n"
     "  --int8              use the int8 encoder\n"
@@ -46,10 +50,11 @@ static const char *k_usage =
     "                      (see docs/operations.md, Recovery)\n";
 
 #define MAX_REPORTED 10
+#define MAX_ARCHIVES 96 /* arXiv has about 40; more share the last slot */
 
 typedef struct {
     const char *data_dir, *cluster, *model_dir, *npy_path;
-    long limit, batch;
+    long limit, batch, per_archive;
     int threads, int8, quiet;
     sx_store_opts store;
     sx_gateway_opts gateway;
@@ -69,6 +74,10 @@ typedef struct {
     uint64_t ingested, malformed;
     char reported[MAX_REPORTED][300];
     int fatal;
+    /* --per-archive: papers taken per archive so far */
+    struct { char name[24]; long taken; } archives[MAX_ARCHIVES];
+    int n_archives;
+    uint64_t skipped;
 } ingest;
 
 static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
@@ -99,6 +108,8 @@ static int parse_args(int argc, char **argv, ingest_opts *o, int *first_file) {
         else if (strcmp(a, "--embeddings") == 0) o->npy_path = val;
         else if (strcmp(a, "--limit") == 0) {
             if (cli_parse_int("ingest", a, val, 0, 1L << 40, &o->limit) < 0) return 2;
+        } else if (strcmp(a, "--per-archive") == 0) {
+            if (cli_parse_int("ingest", a, val, 1, 1L << 40, &o->per_archive) < 0) return 2;
         } else if (strcmp(a, "--batch") == 0) {
             if (cli_parse_int("ingest", a, val, 1, 4096, &o->batch) < 0) return 2;
         } else if (strcmp(a, "--threads") == 0) {
@@ -171,6 +182,24 @@ static int flush(ingest *g, sx_err *err) {
     return rc;
 }
 
+/* --per-archive: whether the record's archive (its first category up to
+ * the dot; "" without categories) still has room, counting it if so. */
+static int archive_has_room(ingest *g, const sx_record *r) {
+    const char *c = r->doc.categories ? r->doc.categories : "";
+    size_t n = strcspn(c, ". ");
+    char name[24];
+    snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), c);
+    int i = 0;
+    while (i < g->n_archives && strcmp(g->archives[i].name, name) != 0) i++;
+    if (i == g->n_archives) {
+        if (i == MAX_ARCHIVES) i = MAX_ARCHIVES - 1;
+        else snprintf(g->archives[g->n_archives++].name, sizeof name, "%s", name);
+    }
+    if (g->archives[i].taken >= g->o.per_archive) return 0;
+    g->archives[i].taken++;
+    return 1;
+}
+
 static int done(const ingest *g) { return g->o.limit >= 0 && g->ingested + (uint64_t)g->n >= (uint64_t)g->o.limit; }
 
 /* Reads one file; returns 0, or a negative code for a fatal error (the
@@ -208,6 +237,11 @@ static int ingest_file(ingest *g, const char *path, cli_progress *pr, uint64_t *
         }
         if (sx_record_parse(line, len, &g->recs[g->n], &err) < 0) {
             report_malformed(g, path, sx_lines_number(in), err.msg);
+            continue;
+        }
+        if (g->o.per_archive > 0 && !archive_has_room(g, &g->recs[g->n])) {
+            sx_record_clear(&g->recs[g->n]);
+            g->skipped++;
             continue;
         }
         g->rows[g->n++] = row;
@@ -317,6 +351,13 @@ int cli_cmd_ingest(int argc, char **argv) {
     fprintf(stderr, "ingest: %llu papers upserted in %.1f s (%.0f papers/s); the collection holds %llu\n",
             (unsigned long long)g.ingested, dt, dt > 0 ? (double)g.ingested / dt : 0.0,
             (unsigned long long)in.count);
+    if (g.o.per_archive > 0) {
+        fprintf(stderr, "ingest: at most %ld per archive, %llu papers passed over; taken:", g.o.per_archive,
+                (unsigned long long)g.skipped);
+        for (int i = 0; i < g.n_archives; i++)
+            fprintf(stderr, " %s=%ld", g.archives[i].name[0] ? g.archives[i].name : "(none)", g.archives[i].taken);
+        fputc('\n', stderr);
+    }
     if (g.malformed) {
         fprintf(stderr, "ingest: %llu malformed lines skipped; the first %d:\n",
                 (unsigned long long)g.malformed, g.malformed < MAX_REPORTED ? (int)g.malformed : MAX_REPORTED);
