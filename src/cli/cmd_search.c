@@ -9,10 +9,12 @@
 #include "../model/model.h"
 #include "../cluster/gateway.h"
 #include "../server/backend.h"
+#include "../server/server.h"
 #include "cli.h"
 
 static const char *k_usage =
-    "--data DIR [--model DIR] [-k N] [--categories a,b] [--ef N] [--int8] QUERY\n"
+    "--data DIR [--model DIR] [-k N] [--offset N] [--categories a,b] [--ef N]\n"
+    "                     [--int8] [--json] QUERY\n"
     "       semdex search --cluster HOST:PORT[,HOST:PORT...] [options] QUERY\n"
     "\n"
     "Prints the papers of the collection in DIR (or in the Redis Cluster reached\n"
@@ -23,16 +25,20 @@ static const char *k_usage =
     "  --cluster SEEDS     Redis Cluster nodes to start from\n"
     "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
     "  -k N                hits to print (10)\n"
+    "  --offset N          skip the N best first (0): the page [N, N+k)\n"
     "  --categories a,b    only papers in one of these categories\n"
     "  --ef N              search breadth (the collection's default)\n"
-    "  --int8              use the int8 encoder\n";
+    "  --int8              use the int8 encoder\n"
+    "  --json              print one JSON object as POST /search answers it: results\n"
+    "                      (paper_id, title, abstract, authors, categories,\n"
+    "                      update_date, score), offset, top_k\n";
 
 int cli_cmd_search(int argc, char **argv) {
     const char *data = NULL, *cluster = NULL, *model = "models/all-MiniLM-L6-v2", *query = NULL;
     char cats_buf[1024] = "";
     const char *cats[SX_CATEGORIES_MAX];
-    int n_cats = 0, int8 = 0;
-    long k = 10, ef = 0;
+    int n_cats = 0, int8 = 0, json = 0;
+    long k = 10, ef = 0, offset = 0;
     if (cli_wants_help(argc, argv)) {
         printf("usage: semdex search %s", k_usage);
         return 0;
@@ -40,6 +46,7 @@ int cli_cmd_search(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--int8") == 0) { int8 = 1; continue; }
+        if (strcmp(a, "--json") == 0) { json = 1; continue; }
         if (a[0] != '-' || !a[1]) {
             if (query) {
                 cli_fail("search", "one QUERY only (quote it): '%s' and '%s'", query, a);
@@ -55,6 +62,8 @@ int cli_cmd_search(int argc, char **argv) {
         else if (strcmp(a, "--model") == 0) model = val;
         else if (strcmp(a, "-k") == 0) {
             if (cli_parse_int("search", a, val, 1, 1000, &k) < 0) return 2;
+        } else if (strcmp(a, "--offset") == 0) {
+            if (cli_parse_int("search", a, val, 0, SX_OFFSET_MAX, &offset) < 0) return 2;
         } else if (strcmp(a, "--ef") == 0) {
             if (cli_parse_int("search", a, val, 1, 4096, &ef) < 0) return 2;
         } else if (strcmp(a, "--categories") == 0) {
@@ -100,15 +109,26 @@ int cli_cmd_search(int argc, char **argv) {
     }
     int dim = rc == 0 ? sx_encoder_dim(enc) : 0;
     float *vec = rc == 0 ? malloc((size_t)dim * sizeof *vec) : NULL;
-    sx_hit *hits = rc == 0 ? malloc((size_t)k * sizeof *hits) : NULL;
+    sx_hit *hits = rc == 0 ? malloc((size_t)(offset + k) * sizeof *hits) : NULL;
     if (rc == 0 && (!vec || !hits)) rc = sx_err_set(&err, SX_ENOMEM, "out of memory");
     size_t len = strlen(query);
     if (rc == 0) rc = sx_encoder_embed(enc, 1, &query, &len, vec, &err);
     int n = 0;
-    sx_search_opts o = {.k = (int)k, .ef = (int)ef, .categories = cats, .n_categories = n_cats,
+    sx_search_opts o = {.k = (int)(offset + k), .ef = (int)ef, .categories = cats, .n_categories = n_cats,
                         .with_docs = 1};
     if (rc == 0) rc = sx_backend_search(b, vec, &o, hits, &n, NULL, &err);
-    for (int i = 0; rc == 0 && i < n; i++)
+    if (rc == 0 && json) {
+        cJSON *out = cJSON_CreateObject(), *results = cJSON_AddArrayToObject(out, "results");
+        for (int i = (int)offset; i < n; i++) cJSON_AddItemToArray(results, sx_doc_json(hits[i].doc, &hits[i].score));
+        cJSON_AddNumberToObject(out, "offset", (double)offset);
+        cJSON_AddNumberToObject(out, "top_k", (double)k);
+        char *text = cJSON_PrintUnformatted(out);
+        if (text) puts(text);
+        else rc = sx_err_set(&err, SX_ENOMEM, "out of memory");
+        free(text);
+        cJSON_Delete(out);
+    }
+    for (int i = (int)offset; rc == 0 && !json && i < n; i++)
         printf("%2d  %.4f  %-16s  %s\n", i + 1, hits[i].score, hits[i].id, hits[i].doc->title);
     sx_hits_release(hits, n);
     free(vec);

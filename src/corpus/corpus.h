@@ -135,4 +135,11 @@ void sx_npy_close(sx_npy *n);
  * fits in cap bytes (NUL included) and returns its length. */
 size_t sx_record_text(const sx_doc *doc, char *out, size_t cap);
 
+/* A paper as the API shows it (the Paper / SearchResult schema of
+ * web/openapi.json): paper_id, title, abstract, authors, categories (an
+ * array), update_date (null when absent) and, when score is not NULL, the
+ * score rounded to 6 decimals. The HTTP routes and `semdex search --json`
+ * both use it. NULL when out of memory. */
+cJSON *sx_doc_json(const sx_doc *d, const float *score);
+
 #endif

@@ -199,3 +199,37 @@ size_t sx_record_text(const sx_doc *doc, char *out, size_t cap) {
     }
     return need;
 }
+
+/* ---- a paper as the API shows it ---------------------------------------- */
+
+/* Adds categories "a b c" as a JSON array. */
+static void add_categories(cJSON *obj, const char *cats) {
+    cJSON *arr = cJSON_AddArrayToObject(obj, "categories");
+    const char *p = cats ? cats : "";
+    while (*p) {
+        while (*p == ' ') p++;
+        const char *e = p;
+        while (*e && *e != ' ') e++;
+        if (e > p) {
+            char code[SX_CATEGORY_MAX_LEN + 1];
+            size_t len = (size_t)(e - p) < sizeof code - 1 ? (size_t)(e - p) : sizeof code - 1;
+            memcpy(code, p, len);
+            code[len] = '\0';
+            cJSON_AddItemToArray(arr, cJSON_CreateString(code));
+        }
+        p = e;
+    }
+}
+
+cJSON *sx_doc_json(const sx_doc *d, const float *score) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "paper_id", d->id);
+    cJSON_AddStringToObject(o, "title", d->title ? d->title : "");
+    cJSON_AddStringToObject(o, "abstract", d->abstract ? d->abstract : "");
+    cJSON_AddStringToObject(o, "authors", d->authors ? d->authors : "");
+    add_categories(o, d->categories);
+    if (d->update_date && d->update_date[0]) cJSON_AddStringToObject(o, "update_date", d->update_date);
+    else cJSON_AddNullToObject(o, "update_date");
+    if (score) cJSON_AddNumberToObject(o, "score", round((double)*score * 1e6) / 1e6);
+    return o;
+}

@@ -330,38 +330,6 @@ static cJSON *parse_body(const sx_request *rq, sx_response *res) {
     return root;
 }
 
-/* Adds categories "a b c" as a JSON array. */
-static void add_categories(cJSON *obj, const char *cats) {
-    cJSON *arr = cJSON_AddArrayToObject(obj, "categories");
-    const char *p = cats ? cats : "";
-    while (*p) {
-        while (*p == ' ') p++;
-        const char *e = p;
-        while (*e && *e != ' ') e++;
-        if (e > p) {
-            char code[SX_CATEGORY_MAX_LEN + 1];
-            size_t len = (size_t)(e - p) < sizeof code - 1 ? (size_t)(e - p) : sizeof code - 1;
-            memcpy(code, p, len);
-            code[len] = '\0';
-            cJSON_AddItemToArray(arr, cJSON_CreateString(code));
-        }
-        p = e;
-    }
-}
-
-static cJSON *doc_json(const sx_doc *d, const float *score) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "paper_id", d->id);
-    cJSON_AddStringToObject(o, "title", d->title ? d->title : "");
-    cJSON_AddStringToObject(o, "abstract", d->abstract ? d->abstract : "");
-    cJSON_AddStringToObject(o, "authors", d->authors ? d->authors : "");
-    add_categories(o, d->categories);
-    if (d->update_date && d->update_date[0]) cJSON_AddStringToObject(o, "update_date", d->update_date);
-    else cJSON_AddNullToObject(o, "update_date");
-    if (score) cJSON_AddNumberToObject(o, "score", round((double)*score * 1e6) / 1e6);
-    return o;
-}
-
 /* ---- search ----------------------------------------------------------------- */
 
 typedef struct {
@@ -470,7 +438,7 @@ static int search_page(sx_request *rq, const float *vec, index_search *x, cJSON 
             continue;
         }
         if (!h->doc) continue; /* a backend that could not fetch it */
-        cJSON_AddItemToArray(results, doc_json(h->doc, &h->score));
+        cJSON_AddItemToArray(results, sx_doc_json(h->doc, &h->score));
         added++;
     }
     sx_hits_release(x->hits, x->n);
@@ -543,7 +511,7 @@ static void handle_paper_get(sx_srv *s, sx_request *rq, sx_response *res) {
             respond_sx_error(rq, res, &err);
         return;
     }
-    respond_json(res, 200, doc_json(d, NULL));
+    respond_json(res, 200, sx_doc_json(d, NULL));
     free(d);
 }
 

@@ -26,6 +26,13 @@
 #include <stddef.h>
 
 #include "../common/sx.h"
+
+/* Limits of the search API (documented in docs/api.md and openapi.json;
+ * `semdex search` keeps the same). */
+#define SX_QUERY_MAX_CHARS 2000
+#define SX_TOP_K_MAX 100
+#define SX_OFFSET_MAX 1000
+#define SX_EF_MAX 4096
 #include "../cluster/gateway.h"
 #include "../storage/store.h"
 

@@ -15,11 +15,6 @@
 #include "ratelimit.h"
 #include "server.h"
 
-/* Limits of the search API (documented in docs/api.md and openapi.json). */
-#define SX_QUERY_MAX_CHARS 2000
-#define SX_TOP_K_MAX 100
-#define SX_OFFSET_MAX 1000
-#define SX_EF_MAX 4096
 #define SX_BATCH_MAX_PAPERS 1000
 
 /* ---- micro-batcher -------------------------------------------------------- */
