@@ -129,6 +129,11 @@ static int parse_node(const redisReply *n, const char *asked_host, sx_rc_addr *a
     const redisReply *h = n->element[0], *p = n->element[1];
     if (h->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_INTEGER) return -1;
     if (p->integer < 1 || p->integer > 65535 || h->len >= sizeof a->host) return -1;
+    /* A host name or address is printable ASCII without spaces: a NUL would
+     * cut it short (found by tests/fuzz/rcproto.c), a space or control byte
+     * is no host. */
+    for (size_t i = 0; i < h->len; i++)
+        if ((unsigned char)h->str[i] <= ' ' || (unsigned char)h->str[i] >= 0x7f) return -1;
     if (h->len == 1 && h->str[0] == '?') return 0;
     if (h->len == 0) {
         if (!asked_host || strlen(asked_host) >= sizeof a->host) return -1;
