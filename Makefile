@@ -287,7 +287,7 @@ $(BUILD)/fuzz/obj/%_avx2.o: SIMD = $(SIMD_AVX2)
 $(BUILD)/fuzz/obj/%_avx512.o: SIMD = $(SIMD_AVX512) -fno-sanitize=undefined
 $(BUILD)/fuzz/obj/%_neon.o: SIMD = $(SIMD_NEON)
 
-$(FUZZ_BINS): $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB_OBJ)
+$(FUZZ_BINS): $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h tests/testsec.h $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LD-FUZZ $@')
 	$(Q)$(SAN_CC) $(BASE_CFLAGS) -O1 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS_ALL)

@@ -6,6 +6,7 @@
 
 #include "../src/keyword/keyword.h"
 #include "testmem.h"
+#include "testsec.h"
 #include "testvec.h"
 
 #include <pthread.h>
@@ -496,21 +497,6 @@ void test_keyword_save_load(void) {
     sx_kw_index_free(ix);
 }
 
-/* Recomputes every section's CRCs (as tests/fuzz/shard_load.c does), so a
- * change reaches the structure checks behind them. */
-static void fix_crcs(uint8_t *p, size_t size) {
-    size_t o = 0;
-    while (o + 64 <= size && sx_le32_get(p + o) == SX_TAG('S', 'X', 'S', 'C')) {
-        uint64_t len = sx_le64_get(p + o + 8);
-        sx_le32_put(p + o + 16, sx_crc32c(0, p + o, 16));
-        if (len > size - o - 64) return;
-        size_t f = o + 64 + (size_t)(len + 63) / 64 * 64;
-        if (f + 64 > size) return;
-        sx_le32_put(p + f + 4, sx_crc32c(0, p + o + 64, (size_t)len));
-        o = f + 64;
-    }
-}
-
 void test_keyword_load_corrupt(void) {
     sx_kw_index *ix = sample_index(40);
     sx_err err = {0};
@@ -542,7 +528,7 @@ void test_keyword_load_corrupt(void) {
         for (int bit = 0; bit < 8; bit += 3) {
             memcpy(c, buf, len);
             c[at] ^= (uint8_t)(1u << bit);
-            fix_crcs(c, len);
+            test_fix_section_crcs(c, len);
             int rc = sx_kw_index_load_buf(c, len, 1000, &out, &err);
             CHECK(rc == 0 || rc == SX_ECORRUPT || rc == SX_EUNSUPPORTED);
             if (rc == 0) {
@@ -560,7 +546,7 @@ void test_keyword_load_corrupt(void) {
     /* named problems */
     memcpy(c, buf, len);
     sx_le32_put(c + 64, 2); /* version */
-    fix_crcs(c, len);
+    test_fix_section_crcs(c, len);
     CHECK_EQ(sx_kw_index_load_buf(c, len, 1000, &out, &err), SX_EUNSUPPORTED);
     CHECK(strstr(err.msg, "version 2") != NULL);
     CHECK_EQ(sx_kw_index_load_buf(buf, len, 50, &out, &err), SX_ECORRUPT); /* slots up to 79 */

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "../../src/keyword/keyword.h"
+#include "../testsec.h"
 
 #define MAX_SLOTS (1u << 16)
 
@@ -63,20 +64,6 @@ static int rd_read(void *ctx, void *buf, size_t len) {
     memcpy(buf, r->p + r->pos, len);
     r->pos += len;
     return 0;
-}
-
-/* Recomputes every section's header and payload CRC (see section.c). */
-static void fix_crcs(uint8_t *p, size_t size) {
-    size_t o = 0;
-    while (o + 64 <= size && sx_le32_get(p + o) == SX_TAG('S', 'X', 'S', 'C')) {
-        uint64_t len = sx_le64_get(p + o + 8);
-        sx_le32_put(p + o + 16, sx_crc32c(0, p + o, 16));
-        if (len > size - o - 64) return;
-        size_t f = o + 64 + (size_t)(len + 63) / 64 * 64;
-        if (f + 64 > size) return;
-        sx_le32_put(p + f + 4, sx_crc32c(0, p + o + 64, (size_t)len));
-        o = f + 64;
-    }
 }
 
 static void load_both_ways(const uint8_t *p, size_t size) {
@@ -130,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!copy) return 0;
     if (size) memcpy(copy, data, size);
     load_both_ways(copy, size);
-    fix_crcs(copy, size);
+    test_fix_section_crcs(copy, size);
     load_both_ways(copy, size);
     free(copy);
     return 0;

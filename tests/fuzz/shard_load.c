@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../../src/shard/shard.h"
+#include "../testsec.h"
 
 typedef struct rd {
     const uint8_t *p;
@@ -68,22 +69,6 @@ static void exercise(sx_shard *s) {
 
 #ifndef SX_FUZZ_MAKE_SEED
 
-/* Recomputes every section's header and payload CRC (see section.c), so
- * that mutated payloads get past the checksums and reach the structure
- * checks behind them. */
-static void fix_crcs(uint8_t *p, size_t size) {
-    size_t o = 0;
-    while (o + 64 <= size && sx_le32_get(p + o) == SX_TAG('S', 'X', 'S', 'C')) {
-        uint64_t len = sx_le64_get(p + o + 8);
-        sx_le32_put(p + o + 16, sx_crc32c(0, p + o, 16));
-        if (len > size - o - 64) return;
-        size_t f = o + 64 + (size_t)(len + 63) / 64 * 64;
-        if (f + 64 > size) return;
-        sx_le32_put(p + f + 4, sx_crc32c(0, p + o + 64, (size_t)len));
-        o = f + 64;
-    }
-}
-
 static void load_all_ways(uint8_t *copy, size_t size) {
     sx_shard *s = NULL;
     rd r = {copy, size, 0};
@@ -105,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!copy) return 0;
     if (size) memcpy(copy, data, size);
     load_all_ways(copy, size);
-    fix_crcs(copy, size);
+    test_fix_section_crcs(copy, size);
     load_all_ways(copy, size);
     free(copy);
     return 0;

@@ -24,6 +24,7 @@
 #include "../../src/shard/shard.h"
 #include "../../src/storage/store.h"
 #include "fuzz.h"
+#include "../testsec.h"
 
 #define DIM 8
 #define GEN_SNAP "shard-2-0.snap"
@@ -148,19 +149,6 @@ static void fix_manifest(uint8_t *p, size_t size) {
     memcpy((uint8_t *)line + 7, hex, 8);
 }
 
-static void fix_snapshot(uint8_t *p, size_t size) {
-    size_t o = 0;
-    while (o + 64 <= size && sx_le32_get(p + o) == SX_TAG('S', 'X', 'S', 'C')) {
-        uint64_t len = sx_le64_get(p + o + 8);
-        sx_le32_put(p + o + 16, sx_crc32c(0, p + o, 16));
-        if (len > size - o - 64) return;
-        size_t f = o + 64 + (size_t)(len + 63) / 64 * 64;
-        if (f + 64 > size) return;
-        sx_le32_put(p + f + 4, sx_crc32c(0, p + o + 64, (size_t)len));
-        o = f + 64;
-    }
-}
-
 /* ---- one run ---- */
 
 static void write_dir(const char *dir, int which, const uint8_t *data, size_t size) {
@@ -239,7 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     run_once(which, copy, n);
     if (which == 0) fix_wal(copy, n);
     else if (which == 1) fix_manifest(copy, n);
-    else fix_snapshot(copy, n);
+    else test_fix_section_crcs(copy, n);
     run_once(which, copy, n);
     free(copy);
     return 0;
