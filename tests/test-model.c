@@ -306,6 +306,13 @@ void test_model_kernels_match_scalar(void) {
     CHECK(sx_model_kernels_best() != NULL);
 }
 
+/* SEMDEX_TEST_EMBED_STEP=N (over 1; make cross-arm64-test sets it under
+ * QEMU): the encoder tests keep every Nth reference text; else dflt. */
+static int embed_step(int dflt) {
+    const char *every = getenv("SEMDEX_TEST_EMBED_STEP");
+    return every && atoi(every) > 1 ? atoi(every) : dflt;
+}
+
 /* The int8 path against the fp32 reference: every text's cosine >= 0.995,
  * and the top-10 papers of each query (60 queries over the fixture's 450
  * other texts) overlap those of fp32 by >= 0.95 on average. */
@@ -325,8 +332,7 @@ void test_model_int8_close_to_fp32(void) {
      * QEMU (SEMDEX_TEST_EMBED_STEP=N, make cross-arm64-test) the 60 queries
      * and every Nth other text. */
     if (UNDER_ASAN && n > 100) n = 100;
-    const char *every = getenv("SEMDEX_TEST_EMBED_STEP");
-    int step = every && atoi(every) > 1 ? atoi(every) : 1;
+    int step = embed_step(1);
     const char **texts = malloc(sizeof *texts * (size_t)n);
     size_t *lens = malloc(sizeof *lens * (size_t)n);
     int *idx = malloc(sizeof *idx * (size_t)n);
@@ -564,9 +570,7 @@ void test_model_embed_matches_reference(void) {
     /* Under ASan (3x slower) a third of the texts keeps the suite short;
      * under QEMU (make cross-arm64-test) SEMDEX_TEST_EMBED_STEP=N keeps
      * every Nth. */
-    int step = UNDER_ASAN ? 3 : 1;
-    const char *every = getenv("SEMDEX_TEST_EMBED_STEP");
-    if (every && atoi(every) > 1) step = atoi(every);
+    int step = embed_step(UNDER_ASAN ? 3 : 1);
     int m = 0;
     const char **texts = malloc(sizeof *texts * (size_t)n);
     size_t *lens = malloc(sizeof *lens * (size_t)n);

@@ -65,7 +65,7 @@ int cli_cmd_search(int argc, char **argv) {
         } else if (strcmp(a, "--offset") == 0) {
             if (cli_parse_int("search", a, val, 0, SX_OFFSET_MAX, &offset) < 0) return 2;
         } else if (strcmp(a, "--ef") == 0) {
-            if (cli_parse_int("search", a, val, 1, 4096, &ef) < 0) return 2;
+            if (cli_parse_int("search", a, val, 1, SX_EF_MAX, &ef) < 0) return 2;
         } else if (strcmp(a, "--categories") == 0) {
             snprintf(cats_buf, sizeof cats_buf, "%s", val);
             char *save = NULL;

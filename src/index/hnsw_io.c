@@ -112,10 +112,9 @@ static int corrupt(sx_err *err, const char *what, uint32_t node) {
     return sx_err_set(err, SX_ECORRUPT, "index: %s (node %u)", what, node);
 }
 
-/* Checks one stored list: count within cap, ids below n and not free. */
-/* A list of level `level` may name only existing, non-free nodes that
- * reach that level themselves (a search follows the link and reads the
- * target's list of the same level). */
+/* Checks one stored list of level `level`: count within cap, ids below n,
+ * not free, and of nodes that reach that level themselves (a search follows
+ * the link and reads the target's list of the same level). */
 static int check_list(const _Atomic uint32_t *l, int cap, int level, uint32_t n, const uint8_t *nodes) {
     uint32_t cnt = atomic_load_explicit(&l[0], memory_order_relaxed);
     if (cnt > (uint32_t)cap) return -1;
