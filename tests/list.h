@@ -57,6 +57,9 @@ TEST(shard_search_with_docs)
 TEST(shard_doc_codec)
 TEST(shard_check_rules)
 TEST(shard_replay_levels)
+TEST(shard_keyword_search)
+TEST(shard_author_and_date_filters)
+TEST(shard_text_persists)
 
 /* keyword */
 TEST(keyword_analyzer)

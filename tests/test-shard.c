@@ -1007,3 +1007,203 @@ void test_shard_replay_levels(void) {
     sx_shard_free(r);
     free(x);
 }
+
+/* ---- keyword search, dates, authors ---- */
+
+/* Ids of the hits, joined by spaces. */
+static const char *hit_ids(const sx_hit *h, int n, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? " " : "", h[i].id);
+    return buf;
+}
+
+/* Runs a search and returns its hit ids (static buffer). */
+static const char *ids_of(sx_shard *s, const float *q, sx_search_opts o) {
+    static char buf[1024];
+    sx_hit h[32];
+    int n = -1;
+    sx_err err = {0};
+    o.with_docs = 1;
+    CHECK_MSG(sx_shard_search(s, q, &o, h, &n, NULL, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < n; i++) {
+        CHECK(h[i].doc != NULL);
+        if (h[i].doc) CHECK_STR(h[i].doc->id, h[i].id);
+    }
+    hit_ids(h, n, buf, sizeof buf);
+    sx_hits_release(h, n);
+    return buf;
+}
+
+static const sx_doc k_text_docs[] = {
+    {"a1", "Lindblad dynamics of open quantum systems", "Master equations.", "Erwin Schr\\\"odinger, J. K. Bhattacharjee", "2019-05-01", "quant-ph"},
+    {"a2", "ResNet-50 pruning for edge devices", "We prune ResNet-50.", "Kaiming He, Xiangyu Zhang", "2021-03-10", "cs.CV cs.LG"},
+    {"a3", "BERT for scientific text", "Pretrained BERT on papers.", "Iz Beltagy, Kyle Lo", "2019-09-15", "cs.CL"},
+    {"a4", "Graph neural networks for molecules", "Message passing on molecular graphs.", "J.K. Bhattacharjee and M. Curie", "2024-01-20", "cs.LG q-bio.BM"},
+    {"a5", "A survey of BERT variants", "Distilled and robust BERT models.", "Kyle Lo", "2023-07-07", "cs.CL cs.AI"},
+    {"a6", "No date here", "Undated Lindblad paper.", "Anon Ymous", "0000-00-00", "math.NT"},
+};
+#define N_TEXT_DOCS (sizeof k_text_docs / sizeof k_text_docs[0])
+
+static sx_shard *text_shard(float *x) {
+    sx_shard *s = new_shard(SX_STORAGE_FP32);
+    tv_rng r = {99};
+    sx_err err = {0};
+    for (size_t i = 0; i < N_TEXT_DOCS; i++) {
+        for (int j = 0; j < DIM; j++) x[i * DIM + j] = tv_gauss(&r);
+        tv_normalize(x + i * DIM, DIM);
+        CHECK_MSG(sx_shard_upsert(s, &k_text_docs[i], x + i * DIM, &err) == 0, "%s", err.msg);
+    }
+    return s;
+}
+
+void test_shard_keyword_search(void) {
+    float x[N_TEXT_DOCS * DIM];
+    sx_shard *s = text_shard(x);
+    sx_search_opts kw = {.k = 10, .mode = SX_MODE_KEYWORD};
+    kw.text = "resnet50";
+    CHECK_STR(ids_of(s, NULL, kw), "a2");
+    kw.text = "BERT";
+    CHECK_STR(ids_of(s, NULL, kw), "a3 a5"); /* equal counts, a3 the shorter abstract */
+    kw.text = "lindblad";
+    CHECK_STR(ids_of(s, NULL, kw), "a1 a6");
+    kw.text = "the of";
+    CHECK_STR(ids_of(s, NULL, kw), "");
+    /* an upsert replaces the text, a delete removes it */
+    sx_doc d = k_text_docs[1];
+    d.title = "MobileNet pruning";
+    d.abstract = "";
+    sx_err err = {0};
+    CHECK_EQ(sx_shard_upsert(s, &d, x + DIM, &err), 0);
+    kw.text = "resnet";
+    CHECK_STR(ids_of(s, NULL, kw), "");
+    kw.text = "mobilenet";
+    CHECK_STR(ids_of(s, NULL, kw), "a2");
+    CHECK_EQ(sx_shard_delete(s, "a2", &err), 0);
+    CHECK_STR(ids_of(s, NULL, kw), "");
+    /* filters: categories with a prefix pattern, dates */
+    const char *cs[] = {"cs.*"};
+    kw.text = "bert lindblad";
+    kw.categories = cs, kw.n_categories = 1;
+    CHECK_STR(ids_of(s, NULL, kw), "a3 a5");
+    kw.categories = NULL, kw.n_categories = 0;
+    kw.date_from = "2019-06-01";
+    CHECK_STR(ids_of(s, NULL, kw), "a3 a5"); /* a1 too old, a6 undated */
+    kw.date_to = "2020-12-31";
+    CHECK_STR(ids_of(s, NULL, kw), "a3");
+    kw.date_from = "2019-05-01", kw.date_to = "2019-05-01";
+    CHECK_STR(ids_of(s, NULL, kw), "a1");
+    kw.date_to = "2019-02-30";
+    sx_hit h[4];
+    int n;
+    CHECK_EQ(sx_shard_search(s, NULL, &kw, h, &n, NULL, &err), SX_EINVAL);
+    /* a vector search needs a vector, a keyword search its text */
+    sx_search_opts v = {.k = 3};
+    CHECK_EQ(sx_shard_search(s, NULL, &v, h, &n, NULL, &err), SX_EINVAL);
+    sx_search_opts nt = {.k = 3, .mode = SX_MODE_KEYWORD};
+    CHECK_EQ(sx_shard_search(s, NULL, &nt, h, &n, NULL, &err), SX_EINVAL);
+    sx_shard_free(s);
+}
+
+void test_shard_author_and_date_filters(void) {
+    float x[N_TEXT_DOCS * DIM];
+    sx_shard *s = text_shard(x);
+    /* authors mode: any of the names, newest first */
+    const char *bh[] = {"Bhattacharjee, J. K."};
+    sx_search_opts a = {.k = 10, .mode = SX_MODE_AUTHORS, .authors = bh, .n_authors = 1};
+    CHECK_STR(ids_of(s, NULL, a), "a4 a1");
+    const char *two[] = {"K. Lo", "Jane Q. Bhattacharjee", "Xiangyu Zhang"};
+    a.authors = two, a.n_authors = 3;
+    CHECK_STR(ids_of(s, NULL, a), "a5 a2 a3"); /* Jane Q. is not J. K. */
+    a.k = 2;
+    CHECK_STR(ids_of(s, NULL, a), "a5 a2");
+    a.k = 10;
+    a.date_to = "2022-01-01";
+    CHECK_STR(ids_of(s, NULL, a), "a2 a3");
+    sx_hit h[4];
+    int n;
+    sx_err err = {0};
+    sx_search_opts none = {.k = 3, .mode = SX_MODE_AUTHORS};
+    CHECK_EQ(sx_shard_search(s, NULL, &none, h, &n, NULL, &err), SX_EINVAL);
+    /* the same filters on a vector search: every hit passes them */
+    sx_search_opts v = {.k = 10, .authors = bh, .n_authors = 1};
+    CHECK_STR(ids_of(s, x, v), "a1 a4"); /* x is a1's vector */
+    v.date_from = "2020-01-01";
+    CHECK_STR(ids_of(s, x, v), "a4");
+    v.n_authors = 0, v.authors = NULL;
+    const char *math[] = {"math.*", "quant-ph"};
+    v.date_from = NULL;
+    v.categories = math, v.n_categories = 2;
+    CHECK_STR(ids_of(s, x, v), "a1 a6");
+    const char *astro[] = {"astro-ph.*"}; /* matches nothing here */
+    v.categories = astro, v.n_categories = 1;
+    CHECK_STR(ids_of(s, x, v), "");
+    /* dates */
+    uint32_t d1, d2, d3;
+    CHECK_EQ(sx_date_parse("2024-02-29", &d1), 0);
+    CHECK_EQ(sx_date_parse("2024-03-01", &d2), 0);
+    CHECK_EQ(d2, d1 + 1);
+    CHECK_EQ(sx_date_parse("0000-01-01", &d3), 0);
+    CHECK(d3 > 0);
+    CHECK_EQ(sx_date_parse("1999-12-31", &d1), 0);
+    CHECK_EQ(sx_date_parse("2000-01-01", &d2), 0);
+    CHECK_EQ(d2, d1 + 1);
+    CHECK_EQ(sx_date_parse("2023-02-29", &d1), SX_EINVAL);
+    CHECK_EQ(d1, 0);
+    CHECK_EQ(sx_date_parse("1900-02-29", &d1), SX_EINVAL);
+    CHECK_EQ(sx_date_parse("2000-02-29", &d1), 0);
+    CHECK_EQ(sx_date_parse("0000-00-00", &d1), SX_EINVAL);
+    CHECK_EQ(sx_date_parse("2024-1-01", &d1), SX_EINVAL);
+    CHECK_EQ(sx_date_parse("2024-01-01x", &d1), SX_EINVAL);
+    CHECK_EQ(sx_date_parse("", &d1), SX_EINVAL);
+    sx_shard_free(s);
+}
+
+/* The keyword index and the dates persist in a snapshot (stream, mapped)
+ * and answer the same after a load; a version-1 snapshot (no text
+ * sections) gets them rebuilt from its records. */
+void test_shard_text_persists(void) {
+    float x[N_TEXT_DOCS * DIM];
+    sx_shard *s = text_shard(x);
+    sx_err err = {0};
+    CHECK_EQ(sx_shard_delete(s, "a3", &err), 0);
+    membuf m = {0};
+    CHECK_MSG(sx_shard_save(s, mem_write, &m, &err) == 0, "%s", err.msg);
+    sx_shard *b = NULL;
+    CHECK_MSG(sx_shard_load(mem_read, &m, &b, &err) == 0, "%s", err.msg);
+    char path[512];
+    snprintf(path, sizeof path, "%s/text.sx", test_tmpdir());
+    CHECK_MSG(sx_snapfile_save(s, path, &err) == 0, "%s", err.msg);
+    sx_shard *c = NULL;
+    CHECK_MSG(sx_snapfile_map(path, SX_LOAD_LAZY, &c, &err) == 0, "%s", err.msg);
+    const char *bh[] = {"J. K. Bhattacharjee"};
+    sx_shard *all[] = {s, b, c};
+    for (int i = 0; i < 3; i++) {
+        sx_search_opts kw = {.k = 10, .mode = SX_MODE_KEYWORD, .text = "BERT lindblad"};
+        CHECK_STR(ids_of(all[i], NULL, kw), "a5 a1 a6");
+        kw.date_from = "2020-01-01";
+        CHECK_STR(ids_of(all[i], NULL, kw), "a5");
+        sx_search_opts a = {.k = 10, .mode = SX_MODE_AUTHORS, .authors = bh, .n_authors = 1};
+        CHECK_STR(ids_of(all[i], NULL, a), "a4 a1");
+        struct sx_shard_stats st;
+        sx_shard_stats(all[i], &st);
+        CHECK(st.bytes_keyword > 0);
+    }
+    /* changes after a load keep the text in step */
+    CHECK_EQ(sx_shard_delete(c, "a5", &err), 0);
+    sx_search_opts kw = {.k = 10, .mode = SX_MODE_KEYWORD, .text = "bert"};
+    CHECK_STR(ids_of(c, NULL, kw), "");
+    CHECK_EQ(sx_shard_upsert(c, &k_text_docs[2], x + 2 * DIM, &err), 0);
+    CHECK_STR(ids_of(c, NULL, kw), "a3");
+    sx_shard_free(c);
+    sx_shard_free(b);
+    sx_shard_free(s);
+    free(m.p);
+    /* version 1: the committed fixture's papers are titled "Seed paper i" */
+    sx_shard *f = NULL;
+    CHECK_MSG(sx_snapfile_map("tests/fixtures/shard/small-v1.sx", 0, &f, &err) == 0, "%s", err.msg);
+    sx_search_opts q = {.k = 1, .mode = SX_MODE_KEYWORD, .text = "seed 7"};
+    CHECK_STR(ids_of(f, NULL, q), "2101.00007");
+    sx_shard_free(f);
+}

@@ -35,13 +35,26 @@
  * `save_lock` is shared by upserts, deletes and the index housekeeping and
  * exclusive for save, so a snapshot is consistent while searches go on.
  *
+ * Text. A keyword index (keyword/, BM25F over title, abstract, authors)
+ * names papers by node, like the bitmaps, and changes with them under
+ * map_lock's write side; keyword searches read it under the read side, so
+ * a node they see is live and its record stays while they copy it. A date
+ * table (update_date as a day number, by node) serves date filters without
+ * touching the records. A filtered search builds one bitmap of the nodes
+ * that pass every filter (categories, dates, authors) and hands it to the
+ * index, or to the keyword index as its filter.
+ *
  * Snapshot sections, in order: SHHD (header), the index's sections (see
  * hnsw.c), SHID (ids), SHDO (document offsets + records), SHCT (categories
- * and bitmaps). A mapped load uses the fp32 vectors and the documents in
- * place; SX_LOAD_LAZY skips their checksums so that start-up reads neither.
+ * and bitmaps), and since version 2 SHDT (dates by node) and the keyword
+ * index's KWHD, KWDC, KWPO. A version-1 snapshot is still read: its
+ * keyword index and dates are rebuilt from the records. A mapped load uses
+ * the fp32 vectors and the documents in place; SX_LOAD_LAZY skips their
+ * checksums so that start-up reads neither.
  */
 #include "shard.h"
 
+#include "../keyword/keyword.h"
 #include "../text/text.h"
 
 #include <math.h>
@@ -53,11 +66,12 @@
 #define NF 6 /* fields of a record */
 #define EMPTY UINT32_MAX
 #define TOMB (UINT32_MAX - 1)
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2 /* 2: + dates and the keyword index; 1 still read */
 #define TAG_HEAD SX_TAG('S', 'H', 'H', 'D')
 #define TAG_IDS SX_TAG('S', 'H', 'I', 'D')
 #define TAG_DOCS SX_TAG('S', 'H', 'D', 'O')
 #define TAG_CATS SX_TAG('S', 'H', 'C', 'T')
+#define TAG_DATES SX_TAG('S', 'H', 'D', 'T')
 #define MAX_CAT 63
 
 typedef struct category {
@@ -82,6 +96,9 @@ struct sx_shard {
     void (*backing_release)(void *ctx); /* what a mapped load reads from (sx_shard_set_backing) */
     void *backing_ctx;
     _Atomic size_t doc_bytes;
+    sx_kw_index *kw;   /* title, abstract, authors by node; under map_lock */
+    uint32_t *dates;   /* update_date by node (sx_date_parse; 0 unknown); under map_lock */
+    size_t dates_cap;
 };
 
 /* ---- records ---- */
@@ -244,6 +261,25 @@ int sx_vector_check(const float *v, int dim, sx_err *err) {
     }
     if (fabs(sqrt(norm) - 1.0) > 1e-3)
         return sx_err_set(err, SX_EINVAL, "vector is not L2-normalised (norm %.4f)", sqrt(norm));
+    return 0;
+}
+
+int sx_date_parse(const char *z, uint32_t *days) {
+    *days = 0;
+    if (!z || strlen(z) != 10 || z[4] != '-' || z[7] != '-') return SX_EINVAL;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (z[i] < '0' || z[i] > '9')) return SX_EINVAL;
+    int y = (z[0] - '0') * 1000 + (z[1] - '0') * 100 + (z[2] - '0') * 10 + (z[3] - '0');
+    int m = (z[5] - '0') * 10 + (z[6] - '0'), d = (z[8] - '0') * 10 + (z[9] - '0');
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1] || (m == 2 && d == 29 && !leap)) return SX_EINVAL;
+    /* Days since 0400-03-01 BC (proleptic Gregorian; years start in March
+     * so the leap day ends one), + 1: positive for every year 0000-9999 */
+    int yy = y + 400 - (m <= 2);
+    int era = yy / 400, yoe = yy - era * 400;
+    int doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    *days = (uint32_t)(era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy + 1);
     return 0;
 }
 
@@ -422,6 +458,37 @@ static void mark_node(sx_shard *s, uint32_t node, int set) {
     if (node_field(s, node, rec_of(s, node), 5, &z, NULL) == 0) each_code(z, code_mark, s, node, set);
 }
 
+/* ---- dates ---- */
+
+/* Makes room in the date table for node; 0 or SX_ENOMEM. Caller holds
+ * map_lock for writing. */
+static int dates_reserve(sx_shard *s, uint32_t node) {
+    if (node < s->dates_cap) return 0;
+    size_t nc = s->dates_cap ? s->dates_cap : 1024;
+    while (nc <= node) nc *= 2;
+    uint32_t *d = sx_index_realloc(s->dates, nc * sizeof *d);
+    if (!d) return SX_ENOMEM;
+    memset(d + s->dates_cap, 0, (nc - s->dates_cap) * sizeof *d);
+    s->dates = d;
+    s->dates_cap = nc;
+    return 0;
+}
+
+/* Indexes node's paper for keyword search and date filters (d: its
+ * fields). Caller holds map_lock for writing and has reserved the date. */
+static int text_add(sx_shard *s, uint32_t node, const char *title, const char *abstract,
+                    const char *authors, const char *date) {
+    int rc = sx_kw_index_add(s->kw, node, title, abstract, authors, NULL);
+    if (rc == 0) sx_date_parse(date, &s->dates[node]);
+    return rc;
+}
+
+/* Forgets node in the keyword index and the date table. */
+static void text_remove(sx_shard *s, uint32_t node) {
+    if (sx_kw_index_contains(s->kw, node)) sx_kw_index_remove(s->kw, node, NULL);
+    if (node < s->dates_cap) s->dates[node] = 0;
+}
+
 /* ---- life cycle ---- */
 
 sx_shard_params sx_shard_params_default(void) {
@@ -461,7 +528,14 @@ int sx_shard_create(const sx_shard_params *p, sx_shard **out, sx_err *err) {
     sx_index *ix;
     int rc = sx_index_create(&ip, &ix, err);
     if (rc < 0) return rc;
-    return shard_new(p, ix, out, err);
+    rc = shard_new(p, ix, out, err);
+    if (rc < 0) return rc;
+    sx_kw_params kp = sx_kw_params_default();
+    if ((rc = sx_kw_index_create(&kp, &(*out)->kw, err)) < 0) {
+        sx_shard_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void sx_shard_free(sx_shard *s) {
@@ -480,6 +554,8 @@ void sx_shard_free(sx_shard *s) {
     }
     sx_index_free_mem(s->cats);
     sx_index_free_mem(s->docs_owned);
+    sx_kw_index_free(s->kw);
+    sx_index_free_mem(s->dates);
     if (s->backing_release) s->backing_release(s->backing_ctx);
     pthread_rwlock_destroy(&s->map_lock);
     pthread_rwlock_destroy(&s->save_lock);
@@ -514,17 +590,22 @@ static int upsert(sx_shard *s, const sx_doc *doc, const float *vec, int *level, 
     pthread_rwlock_wrlock(&s->map_lock);
     rc = map_reserve(s);
     if (rc == 0) rc = each_code(field_or_empty(doc->categories), code_prepare, s, node, 0);
+    if (rc == 0) rc = dates_reserve(s, node);
+    /* last: the one step that changes what searches see */
+    if (rc == 0) rc = text_add(s, node, doc->title, doc->abstract, doc->authors, doc->update_date);
     if (rc < 0) {
         /* nothing visible changed: the new node goes away unpublished */
         pthread_rwlock_unlock(&s->map_lock);
         sx_index_delete(s->ix, node, NULL);
         pthread_rwlock_unlock(&s->save_lock);
-        return sx_err_set(err, SX_ENOMEM, "shard: out of memory for '%s'", doc->id);
+        return sx_err_set(err, rc == SX_EFULL ? SX_EFULL : SX_ENOMEM,
+                          "shard: out of %s for '%s'", rc == SX_EFULL ? "keyword index room" : "memory", doc->id);
     }
     size_t at = map_find(s, doc->id, h);
     if (at != SIZE_MAX) {
         uint32_t old = s->nodes[at];
         mark_node(s, old, 0);
+        text_remove(s, old);
         sx_index_delete(s->ix, old, NULL);
         s->nodes[at] = node;
     } else {
@@ -565,6 +646,7 @@ static int delete(sx_shard *s, const char *id, int maintain, sx_err *err) {
     s->used--;
     s->tombs++;
     mark_node(s, node, 0);
+    text_remove(s, node);
     sx_index_delete(s->ix, node, NULL);
     pthread_rwlock_unlock(&s->map_lock);
     if (maintain) sx_index_maintain(s->ix, NULL);
@@ -669,24 +751,110 @@ static void on_hit(void *ctx, int rank, uint32_t node, uint64_t payload) {
     if (rank >= h->reached) h->reached = rank + 1;
 }
 
-/* ORs the bitmaps of the codes asked for into *allow (malloc'd). */
-static int build_filter(sx_shard *s, const sx_search_opts *o, uint64_t **allow, size_t *bits,
-                        size_t *count) {
-    pthread_rwlock_rdlock(&s->map_lock);
-    size_t words = (size_t)sx_index_slots(s->ix) / 64 + 1;
-    uint64_t *a = sx_index_calloc(words, sizeof *a);
-    if (!a) {
-        pthread_rwlock_unlock(&s->map_lock);
+/* 1 when category name matches the filter code f: equal, or f is a prefix
+ * pattern "X.*" and name is X or starts with "X.". */
+static int cat_matches(const char *name, const char *f) {
+    size_t n = strlen(f);
+    if (n >= 3 && f[n - 2] == '.' && f[n - 1] == '*')
+        return strncmp(name, f, n - 2) == 0 && (name[n - 2] == 0 || name[n - 2] == '.');
+    return strcmp(name, f) == 0;
+}
+
+/* An authors filter being built: the normalised names asked for and the
+ * bitmap of the papers that carry one. */
+typedef struct author_ctx {
+    sx_shard *s;
+    const char *const *names;
+    int n;
+    uint64_t *bits;
+    size_t words;
+} author_ctx;
+
+static int author_hit(void *ctx, uint32_t node) {
+    author_ctx *a = ctx;
+    const char *authors;
+    if ((size_t)node / 64 >= a->words || !sx_index_is_live(a->s->ix, node)) return 0;
+    if (node_field(a->s, node, rec_of(a->s, node), 3, &authors, NULL) == 0 &&
+        sx_kw_authors_match(authors, a->names, a->n))
+        a->bits[node >> 6] |= 1ull << (node & 63);
+    return 0;
+}
+
+/* The papers by any of o's authors into bits (words long). Caller holds
+ * map_lock for reading. 0 or SX_ENOMEM. */
+static int author_filter(sx_shard *s, const sx_search_opts *o, uint64_t *bits, size_t words) {
+    char *buf = sx_index_malloc((size_t)o->n_authors * SX_KW_NAME_MAX);
+    const char **names = sx_index_malloc((size_t)o->n_authors * sizeof *names);
+    if (!buf || !names) {
+        sx_index_free_mem(buf);
+        sx_index_free_mem(names);
         return SX_ENOMEM;
     }
-    for (int i = 0; i < o->n_categories; i++) {
-        const char *name = o->categories[i];
-        category *c = name ? cat_find(s, name, strlen(name)) : NULL;
-        if (!c) continue;
-        size_t w = c->words < words ? c->words : words;
-        for (size_t j = 0; j < w; j++) a[j] |= c->bits[j];
+    int n = 0;
+    for (int i = 0; i < o->n_authors; i++) {
+        char *out = buf + (size_t)n * SX_KW_NAME_MAX;
+        const char *z = o->authors[i] ? o->authors[i] : "";
+        if (sx_kw_author_norm(z, strlen(z), out, SX_KW_NAME_MAX) > 0) names[n++] = out;
+    }
+    author_ctx a = {s, names, n, bits, words};
+    /* the candidates: papers with the surname (the lists take the name as
+     * written), each confirmed against every name asked for */
+    for (int i = 0; i < o->n_authors; i++)
+        if (o->authors[i]) sx_kw_index_author_docs(s->kw, o->authors[i], author_hit, &a);
+    sx_index_free_mem(buf);
+    sx_index_free_mem(names);
+    return 0;
+}
+
+/* The filter of o as a bitmap over node slots into *allow (index
+ * allocator), with its size in bits and its population; *allow stays NULL
+ * when o filters nothing. Every constraint given must hold: one of the
+ * categories (codes or "X.*" patterns), the date range, one of the authors.
+ * 0, SX_EINVAL (a bad date) or SX_ENOMEM. */
+static int build_filter(sx_shard *s, const sx_search_opts *o, uint64_t **allow, size_t *bits,
+                        size_t *count) {
+    *allow = NULL;
+    *bits = *count = 0;
+    int dated = (o->date_from && *o->date_from) || (o->date_to && *o->date_to);
+    if (o->n_categories == 0 && !dated && o->n_authors == 0) return 0;
+    uint32_t lo = 0, hi = UINT32_MAX;
+    if (o->date_from && *o->date_from && sx_date_parse(o->date_from, &lo) < 0) return SX_EINVAL;
+    if (o->date_to && *o->date_to && sx_date_parse(o->date_to, &hi) < 0) return SX_EINVAL;
+    pthread_rwlock_rdlock(&s->map_lock);
+    uint32_t slots = sx_index_slots(s->ix);
+    size_t words = (size_t)slots / 64 + 1;
+    uint64_t *a = sx_index_calloc(words, sizeof *a);
+    uint64_t *m = o->n_authors > 0 ? sx_index_calloc(words, sizeof *m) : NULL;
+    int rc = a && (m || o->n_authors == 0) ? 0 : SX_ENOMEM;
+    if (rc == 0 && o->n_categories > 0) {
+        for (size_t c = 0; c < s->n_cats; c++) {
+            int hit = 0;
+            for (int i = 0; i < o->n_categories && !hit; i++)
+                hit = o->categories[i] && cat_matches(s->cats[c].name, o->categories[i]);
+            size_t w = s->cats[c].words < words ? s->cats[c].words : words;
+            for (size_t j = 0; hit && j < w; j++) a[j] |= s->cats[c].bits[j];
+        }
+    } else if (rc == 0) {
+        for (uint32_t j = 0; j < slots; j++) a[j >> 6] |= 1ull << (j & 63);
+    }
+    if (rc == 0 && dated) {
+        for (size_t w = 0; w < words; w++)
+            for (uint64_t b = a[w]; b; b &= b - 1) {
+                size_t node = w * 64 + (size_t)__builtin_ctzll(b);
+                uint32_t d = node < s->dates_cap ? s->dates[node] : 0;
+                if (d == 0 || d < lo || d > hi) a[w] &= ~(1ull << (node & 63));
+            }
+    }
+    if (rc == 0 && m) {
+        rc = author_filter(s, o, m, words);
+        for (size_t w = 0; w < words; w++) a[w] &= m[w];
     }
     pthread_rwlock_unlock(&s->map_lock);
+    sx_index_free_mem(m);
+    if (rc < 0) {
+        sx_index_free_mem(a);
+        return rc;
+    }
     size_t n = 0;
     for (size_t j = 0; j < words; j++) n += (size_t)__builtin_popcountll(a[j]);
     *allow = a;
@@ -695,30 +863,143 @@ static int build_filter(sx_shard *s, const sx_search_opts *o, uint64_t **allow, 
     return 0;
 }
 
+/* Fills hit i from node (id, score, the document when asked). Caller holds
+ * map_lock for reading. 0 or the copy's failure. */
+static int fill_hit(sx_shard *s, const sx_search_opts *o, sx_hit *h, uint32_t node, float score) {
+    const char *z = "";
+    uint32_t len = 0;
+    const uint8_t *r = rec_of(s, node);
+    h->doc = NULL;
+    if (node_field(s, node, r, 0, &z, &len) < 0 || len > 63) return SX_ECORRUPT;
+    memcpy(h->id, z, len);
+    h->id[len] = 0;
+    h->score = score;
+    h->doc = NULL;
+    int rc = 0;
+    if (o->with_docs) h->doc = copy_doc(s, node, r, &rc);
+    return rc;
+}
+
+typedef struct allow_ctx {
+    const uint64_t *bits;
+    size_t n;
+} allow_ctx;
+
+static int allowed(void *ctx, uint32_t slot) {
+    const allow_ctx *a = ctx;
+    return slot < a->n && (a->bits[slot >> 6] >> (slot & 63) & 1);
+}
+
+/* SX_MODE_KEYWORD: BM25F over the keyword index. */
+static int keyword_search(sx_shard *s, const sx_search_opts *o, const uint64_t *allow, size_t bits,
+                          sx_hit *hits, int *n_hits, sx_err *err) {
+    sx_kw_hit stack[64];
+    sx_kw_hit *kh = o->k <= 64 ? stack : sx_index_malloc((size_t)o->k * sizeof *kh);
+    if (!kh) return sx_err_set(err, SX_ENOMEM, "search: out of memory");
+    allow_ctx ac = {allow, bits};
+    sx_kw_query q = {.k = o->k, .filter = allow ? allowed : NULL, .filter_ctx = &ac};
+    int n = 0, rc;
+    pthread_rwlock_rdlock(&s->map_lock);
+    rc = sx_kw_index_search(s->kw, o->text, &q, kh, &n, err);
+    int filled = 0;
+    if (rc < 0) n = 0;
+    for (int r = 0; r == 0 && filled < n; filled++)
+        if ((r = fill_hit(s, o, &hits[filled], kh[filled].slot, kh[filled].score)) < 0)
+            rc = sx_err_set(err, r, "search: %s", r == SX_ENOMEM ? "out of memory" : "a hit's record is corrupt");
+    pthread_rwlock_unlock(&s->map_lock);
+    if (kh != stack) sx_index_free_mem(kh);
+    if (rc < 0) {
+        sx_hits_release(hits, filled);
+        return rc;
+    }
+    *n_hits = n;
+    return 0;
+}
+
+typedef struct dated_node {
+    uint32_t date, node;
+    const char *id;
+} dated_node;
+
+/* Newest first, then by id. */
+static int dated_cmp(const void *a, const void *b) {
+    const dated_node *x = a, *y = b;
+    if (x->date != y->date) return x->date > y->date ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* SX_MODE_AUTHORS: the papers of the filter (which holds the authors),
+ * newest first; the score is the update date (sx_date_parse's days). */
+static int authors_search(sx_shard *s, const sx_search_opts *o, const uint64_t *allow, size_t bits,
+                          size_t count, sx_hit *hits, int *n_hits, sx_err *err) {
+    dated_node *a = sx_index_malloc((count ? count : 1) * sizeof *a);
+    if (!a) return sx_err_set(err, SX_ENOMEM, "search: out of memory");
+    int rc = 0;
+    size_t n = 0;
+    pthread_rwlock_rdlock(&s->map_lock);
+    for (size_t w = 0; w < bits / 64 && n < count; w++)
+        for (uint64_t b = allow[w]; b && n < count; b &= b - 1) {
+            uint32_t node = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
+            const char *id;
+            if (!sx_index_is_live(s->ix, node) || !sx_kw_index_contains(s->kw, node)) continue;
+            if (node_field(s, node, rec_of(s, node), 0, &id, NULL) < 0) continue;
+            a[n++] = (dated_node){node < s->dates_cap ? s->dates[node] : 0, node, id};
+        }
+    qsort(a, n, sizeof *a, dated_cmp);
+    int k = n < (size_t)o->k ? (int)n : o->k, filled = 0;
+    for (; rc == 0 && filled < k; filled++) rc = fill_hit(s, o, &hits[filled], a[filled].node, (float)a[filled].date);
+    pthread_rwlock_unlock(&s->map_lock);
+    sx_index_free_mem(a);
+    if (rc < 0) {
+        sx_hits_release(hits, filled);
+        return sx_err_set(err, rc, "search: %s", rc == SX_ENOMEM ? "out of memory" : "a hit's record is corrupt");
+    }
+    *n_hits = k;
+    return 0;
+}
+
 int sx_shard_search(sx_shard *s, const float *q, const sx_search_opts *o, sx_hit *hits,
                     int *n_hits, sx_search_stats *stats, sx_err *err) {
     *n_hits = 0;
-    if (!o || !q) return sx_err_set(err, SX_EINVAL, "search: no query");
+    if (!o) return sx_err_set(err, SX_EINVAL, "search: no options");
+    if (o->mode == SX_MODE_VECTOR && !q) return sx_err_set(err, SX_EINVAL, "search: no query vector");
+    if (o->mode == SX_MODE_KEYWORD && !o->text) return sx_err_set(err, SX_EINVAL, "search: no query text");
+    if (o->mode == SX_MODE_AUTHORS && o->n_authors < 1)
+        return sx_err_set(err, SX_EINVAL, "search: an authors search needs at least one name");
+    if (o->mode < SX_MODE_VECTOR || o->mode > SX_MODE_AUTHORS)
+        return sx_err_set(err, SX_EINVAL, "search: unknown mode %d", o->mode);
     if (o->k < 1 || o->k > 10000) return sx_err_set(err, SX_EINVAL, "search: k %d not in 1..10000", o->k);
     if (o->n_categories < 0 || (o->n_categories > 0 && !o->categories))
         return sx_err_set(err, SX_EINVAL, "search: bad category list");
+    if (o->n_authors < 0 || o->n_authors > SX_AUTHOR_NAMES_MAX || (o->n_authors > 0 && !o->authors))
+        return sx_err_set(err, SX_EINVAL, "search: bad author list (at most %d names)", SX_AUTHOR_NAMES_MAX);
+    uint64_t *allow = NULL;
+    size_t bits = 0, count = 0;
+    int rc = build_filter(s, o, &allow, &bits, &count);
+    if (rc == SX_EINVAL) return sx_err_set(err, rc, "search: a date bound is not a valid YYYY-MM-DD date");
+    if (rc < 0) return sx_err_set(err, rc, "search: out of memory");
+    if (stats) *stats = (sx_search_stats){.selectivity = 1};
+    if (o->mode == SX_MODE_KEYWORD) {
+        rc = keyword_search(s, o, allow, bits, hits, n_hits, err);
+        sx_index_free_mem(allow);
+        return rc;
+    }
+    if (o->mode == SX_MODE_AUTHORS) {
+        rc = authors_search(s, o, allow, bits, count, hits, n_hits, err);
+        sx_index_free_mem(allow);
+        return rc;
+    }
     sx_index_hit stack_hits[64];
     sx_index_hit *ih = o->k <= 64 ? stack_hits : sx_index_malloc((size_t)o->k * sizeof *ih);
-    if (!ih) return sx_err_set(err, SX_ENOMEM, "search: out of memory");
-    hit_ctx hc = {s, hits, o->with_docs, 0, 0};
-    sx_index_query iq = {.k = o->k, .ef = o->ef, .rerank = -1, .on_hit = on_hit, .on_hit_ctx = &hc};
-    uint64_t *allow = NULL;
-    int rc = 0;
-    if (o->n_categories > 0) {
-        size_t bits = 0, count = 0;
-        rc = build_filter(s, o, &allow, &bits, &count);
-        if (rc < 0) rc = sx_err_set(err, rc, "search: out of memory");
-        iq.allow = allow;
-        iq.allow_bits = bits;
-        iq.allow_count = count;
+    if (!ih) {
+        sx_index_free_mem(allow);
+        return sx_err_set(err, SX_ENOMEM, "search: out of memory");
     }
+    hit_ctx hc = {s, hits, o->with_docs, 0, 0};
+    sx_index_query iq = {.k = o->k, .ef = o->ef, .rerank = -1, .on_hit = on_hit, .on_hit_ctx = &hc,
+                         .allow = allow, .allow_bits = bits, .allow_count = count};
     int n = 0;
-    if (rc == 0) rc = sx_index_search(s->ix, q, &iq, ih, &n, stats, err);
+    rc = sx_index_search(s->ix, q, &iq, ih, &n, stats, err);
     if (rc < 0 || hc.rc < 0) sx_hits_release(hits, hc.reached);
     if (rc == 0 && hc.rc < 0) {
         rc = sx_err_set(err, hc.rc, hc.rc == SX_ENOMEM ? "search: out of memory"
@@ -749,6 +1030,9 @@ int sx_shard_stats(sx_shard *s, struct sx_shard_stats *out) {
     out->categories = s->n_cats;
     for (size_t i = 0; i < s->n_cats; i++) out->bytes_bitmaps += s->cats[i].words * 8 + strlen(s->cats[i].name) + 1;
     out->bytes_idmap = s->cap * (sizeof(uint64_t) + sizeof(uint32_t));
+    sx_kw_stats ks;
+    sx_kw_index_stats(s->kw, &ks);
+    out->bytes_keyword = ks.bytes_postings + ks.bytes_dict + ks.bytes_docs + s->dates_cap * sizeof *s->dates;
     pthread_rwlock_unlock(&s->map_lock);
     out->deleted = is.deleted;
     out->bytes_vectors = is.bytes_vectors;
@@ -900,6 +1184,11 @@ int sx_shard_save(sx_shard *s, sx_write_fn w, void *ctx, sx_err *err) {
             for (size_t j = 0; j < s->cats[i].words; j++) sx_sink_u64(&out, s->cats[i].bits[j]);
         }
         sx_sink_end(&out);
+        /* update dates by node, then the keyword index (keyword.h) */
+        sx_sink_begin(&out, TAG_DATES, 4 * (uint64_t)n);
+        for (uint32_t i = 0; i < n && !out.error; i++) sx_sink_u32(&out, i < s->dates_cap ? s->dates[i] : 0);
+        sx_sink_end(&out);
+        if (!out.error) rc = sx_kw_index_save(s->kw, &out, err);
     }
     pthread_rwlock_unlock(&s->map_lock);
     pthread_rwlock_unlock(&s->save_lock);
@@ -916,7 +1205,8 @@ static int bad(sx_err *err, const char *what) {
     return sx_err_set(err, SX_ECORRUPT, "shard snapshot: %s", what);
 }
 
-static int load_head(sx_source *src, sx_shard_params *p, uint32_t *n, uint32_t *ncats, sx_err *err) {
+static int load_head(sx_source *src, sx_shard_params *p, uint32_t *n, uint32_t *ncats, uint32_t *version,
+                     sx_err *err) {
     sx_section sec;
     int rc = sx_source_section(src, TAG_HEAD, 0, &sec, err);
     if (rc < 0) return sx_err_prefix(err, "shard snapshot");
@@ -925,8 +1215,10 @@ static int load_head(sx_source *src, sx_shard_params *p, uint32_t *n, uint32_t *
     for (int i = 0; i < 9 && rc == 0; i++) rc = sx_section_u32(&sec, &pos, &h[i]);
     sx_section_release(&sec);
     if (rc < 0 || pos != sec.len) return bad(err, "header has the wrong size");
-    if (h[0] != FORMAT_VERSION)
-        return sx_err_set(err, SX_EUNSUPPORTED, "shard snapshot: format version %u, this build reads %d", h[0], FORMAT_VERSION);
+    if (h[0] < 1 || h[0] > FORMAT_VERSION)
+        return sx_err_set(err, SX_EUNSUPPORTED, "shard snapshot: format version %u, this build reads 1 to %d",
+                          h[0], FORMAT_VERSION);
+    *version = h[0];
     *p = (sx_shard_params){(int)h[1], (int)h[2], (int)h[3], (int)h[4], (int)h[5], (int)h[6]};
     *n = h[7];
     *ncats = h[8];
@@ -1054,11 +1346,46 @@ static int load_cats(sx_source *src, sx_shard *s, uint32_t n, uint32_t ncats, sx
     return rc;
 }
 
+/* Version 2: the dates and the keyword index, checked against the nodes. */
+static int load_text(sx_source *src, sx_shard *s, uint32_t n, sx_err *err) {
+    sx_section sec;
+    int rc = sx_source_section(src, TAG_DATES, 0, &sec, err);
+    if (rc < 0) return sx_err_prefix(err, "shard snapshot");
+    if (sec.len != 4 * (uint64_t)n) rc = bad(err, "date table has the wrong size");
+    if (rc == 0 && n > 0 && dates_reserve(s, n - 1) < 0) rc = sx_err_set(err, SX_ENOMEM, "shard: out of memory loading");
+    uint64_t pos = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) sx_section_u32(&sec, &pos, &s->dates[i]);
+    sx_section_release(&sec);
+    if (rc == 0) rc = sx_kw_index_load(src, n, &s->kw, err);
+    if (rc < 0) return sx_err_prefix(err, "shard snapshot");
+    for (uint32_t i = 0; i < n; i++)
+        if (sx_kw_index_contains(s->kw, i) != sx_index_is_live(s->ix, i))
+            return bad(err, "keyword index does not hold exactly the live papers");
+    return 0;
+}
+
+/* Version 1 (no text sections): indexes every live paper's record. */
+static int build_text(sx_shard *s, uint32_t n, sx_err *err) {
+    sx_kw_params kp = sx_kw_params_default();
+    int rc = sx_kw_index_create(&kp, &s->kw, err);
+    if (rc == 0 && n > 0 && dates_reserve(s, n - 1) < 0) rc = sx_err_set(err, SX_ENOMEM, "shard: out of memory loading");
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        const char *f[NF];
+        const uint8_t *r = rec_of(s, i);
+        if (!r || !sx_index_is_live(s->ix, i)) continue;
+        for (int j = 0; j < NF && rc == 0; j++)
+            if (node_field(s, i, r, j, &f[j], NULL) < 0) rc = bad(err, "corrupt document record");
+        if (rc == 0 && text_add(s, i, f[1], f[2], f[3], f[4]) < 0)
+            rc = sx_err_set(err, SX_ENOMEM, "shard: out of memory indexing keywords");
+    }
+    return rc;
+}
+
 static int load_any(sx_source *src, int lazy, sx_shard **out, sx_err *err) {
     *out = NULL;
     sx_shard_params p;
-    uint32_t n = 0, ncats = 0;
-    int rc = load_head(src, &p, &n, &ncats, err);
+    uint32_t n = 0, ncats = 0, version = 0;
+    int rc = load_head(src, &p, &n, &ncats, &version, err);
     if (rc < 0) return rc;
     sx_index *ix;
     rc = sx_index_load(src, &ix, err);
@@ -1077,6 +1404,7 @@ static int load_any(sx_source *src, int lazy, sx_shard **out, sx_err *err) {
     for (uint32_t i = 0; i < n && rc == 0; i++)
         if (sx_index_is_live(s->ix, i) && !rec_of(s, i)) rc = bad(err, "live node without a document");
     if (rc == 0) rc = load_cats(src, s, n, ncats, err);
+    if (rc == 0) rc = version >= 2 ? load_text(src, s, n, err) : build_text(s, n, err);
     if (rc < 0) {
         sx_shard_free(s);
         return rc;

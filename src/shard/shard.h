@@ -87,6 +87,13 @@ int sx_doc_check(const sx_doc *d, sx_err *err);
  * 1e-3. 0 or SX_EINVAL. */
 int sx_vector_check(const float *v, int dim, sx_err *err);
 
+/* A date "YYYY-MM-DD" (a real day of the proleptic Gregorian calendar,
+ * years 0000-9999) into *days (OUT): a day number, increasing with the date,
+ * always > 0. 0 or SX_EINVAL (then *days = 0, "unknown"). A paper whose
+ * update_date does not parse ("", "0000-00-00") has no date: a date filter
+ * never passes it. */
+int sx_date_parse(const char *z, uint32_t *days);
+
 /* ---- the wire form of one upsert item (the Redis module's arguments) ----
  * SEMDEX.UPSERT carries each paper as three byte strings: its id, its vector
  * (dim little-endian float32) and its document (sx_doc_encode). These two
@@ -114,14 +121,36 @@ typedef struct sx_hit {
                     sx_shard_get returns), else NULL; see sx_hits_release */
 } sx_hit;
 
+/* What a search ranks by (sx_search_opts.mode). */
+enum {
+    SX_MODE_VECTOR = 0,  /* cosine to the query vector (HNSW) */
+    SX_MODE_KEYWORD = 1, /* BM25F of text over title, abstract, authors (keyword.h);
+                            scores are the shard's own: idf, N and average
+                            lengths are per shard, as in Elasticsearch's default */
+    SX_MODE_AUTHORS = 2, /* the papers of authors, newest first (score: the
+                            update date as sx_date_parse's day number) */
+};
+
+/* Most names in an authors filter. */
+#define SX_AUTHOR_NAMES_MAX 16
+
 typedef struct sx_search_opts {
     int k;  /* hits wanted, 1..10000 */
     int ef; /* 0 = the shard's default */
-    const char *const *categories; /* any-of; NULL or 0 = no filter */
+    const char *const *categories; /* any-of; NULL or 0 = no filter. A code
+                                      "X.*" stands for X and every X.y */
     int n_categories;
     int with_docs; /* 1: every hit carries its document (hit.doc), copied
                       while the search still holds the node, so a paper
                       deleted meanwhile never leaves a hole in a page */
+    int mode;      /* SX_MODE_VECTOR (0, the default), _KEYWORD, _AUTHORS */
+    const char *text; /* SX_MODE_KEYWORD: the query text */
+    const char *const *authors; /* any-of: names as people write them,
+                                   matched as sx_kw_authors_match does;
+                                   1..SX_AUTHOR_NAMES_MAX for SX_MODE_AUTHORS */
+    int n_authors;
+    const char *date_from, *date_to; /* inclusive "YYYY-MM-DD" bounds on
+                                        update_date; NULL or "" = open */
 } sx_search_opts;
 
 /* Frees the documents the n hits carry (NULL-safe) and clears them. */
@@ -158,6 +187,7 @@ struct sx_shard_stats {
     size_t bytes_documents_mapped; /* document records used in place */
     size_t bytes_bitmaps;      /* category bitmaps */
     size_t bytes_idmap;        /* id -> node hash table */
+    size_t bytes_keyword;      /* keyword index and date table */
     int levels;                /* graph levels (top level + 1) */
     size_t nodes_per_level[16];
 };
@@ -203,9 +233,11 @@ int sx_shard_get(sx_shard *s, const char *id, sx_doc **out, sx_err *err);
 /* Copies a paper's vector into out (dim floats). SX_ENOTFOUND when absent. */
 int sx_shard_get_vector(sx_shard *s, const char *id, float *out, sx_err *err);
 
-/* Up to o->k hits (OUT, room for o->k), best first; *n_hits (OUT) how many.
- * Deleted papers are never returned; every hit carries one of the
- * categories asked for. stats (OUT) may be NULL. */
+/* Up to o->k hits (OUT, room for o->k), best first by o->mode; *n_hits
+ * (OUT) how many. q: the query vector (SX_MODE_VECTOR only; may be NULL
+ * otherwise). Deleted papers are never returned; every hit passes every
+ * filter given (categories, dates, authors). SX_EINVAL for bad options or a
+ * date that does not parse. stats (OUT) may be NULL. */
 int sx_shard_search(sx_shard *s, const float *q, const sx_search_opts *o, sx_hit *hits,
                     int *n_hits, sx_search_stats *stats, sx_err *err);
 
