@@ -102,8 +102,8 @@ static void *route_worker(void *arg) {
         st = request(j->s, "PUT", path, NULL, &res);
         if (st != 405 || strcmp(res.allow, "GET, DELETE") != 0) atomic_fetch_add(j->wrong, 1);
         sx_buf_free(&res.body);
-        st = request(j->s, "GET", "/search", NULL, &res);
-        if (st != 405 || strcmp(res.allow, "POST") != 0) atomic_fetch_add(j->wrong, 1);
+        st = request(j->s, "PUT", "/search", NULL, &res);
+        if (st != 405 || strcmp(res.allow, "GET, POST") != 0) atomic_fetch_add(j->wrong, 1);
         sx_buf_free(&res.body);
     }
     return NULL;
@@ -288,6 +288,16 @@ void test_routes_limits_match_openapi(void) {
     const cJSON *not_enum = json_at(api, "/components/schemas/CategoryCode/not/enum");
     CHECK_EQ(cJSON_GetArraySize(not_enum), na);
     for (int i = 0; i < na; i++) CHECK_STR(cJSON_GetArrayItem(not_enum, i)->valuestring, arch[i]);
+    /* every archive pattern the schema lists is one the filter accepts */
+    const cJSON *pats = json_at(api, "/components/schemas/CategoryPattern/oneOf/1/enum"), *pt;
+    CHECK(cJSON_GetArraySize(pats) >= na);
+    cJSON_ArrayForEach(pt, pats) {
+        char buf[SX_CATEGORIES_BUF];
+        int count;
+        sx_err err = {0};
+        CHECK_MSG(sx_categories_parse(pt, SX_CATEGORIES_PATTERNS, buf, &count, &err) == 0, "%s: %s", pt->valuestring, err.msg);
+        CHECK_EQ(count, 1);
+    }
     cJSON_Delete(api);
 }
 
@@ -367,7 +377,7 @@ void test_routes_categories_one_rule(void) {
     char buf[SX_CATEGORIES_BUF];
     int n;
     sx_err err = {0};
-    CHECK_EQ(sx_categories_parse(v, buf, &n, &err), 0);
+    CHECK_EQ(sx_categories_parse(v, 0, buf, &n, &err), 0);
     CHECK_EQ(n, 3);
     CHECK_STR(buf, "hep-th gr-qc cs.LG");
     cJSON_Delete(v);
@@ -380,6 +390,24 @@ void test_routes_categories_one_rule(void) {
     CHECK(strstr(err.msg, "'cs.LG'"));
     CHECK_EQ(sx_category_check("q-fin", 5, &err), SX_EINVAL);
     CHECK(strstr(err.msg, "q-fin.CP"));
+    /* Patterns: only in a search filter, only for archives with categories. */
+    const char *pats[][2] = {{"cs.* astro-ph.* math.AP", ""}, {"cs.*", NULL}, {"hep-th.*", "no arXiv archive"},
+                             {"CS.*", "did you mean 'cs.*'"}, {"cs", "or 'cs.*' for all of them"},
+                             {"*", "character other than"}, {"x.*.*", "no arXiv archive"}};
+    for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++) {
+        v = cJSON_CreateString(pats[i][0]);
+        int rc = sx_categories_parse(v, SX_CATEGORIES_PATTERNS, buf, &n, &err);
+        if (!pats[i][1]) {
+            CHECK_EQ(sx_categories_parse(v, 0, buf, &n, &err), SX_EINVAL); /* not for papers */
+        } else if (!*pats[i][1]) {
+            CHECK_MSG(rc == 0, "%s: %s", pats[i][0], err.msg);
+            CHECK_STR(buf, pats[i][0]);
+        } else {
+            CHECK_EQ(rc, SX_EINVAL);
+            CHECK_MSG(strstr(err.msg, pats[i][1]), "%s: %s", pats[i][0], err.msg);
+        }
+        cJSON_Delete(v);
+    }
     /* Dates: real calendar dates only, as "format": "date" says. */
     sx_record r;
     const char *ok = "{\"id\":\"1\",\"title\":\"t\",\"update_date\":\"2024-02-29\"}";

@@ -246,10 +246,11 @@ static int load_meta(gateway *g, sx_err *err) {
 /* ---- the backend table ---- */
 
 /* Arguments of one SEMDEX.SEARCH. */
+#define SEARCH_ARGC_MAX (16 + SX_CATEGORIES_MAX + SX_AUTHOR_NAMES_MAX)
 typedef struct {
-    const char *argv[8 + SX_CATEGORIES_MAX];
-    size_t len[8 + SX_CATEGORIES_MAX];
-    char k[16], ef[16], nf[16];
+    const char *argv[SEARCH_ARGC_MAX];
+    size_t len[SEARCH_ARGC_MAX];
+    char k[16], ef[16], nf[16], na[16];
 } search_args;
 
 /* Notes each node's slowest reply among the S commands in stats. */
@@ -275,6 +276,9 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
     *n_hits = 0;
     double t_decode = 0;
     if (o->n_categories > SX_CATEGORIES_MAX) return sx_err_set(err, SX_EINVAL, "too many categories");
+    if (o->n_authors < 0 || o->n_authors > SX_AUTHOR_NAMES_MAX) return sx_err_set(err, SX_EINVAL, "too many authors");
+    static const char *const modes[] = {"VECTOR", "KEYWORD", "AUTHORS"};
+    if (o->mode < SX_MODE_VECTOR || o->mode > SX_MODE_AUTHORS) return sx_err_set(err, SX_EINVAL, "unknown search mode");
     unsigned char *vec = malloc((size_t)g->o.dim * 4);
     sx_rc_cmd *cmds = calloc((size_t)S, sizeof *cmds);
     search_args *a = malloc(sizeof *a);
@@ -284,13 +288,14 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
         rc = sx_err_set(err, SX_ENOMEM, "out of memory");
         goto done;
     }
-    vector_bytes(q, g->o.dim, vec);
+    if (o->mode == SX_MODE_VECTOR) vector_bytes(q, g->o.dim, vec);
     snprintf(a->k, sizeof a->k, "%d", o->k);
     snprintf(a->ef, sizeof a->ef, "%d", o->ef);
     int argc = 0;
     a->argv[argc++] = "SEMDEX.SEARCH";
     a->argv[argc++] = NULL; /* the key, per command */
-    a->argv[argc] = (const char *)vec, a->len[argc++] = (size_t)g->o.dim * 4;
+    /* the vector only for a vector search: empty otherwise */
+    a->argv[argc] = (const char *)vec, a->len[argc++] = o->mode == SX_MODE_VECTOR ? (size_t)g->o.dim * 4 : 0;
     a->argv[argc++] = a->k;
     a->argv[argc++] = a->ef;
     if (o->n_categories > 0) {
@@ -300,6 +305,25 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
         for (int i = 0; i < o->n_categories; i++) a->argv[argc++] = o->categories[i];
     }
     if (o->with_docs) a->argv[argc++] = "WITHDOCS";
+    if (o->mode != SX_MODE_VECTOR) {
+        a->argv[argc++] = "MODE";
+        a->argv[argc++] = modes[o->mode];
+    }
+    if (o->text) {
+        a->argv[argc++] = "TEXT";
+        a->argv[argc++] = o->text;
+    }
+    if (o->n_authors > 0) {
+        snprintf(a->na, sizeof a->na, "%d", o->n_authors);
+        a->argv[argc++] = "AUTHORS";
+        a->argv[argc++] = a->na;
+        for (int i = 0; i < o->n_authors; i++) a->argv[argc++] = o->authors[i];
+    }
+    if ((o->date_from && *o->date_from) || (o->date_to && *o->date_to)) {
+        a->argv[argc++] = "DATES";
+        a->argv[argc++] = o->date_from ? o->date_from : "";
+        a->argv[argc++] = o->date_to ? o->date_to : "";
+    }
     for (int i = 0; i < argc; i++)
         if (i != 2 && a->argv[i]) a->len[i] = strlen(a->argv[i]);
     /* Each command needs its own argv (the key differs). */

@@ -14,6 +14,7 @@
  *     SEMDEX.UPSERT key id vector doc [id vector doc ...]  write
  *     SEMDEX.DEL key id                                    write
  *     SEMDEX.SEARCH key vector k ef [FILTER n c..] [WITHDOCS]  read, threaded
+ *         [MODE VECTOR|KEYWORD|AUTHORS] [TEXT t] [AUTHORS n a..] [DATES from to]
  *     SEMDEX.GET key id / SEMDEX.INFO key                  read
  *     SEMDEX.CREATE key dim [options]                      write
  *     SEMDEX.UPSERTL key id level vector doc [...]         replication only
@@ -634,7 +635,8 @@ typedef struct job {
     sx_key *key;        /* a reference taken on the main thread */
     float *q;
     sx_search_opts o;
-    char **cats;
+    char **strs;        /* the text arguments the options point into */
+    int n_strs;
     int withdocs;
     sx_hit *hits;
     int n_hits;
@@ -656,9 +658,9 @@ static struct {
 static void job_free(job *j) {
     if (!j) return;
     if (j->key) key_unref(j->key);
-    for (int i = 0; j->cats && i < j->o.n_categories; i++) RedisModule_Free(j->cats[i]);
+    for (int i = 0; i < j->n_strs; i++) RedisModule_Free(j->strs[i]);
     for (int i = 0; j->docs && i < j->n_hits; i++) free(j->docs[i]);
-    RedisModule_Free(j->cats);
+    RedisModule_Free(j->strs);
     RedisModule_Free(j->docs);
     RedisModule_Free(j->doc_lens);
     RedisModule_Free(j->hits);
@@ -767,16 +769,40 @@ static void search_free_cb(RedisModuleCtx *ctx, void *privdata) {
     job_free(privdata);
 }
 
-/* SEMDEX.SEARCH key vector k ef [FILTER n cat ...] [WITHDOCS] -> [[id,
- * score, doc?] ...] best first; an empty array for a missing key */
+/* Copies string argument a into the job's strings (NUL-terminated);
+ * NULL when it holds a NUL byte. */
+static const char *job_str(job *j, RedisModuleString *a) {
+    size_t len;
+    const char *z = RedisModule_StringPtrLen(a, &len);
+    if (memchr(z, 0, len)) return NULL;
+    char *c = RedisModule_Alloc(len + 1);
+    memcpy(c, z, len);
+    c[len] = 0;
+    j->strs[j->n_strs++] = c;
+    return c;
+}
+
+/* Copies n string arguments from argv into the job; NULL when one holds a
+ * NUL byte. */
+static const char *const *job_strs(job *j, RedisModuleString **argv, int n) {
+    const char **first = (const char **)j->strs + j->n_strs;
+    for (int i = 0; i < n; i++)
+        if (!job_str(j, argv[i])) return NULL;
+    return first;
+}
+
+/* SEMDEX.SEARCH key vector k ef [FILTER n cat ...] [WITHDOCS] [MODE m]
+ * [TEXT t] [AUTHORS n name ...] [DATES from to] -> [[id, score, doc?] ...]
+ * best first (sx_shard_search); the vector is empty unless MODE is VECTOR
+ * (the default); an error for a missing key */
 static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc < 5) return RedisModule_WrongArity(ctx);
     RedisModuleKey *key;
     sx_key *k;
     job *j = NULL;
     if (open_key(ctx, argv[1], REDISMODULE_READ, &key, &k) < 0) goto out;
-    long long kk, ef, nc = 0;
-    int withdocs = 0, cat_at = 0;
+    long long kk, ef, nc = 0, na = 0;
+    int withdocs = 0, cat_at = 0, auth_at = 0, text_at = 0, dates_at = 0, mode = SX_MODE_VECTOR, moded = 0;
     if (arg_int(argv[3], 1, MAX_K, &kk) < 0) {
         reply_err(ctx, "k must be an integer in 1..%d", MAX_K);
         goto out;
@@ -795,19 +821,55 @@ static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             }
             cat_at = i + 2;
             i += 1 + (int)nc;
+        } else if (arg_is(argv[i], "AUTHORS") && !auth_at && i + 1 < argc) {
+            if (arg_int(argv[i + 1], 1, SX_AUTHOR_NAMES_MAX, &na) < 0 || i + 1 + na >= argc) {
+                reply_err(ctx, "AUTHORS needs a count in 1..%d and that many names", SX_AUTHOR_NAMES_MAX);
+                goto out;
+            }
+            auth_at = i + 2;
+            i += 1 + (int)na;
+        } else if (arg_is(argv[i], "MODE") && !moded && i + 1 < argc) {
+            moded = 1;
+            i++;
+            if (arg_is(argv[i], "VECTOR")) mode = SX_MODE_VECTOR;
+            else if (arg_is(argv[i], "KEYWORD")) mode = SX_MODE_KEYWORD;
+            else if (arg_is(argv[i], "AUTHORS")) mode = SX_MODE_AUTHORS;
+            else {
+                reply_err(ctx, "MODE must be VECTOR, KEYWORD or AUTHORS");
+                goto out;
+            }
+        } else if (arg_is(argv[i], "TEXT") && !text_at && i + 1 < argc) {
+            text_at = ++i;
+        } else if (arg_is(argv[i], "DATES") && !dates_at && i + 2 < argc) {
+            dates_at = i + 1;
+            i += 2;
         } else {
             reply_err(ctx, "syntax error at argument %d", i);
             goto out;
         }
     }
+    if (mode == SX_MODE_KEYWORD && !text_at) {
+        reply_err(ctx, "MODE KEYWORD needs TEXT");
+        goto out;
+    }
+    if (mode == SX_MODE_AUTHORS && !auth_at) {
+        reply_err(ctx, "MODE AUTHORS needs AUTHORS");
+        goto out;
+    }
     int dim = k ? sx_shard_get_params(k->shard).dim : 0;
     char why[256];
-    float *q;
-    if (arg_vector(argv[2], dim, &q, dim ? NULL : &dim, why, sizeof why) < 0) {
+    float *q = NULL;
+    size_t vlen;
+    RedisModule_StringPtrLen(argv[2], &vlen);
+    if (mode != SX_MODE_VECTOR && vlen != 0) {
+        reply_err(ctx, "the vector must be empty unless MODE is VECTOR");
+        goto out;
+    }
+    if (mode == SX_MODE_VECTOR && arg_vector(argv[2], dim, &q, dim ? NULL : &dim, why, sizeof why) < 0) {
         reply_err(ctx, "%s", why);
         goto out;
     }
-    for (int i = 0; i < dim; i++)
+    for (int i = 0; q && i < dim; i++)
         if (!isfinite(q[i])) {
             RedisModule_Free(q);
             reply_err(ctx, "vector has a non-finite value at %d", i);
@@ -822,19 +884,31 @@ static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     j->q = q;
     j->o.k = (int)kk;
     j->o.ef = (int)ef;
+    j->o.mode = mode;
     j->withdocs = withdocs;
     j->hits = RedisModule_Calloc((size_t)kk, sizeof *j->hits);
-    if (nc > 0) {
-        j->cats = RedisModule_Calloc((size_t)nc, sizeof *j->cats);
-        for (int i = 0; i < nc; i++) {
-            size_t len;
-            const char *z = RedisModule_StringPtrLen(argv[cat_at + i], &len);
-            j->cats[i] = RedisModule_Alloc(len + 1);
-            memcpy(j->cats[i], z, len);
-            j->cats[i][len] = 0;
+    j->strs = RedisModule_Calloc((size_t)(nc + na + 3), sizeof *j->strs);
+    int ok = 1;
+    if (nc > 0) ok = ok && (j->o.categories = job_strs(j, argv + cat_at, (int)nc)) != NULL;
+    j->o.n_categories = (int)nc;
+    if (na > 0) ok = ok && (j->o.authors = job_strs(j, argv + auth_at, (int)na)) != NULL;
+    j->o.n_authors = (int)na;
+    if (text_at) ok = ok && (j->o.text = job_str(j, argv[text_at])) != NULL;
+    if (dates_at) {
+        ok = ok && (j->o.date_from = job_str(j, argv[dates_at])) != NULL &&
+             (j->o.date_to = job_str(j, argv[dates_at + 1])) != NULL;
+        uint32_t d;
+        if (ok && ((*j->o.date_from && sx_date_parse(j->o.date_from, &d) < 0) ||
+                   (*j->o.date_to && sx_date_parse(j->o.date_to, &d) < 0))) {
+            reply_err(ctx, "DATES must be two YYYY-MM-DD dates (\"\" for an open end)");
+            job_free(j);
+            goto out;
         }
-        j->o.categories = (const char *const *)j->cats;
-        j->o.n_categories = (int)nc;
+    }
+    if (!ok) {
+        reply_err(ctx, "an argument holds a NUL byte");
+        job_free(j);
+        goto out;
     }
     atomic_fetch_add(&k->refs, 1);
     j->key = k;

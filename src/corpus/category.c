@@ -113,9 +113,33 @@ const char *const *sx_category_archives(int *n) {
     return k_archives;
 }
 
+/* Checks a pattern "X.*" (len bytes): X an archive or a code that has
+ * categories below it (astro-ph, cond-mat), in its exact case. */
+static int pattern_check(const char *code, size_t len, sx_err *err) {
+    size_t xl = len - 2;
+    for (size_t i = 0; i < N_CODES; i++)
+        if (strncmp(k_codes[i], code, xl) == 0 && k_codes[i][xl] == '.') return 0;
+    for (size_t i = 0; i < N_CODES; i++)
+        if (strncasecmp(k_codes[i], code, xl) == 0 && k_codes[i][xl] == '.')
+            return sx_err_set(err, SX_EINVAL, "unknown archive in '%.*s'; did you mean '%.*s.*'? (codes are "
+                              "case-sensitive)", (int)len, code, (int)xl, k_codes[i]);
+    return sx_err_set(err, SX_EINVAL, "'%.*s' names no arXiv archive with categories (cs.*, math.*, "
+                      "astro-ph.*, ...)", (int)len, code);
+}
+
 /* Appends code c (len bytes) to out (space-separated), checking it. */
-static int add_code(char *out, size_t *used, int *count, const char *c, size_t len, sx_err *err) {
-    int rc = sx_category_check(c, len, err);
+static int add_code(char *out, size_t *used, int *count, const char *c, size_t len, int flags,
+                    sx_err *err) {
+    int pattern = (flags & SX_CATEGORIES_PATTERNS) && len > 2 && c[len - 2] == '.' && c[len - 1] == '*';
+    int rc = pattern && len <= SX_CATEGORY_MAX_LEN ? pattern_check(c, len, err) : sx_category_check(c, len, err);
+    if (rc < 0 && err && (flags & SX_CATEGORIES_PATTERNS) && !pattern) {
+        /* an archive name: say that the pattern exists */
+        for (size_t a = 0; a < N_ARCHIVES; a++)
+            if (same(c, len, k_archives[a], 1)) {
+                size_t n = strlen(err->msg);
+                snprintf(err->msg + n, sizeof err->msg - n, ", or '%s.*' for all of them", k_archives[a]);
+            }
+    }
     if (rc < 0) return rc;
     if (++*count > SX_CATEGORIES_MAX)
         return sx_err_set(err, SX_EINVAL, "more than %d categories", SX_CATEGORIES_MAX);
@@ -126,7 +150,7 @@ static int add_code(char *out, size_t *used, int *count, const char *c, size_t l
     return 0;
 }
 
-int sx_categories_parse(const cJSON *v, char *out, int *n_out, sx_err *err) {
+int sx_categories_parse(const cJSON *v, int flags, char *out, int *n_out, sx_err *err) {
     size_t used = 0;
     int count = 0, rc;
     out[0] = '\0';
@@ -137,7 +161,7 @@ int sx_categories_parse(const cJSON *v, char *out, int *n_out, sx_err *err) {
             while (*s == ' ' || *s == '\t') s++;
             const char *e = s;
             while (*e && *e != ' ' && *e != '\t') e++;
-            if (e > s && (rc = add_code(out, &used, &count, s, (size_t)(e - s), err)) < 0) return rc;
+            if (e > s && (rc = add_code(out, &used, &count, s, (size_t)(e - s), flags, err)) < 0) return rc;
             s = e;
         }
     } else if (cJSON_IsArray(v)) {
@@ -149,7 +173,7 @@ int sx_categories_parse(const cJSON *v, char *out, int *n_out, sx_err *err) {
             if (len == 0 || strpbrk(c->valuestring, " \t"))
                 return sx_err_set(err, SX_EINVAL, "category '%.32s' must be one non-empty code "
                                   "(a list in one string is for the string form)", c->valuestring);
-            if ((rc = add_code(out, &used, &count, c->valuestring, len, err)) < 0) return rc;
+            if ((rc = add_code(out, &used, &count, c->valuestring, len, flags, err)) < 0) return rc;
         }
     } else {
         return sx_err_set(err, SX_EINVAL, "'categories' must be a string of space-separated codes "

@@ -69,12 +69,20 @@ int sx_category_check(const char *code, size_t len, sx_err *err);
  * of them. What the OpenAPI schema lists under the code's "not". */
 const char *const *sx_category_archives(int *n);
 
+/* Flags of sx_categories_parse. */
+enum {
+    SX_CATEGORIES_PATTERNS = 1, /* a search filter: "X.*" (an archive or a code
+                                   with sub-categories, e.g. cs.*, astro-ph.*)
+                                   stands for X and all its categories */
+};
+
 /* Reads a list of category codes -- a string of codes separated by spaces
  * or tabs, or an array of one code per element -- checking each with
- * sx_category_check, into out (SX_CATEGORIES_BUF bytes; codes separated by
- * one space) and their number into *n_out (OUT). Returns 0 or SX_EINVAL
- * (wrong type, a bad code, more than SX_CATEGORIES_MAX). */
-int sx_categories_parse(const cJSON *v, char *out, int *n_out, sx_err *err);
+ * sx_category_check (or, with SX_CATEGORIES_PATTERNS, as a pattern), into
+ * out (SX_CATEGORIES_BUF bytes; codes separated by one space) and their
+ * number into *n_out (OUT). Returns 0 or SX_EINVAL (wrong type, a bad
+ * code, more than SX_CATEGORIES_MAX). */
+int sx_categories_parse(const cJSON *v, int flags, char *out, int *n_out, sx_err *err);
 
 /* A validated paper: doc's strings live in buf (owned). */
 typedef struct sx_record {

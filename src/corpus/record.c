@@ -150,7 +150,7 @@ static int from_cjson(const cJSON *obj, sx_record_mode mode, sx_record *r, sx_er
     char cats[SX_CATEGORIES_BUF] = "";
     const cJSON *cv = cJSON_GetObjectItemCaseSensitive(obj, "categories");
     int n_cats;
-    if (cv && !(cJSON_IsNull(cv) && !strict) && (rc = sx_categories_parse(cv, cats, &n_cats, err)) < 0)
+    if (cv && !(cJSON_IsNull(cv) && !strict) && (rc = sx_categories_parse(cv, 0, cats, &n_cats, err)) < 0)
         return rc;
     f[4] = cats;
     if ((rc = opt_string(obj, "update_date", 10, 1, &f[5], err)) < 0) return rc;

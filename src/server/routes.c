@@ -47,6 +47,7 @@
 #include <microhttpd.h>
 
 #include "../corpus/corpus.h"
+#include "../keyword/keyword.h"
 #include "../text/text.h"
 #include "server_int.h"
 
@@ -141,6 +142,11 @@ static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_er
 
 #define SCHEMAS "/components/schemas/"
 #define SIMILAR_PATH "/paths/~1papers~1{paper_id}~1similar/get/parameters"
+#define SEARCH_GET_PATH "/paths/~1search/get/parameters"
+/* Longest author name in a filter, in characters; most names in the
+ * 'authors' list, and in an authors-mode query (the shard takes both). */
+#define AUTHOR_NAME_MAX_CHARS 200
+#define AUTHORS_MAX (SX_AUTHOR_NAMES_MAX / 2)
 
 /* Every limit the code enforces, with the JSON pointer (RFC 6901) of where
  * web/openapi.json states it; NULL-terminated. */
@@ -169,6 +175,15 @@ const sx_schema_fact sx_schema_facts[] = {
     {SCHEMAS "PaperInput/properties/update_date/maxLength", 10},
     {SCHEMAS "PaperInput/properties/embedding/items/maximum", SX_EMBEDDING_MAX_ABS},
     {SCHEMAS "PaperInput/properties/embedding/items/minimum", -SX_EMBEDDING_MAX_ABS},
+    {SCHEMAS "SearchRequest/properties/authors/maxItems", AUTHORS_MAX},
+    {SCHEMAS "SearchRequest/properties/authors/items/maxLength", AUTHOR_NAME_MAX_CHARS},
+    {SEARCH_GET_PATH "/2/schema/maximum", SX_TOP_K_MAX},
+    {SEARCH_GET_PATH "/3/schema/maximum", SX_OFFSET_MAX},
+    {SEARCH_GET_PATH "/4/schema/maximum", SX_EF_MAX},
+    {SEARCH_GET_PATH "/5/schema/maxItems", SX_CATEGORIES_MAX},
+    {SEARCH_GET_PATH "/6/schema/maxItems", AUTHORS_MAX},
+    {SEARCH_GET_PATH "/6/schema/items/maxLength", AUTHOR_NAME_MAX_CHARS},
+    {SIMILAR_PATH "/2/schema/maximum", SX_OFFSET_MAX},
     {SIMILAR_PATH "/1/schema/minimum", 1},
     {SIMILAR_PATH "/1/schema/maximum", SX_TOP_K_MAX},
     {SIMILAR_PATH "/1/schema/default", 10},
@@ -221,7 +236,7 @@ int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_
         {"/health", SX_ROUTE_HEALTH, "GET"},
         {"/metrics", SX_ROUTE_METRICS, "GET"},
         {"/collections/info", SX_ROUTE_INFO, "GET"},
-        {"/search", SX_ROUTE_SEARCH, "POST"},
+        {"/search", SX_ROUTE_SEARCH, "GET, POST"},
         {"/papers", SX_ROUTE_PAPERS_UPSERT, "POST"},
     };
     const char *p = rq->path;
@@ -270,10 +285,6 @@ static int int_field(const cJSON *obj, const char *name, long lo, long hi, long 
     return 0;
 }
 
-/* The fields of each request body (the schema's properties; it has
- * additionalProperties false). */
-const char *const sx_search_fields[] = {"query", "top_k", "offset", "ef", "categories", NULL};
-const char *const sx_upsert_fields[] = {"papers", NULL};
 
 /* Whether a and b are equal ignoring case and '_' / '-' ("topK", "top-k"
  * for "top_k"). */
@@ -286,23 +297,24 @@ static int loosely_equal(const char *a, const char *b) {
     }
 }
 
-/* Answers 400 naming the first member of obj that is not in known. */
-static int check_fields(const cJSON *obj, const char *const *known, sx_response *res) {
+/* Answers 400 naming the first member of obj that is not in known; noun:
+ * what the members are to the client ("field", "query parameter"). */
+static int check_fields(const cJSON *obj, const char *const *known, const char *noun, sx_response *res) {
     const cJSON *f;
     cJSON_ArrayForEach(f, obj) {
         int i;
         for (i = 0; known[i] && strcmp(f->string, known[i]) != 0; i++) {}
         if (known[i]) continue;
         for (i = 0; known[i] && !loosely_equal(f->string, known[i]); i++) {}
-        char fields[160] = "";
+        char fields[200] = "";
         for (int k = 0; known[k]; k++)
             snprintf(fields + strlen(fields), sizeof fields - strlen(fields), "%s%s", k ? ", " : "", known[k]);
         if (known[i])
-            sx_respond_error(res, 400, "invalid_request", "unknown field '%.64s'; did you mean '%s'?",
+            sx_respond_error(res, 400, "invalid_request", "unknown %s '%.64s'; did you mean '%s'?", noun,
                              f->string, known[i]);
         else
-            sx_respond_error(res, 400, "invalid_request", "unknown field '%.64s'; the fields are %s",
-                             f->string, fields);
+            sx_respond_error(res, 400, "invalid_request", "unknown %s '%.64s'; the %ss are %s", noun,
+                             f->string, noun, fields);
         return -1;
     }
     return 0;
@@ -332,15 +344,55 @@ static cJSON *parse_body(const sx_request *rq, sx_response *res) {
 
 /* ---- search ----------------------------------------------------------------- */
 
+/* The search modes of the API (the request's "mode"). */
+enum { MODE_SEMANTIC, MODE_KEYWORD, MODE_HYBRID, MODE_AUTHORS };
+static const char *const k_modes[] = {"semantic", "keyword", "hybrid", "authors", NULL};
+
+/* Hybrid search fuses the best HYBRID_DEPTH (or offset + top_k, when more)
+ * of the semantic and the keyword ranking by reciprocal rank fusion:
+ * score = sum over the rankings holding the paper of 1 / (RRF_K + rank),
+ * ranks from 1 (Cormack et al. 2009; 60 is their constant and
+ * Elasticsearch's, Weaviate's and OpenSearch's default). */
+#define HYBRID_DEPTH 50
+#define RRF_K 60
+/* sort=date orders the best DATE_SORT_DEPTH (or offset + top_k, when more)
+ * papers by relevance newest first. */
+#define DATE_SORT_DEPTH 100
 typedef struct {
     const char *categories[SX_CATEGORIES_MAX];
     int n;
     char buf[SX_CATEGORIES_BUF]; /* the codes the pointers point into */
 } cat_filter;
 
+/* A validated search (POST or GET /search, or /papers/{id}/similar). */
+typedef struct search_req {
+    const char *query; /* NULL for /similar */
+    int mode;          /* MODE_* */
+    long top_k, offset, ef;
+    cat_filter cats;
+    const char *authors[SX_AUTHOR_NAMES_MAX]; /* the list's, then the query's */
+    int n_authors;
+    char names[4 * SX_QUERY_MAX_CHARS + 1]; /* authors mode: the query's names */
+    const char *date_from, *date_to;        /* NULL: open */
+    int sort_date;
+    int has_min_score;
+    double min_score;
+} search_req;
+
+/* The fields of each request body (the schema's properties; it has
+ * additionalProperties false), and the query parameters of /similar. */
+const char *const sx_search_fields[] = {"query", "mode", "top_k", "offset", "ef", "categories", "authors",
+                                        "date_from", "date_to", "sort", "min_score", NULL};
+const char *const sx_search_params[] = {"q", "mode", "top_k", "offset", "ef", "categories", "authors",
+                                        "date_from", "date_to", "sort", "min_score", NULL};
+const char *const sx_similar_params[] = {"top_k", "offset", "ef", "categories", "authors", "date_from",
+                                         "date_to", "sort", "min_score", NULL};
+const char *const sx_upsert_fields[] = {"papers", NULL};
+
 /* Reads the search's category filter (absent: none) with the rule POST
  * /papers uses (sx_categories_parse: a string of space-separated codes or an
- * array; every code checked, with a hint for "cs" or "CS.LG"). */
+ * array; every code checked, with a hint for "cs" or "CS.LG"), patterns
+ * such as cs.* allowed. */
 static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res) {
     f->n = 0;
     if (!v) return 0;
@@ -350,7 +402,7 @@ static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res
                          "not null (leave it out to search every category)");
         return -1;
     }
-    if (sx_categories_parse(v, f->buf, &f->n, &err) < 0) {
+    if (sx_categories_parse(v, SX_CATEGORIES_PATTERNS, f->buf, &f->n, &err) < 0) {
         sx_respond_error(res, 400, "invalid_request", "%s", err.msg);
         return -1;
     }
@@ -363,13 +415,156 @@ static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res
     return 0;
 }
 
-/* One index search: what to look for and what came back. It runs on the
- * request thread, or rides along with the query's embedding batch and runs
- * on an encoder thread (see batcher.c). */
+/* Checks one author name (from the 'authors' list or an authors-mode
+ * query): UTF-8, 1..AUTHOR_NAME_MAX_CHARS characters, not blank. (A name
+ * that holds no surname, such as "!!", matches no paper.) 0 or answers
+ * 400. */
+static int check_author(const char *what, const char *z, sx_response *res) {
+    size_t bad;
+    if (sx_utf8_check(z, strlen(z), &bad) != 0) {
+        sx_respond_error(res, 400, "invalid_request", "%s is not valid UTF-8 (byte %zu)", what, bad);
+        return -1;
+    }
+    if (sx_json_chars(z) < 1 || sx_json_chars(z) > AUTHOR_NAME_MAX_CHARS || sx_json_blank(z)) {
+        sx_respond_error(res, 400, "invalid_request", "%s must be a name of 1 to %d characters, not only "
+                         "white space", what, AUTHOR_NAME_MAX_CHARS);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads an optional string field that must be one of words (def when
+ * absent); 0 or answers 400. */
+static int enum_field(const cJSON *obj, const char *name, const char *const *words, int def, int *out,
+                      sx_response *res) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = def;
+    if (!v) return 0;
+    for (int i = 0; words[i] && cJSON_IsString(v); i++)
+        if (strcmp(v->valuestring, words[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    char list[128] = "";
+    for (int i = 0; words[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "", words[i]);
+    sx_respond_error(res, 400, "invalid_request", "'%s' must be one of %s%s", name, list,
+                     cJSON_IsNull(v) ? ", not null (leave it out for the default)" : "");
+    return -1;
+}
+
+/* Reads an optional date field "YYYY-MM-DD" (NULL when absent); 0 or
+ * answers 400. */
+static int date_field(const cJSON *obj, const char *name, const char **out, uint32_t *days,
+                      sx_response *res) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = NULL;
+    if (!v) return 0;
+    if (!cJSON_IsString(v) || sx_date_parse(v->valuestring, days) < 0) {
+        sx_respond_error(res, 400, "invalid_request", "'%s' must be a date YYYY-MM-DD (a real day, e.g. "
+                         "2024-02-29)%s", name, cJSON_IsNull(v) ? ", not null (leave it out for no bound)" : "");
+        return -1;
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+/* Validates a search request (a JSON body, or query parameters made into
+ * one) into r; similar: /papers/{id}/similar's parameters (no query, no
+ * mode). 0, or -1 having answered 400. r points into req. */
+static int parse_search(const cJSON *req, int similar, int from_args, search_req *r, sx_response *res) {
+    memset(r, 0, sizeof *r);
+    const char *const *known = similar ? sx_similar_params : from_args ? sx_search_params : sx_search_fields;
+    if (check_fields(req, known, from_args ? "query parameter" : "field", res) < 0) return -1;
+    const char *qname = from_args ? "q" : "query";
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(req, qname);
+    size_t bad;
+    if (!similar) {
+        if (!cJSON_IsString(q)) {
+            sx_respond_error(res, 400, "invalid_request", "'%s' is required and must be a string", qname);
+            return -1;
+        }
+        if (sx_utf8_check(q->valuestring, strlen(q->valuestring), &bad) != 0) {
+            sx_respond_error(res, 400, "invalid_request", "'%s' is not valid UTF-8 (byte %zu)", qname, bad);
+            return -1;
+        }
+        if (sx_json_chars(q->valuestring) < 1 || sx_json_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
+            sx_respond_error(res, 400, "invalid_request", "'%s' must have 1 to %d characters", qname,
+                             SX_QUERY_MAX_CHARS);
+            return -1;
+        }
+        if (sx_json_blank(q->valuestring)) {
+            sx_respond_error(res, 400, "invalid_request", "'%s' is blank: it has only white space", qname);
+            return -1;
+        }
+        r->query = q->valuestring;
+    }
+    static const char *const sorts[] = {"relevance", "date", NULL};
+    uint32_t d_from = 0, d_to = 0;
+    if ((!similar && enum_field(req, "mode", k_modes, MODE_SEMANTIC, &r->mode, res) < 0) ||
+        int_field(req, "top_k", 1, SX_TOP_K_MAX, 10, &r->top_k, res) < 0 ||
+        int_field(req, "offset", 0, SX_OFFSET_MAX, 0, &r->offset, res) < 0 ||
+        int_field(req, "ef", 1, SX_EF_MAX, 0, &r->ef, res) < 0 ||
+        parse_category_filter(cJSON_GetObjectItemCaseSensitive(req, "categories"), &r->cats, res) < 0 ||
+        date_field(req, "date_from", &r->date_from, &d_from, res) < 0 ||
+        date_field(req, "date_to", &r->date_to, &d_to, res) < 0 ||
+        enum_field(req, "sort", sorts, 0, &r->sort_date, res) < 0)
+        return -1;
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(req, "min_score");
+    if (ms && (!cJSON_IsNumber(ms) || !isfinite(ms->valuedouble))) {
+        sx_respond_error(res, 400, "invalid_request", "'min_score' must be a number%s",
+                         cJSON_IsNull(ms) ? ", not null (leave it out for no bound)" : "");
+        return -1;
+    }
+    r->has_min_score = ms != NULL;
+    r->min_score = ms ? ms->valuedouble : 0;
+    const cJSON *au = cJSON_GetObjectItemCaseSensitive(req, "authors");
+    if (au) {
+        if (!cJSON_IsArray(au) || cJSON_GetArraySize(au) < 1 || cJSON_GetArraySize(au) > AUTHORS_MAX) {
+            sx_respond_error(res, 400, "invalid_request", "'authors' must be an array of 1 to %d names%s",
+                             AUTHORS_MAX, cJSON_IsNull(au) ? ", not null (leave it out for no filter)" : "");
+            return -1;
+        }
+        const cJSON *a;
+        cJSON_ArrayForEach(a, au) {
+            if (!cJSON_IsString(a)) {
+                sx_respond_error(res, 400, "invalid_request", "'authors' must hold only strings");
+                return -1;
+            }
+            if (check_author("an author in 'authors'", a->valuestring, res) < 0) return -1;
+            r->authors[r->n_authors++] = a->valuestring;
+        }
+    }
+    if (r->mode == MODE_AUTHORS) {
+        /* the query is the names, separated by ';' */
+        /* the query's names join the 'authors' list: papers by any of them */
+        snprintf(r->names, sizeof r->names, "%s", r->query);
+        for (char *p = r->names, *e; p; p = e) {
+            e = strchr(p, ';');
+            if (e) *e++ = '\0';
+            while (*p == ' ' || *p == '\t') p++;
+            if (!*p || sx_json_blank(p)) continue;
+            if (r->n_authors == SX_AUTHOR_NAMES_MAX) { /* (AUTHORS_MAX of each) */
+                sx_respond_error(res, 400, "invalid_request", "more than %d names in the query",
+                                 AUTHORS_MAX);
+                return -1;
+            }
+            if (check_author("a name of the query", p, res) < 0) return -1;
+            r->authors[r->n_authors++] = p;
+        }
+        if (r->n_authors == 0) {
+            sx_respond_error(res, 400, "invalid_request", "mode 'authors' needs at least one name in the query");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One backend search: what to look for and what came back. A semantic one
+ * runs on the request thread, or rides along with the query's embedding
+ * batch and runs on an encoder thread (see batcher.c). */
 typedef struct {
     sx_srv *s;
-    long top_k, offset;  /* the page: hits [offset, offset + top_k) */
-    const char *exclude; /* a paper id left out (for /similar), or NULL */
     sx_search_opts so;
     sx_hit *hits;        /* the caller frees them */
     int n, rc, done;
@@ -378,16 +573,11 @@ typedef struct {
     sx_err err;
 } index_search;
 
-/* Sets x up for the hits [offset, offset + top_k), exclude (may be NULL) left
- * out. */
-static int search_init(index_search *x, sx_srv *s, long top_k, long offset, long ef,
-                       const cat_filter *f, const char *exclude, sx_err *err) {
-    int k = (int)(offset + top_k + (exclude ? 1 : 0));
-    *x = (index_search){.s = s, .top_k = top_k, .offset = offset, .exclude = exclude};
-    x->so = (sx_search_opts){.k = k, .ef = ef > 0 ? (int)(ef < k ? k : ef) : 0,
-                             .categories = f ? f->categories : NULL, .n_categories = f ? f->n : 0,
-                             .with_docs = 1};
-    x->hits = malloc((size_t)k * sizeof *x->hits);
+/* Sets x up for a search of o (k hits). */
+static int search_init(index_search *x, sx_srv *s, const sx_search_opts *o, sx_err *err) {
+    *x = (index_search){.s = s, .so = *o};
+    x->so.with_docs = 1;
+    x->hits = malloc((size_t)o->k * sizeof *x->hits);
     return x->hits ? 0 : sx_err_set(err, SX_ENOMEM, "out of memory");
 }
 
@@ -400,10 +590,11 @@ static void search_run(void *ctx, const float *vec) {
 }
 
 /* Whether x may ride along with an embedding batch: only searches of small,
- * bounded cost (no category filter, which may fall back to a scan; modest k
- * and ef), since every query of the batch waits for the slowest. */
+ * bounded cost (no filter, which may fall back to a scan; modest k and ef),
+ * since every query of the batch waits for the slowest. */
 static int rides_along(const index_search *x) {
-    return x->so.n_categories == 0 && x->so.k <= SX_TOP_K_MAX && x->so.ef <= 256;
+    return x->so.mode == SX_MODE_VECTOR && x->so.n_categories == 0 && x->so.n_authors == 0 &&
+           !x->so.date_from && !x->so.date_to && x->so.k <= SX_TOP_K_MAX && x->so.ef <= 256;
 }
 
 /* The query vector: from the cache, or embedded (and cached), with the search
@@ -420,68 +611,275 @@ static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, fl
     return rc;
 }
 
-/* Runs the search x (unless it ran already), appends the hits of its page
- * with the documents they carry to results and releases the hits. */
-static int search_page(sx_request *rq, const float *vec, index_search *x, cJSON *results,
-                       sx_err *err) {
+/* Runs x unless it ran already; adds its time to the request's; returns
+ * its result code (its error in *err). */
+static int search_finish(sx_request *rq, const float *vec, index_search *x, sx_err *err) {
     if (!x->done) search_run(x, vec);
-    rq->t_index = x->seconds;
+    rq->t_index += x->seconds;
     rq->search = x->stats;
-    int rc = x->rc;
-    if (rc < 0) *err = x->err;
-    long skipped = 0, added = 0;
-    for (int i = 0; rc == 0 && i < x->n && added < x->top_k; i++) {
-        const sx_hit *h = &x->hits[i];
-        if (x->exclude && strcmp(h->id, x->exclude) == 0) continue;
-        if (skipped < x->offset) {
-            skipped++;
-            continue;
-        }
-        if (!h->doc) continue; /* a backend that could not fetch it */
-        cJSON_AddItemToArray(results, sx_doc_json(h->doc, &h->score));
-        added++;
+    if (x->rc < 0) *err = x->err;
+    return x->rc;
+}
+
+/* An index into a hit array, with its id, for fusion by id. */
+typedef struct {
+    const char *id;
+    int at;
+} id_at;
+
+static int id_at_cmp(const void *a, const void *b) { return strcmp(((const id_at *)a)->id, ((const id_at *)b)->id); }
+
+/* Reciprocal rank fusion of two rankings (each best first, distinct ids)
+ * into out (room for na + nb), which takes over their documents; *n (OUT)
+ * how many, ordered best first (ties by id). 0 or SX_ENOMEM (then a and b
+ * are released). */
+static int fuse_rrf(sx_hit *a, int na, sx_hit *b, int nb, sx_hit *out, int *n) {
+    id_at *ib = malloc((size_t)(nb ? nb : 1) * sizeof *ib);
+    char *taken = calloc((size_t)(nb ? nb : 1), 1);
+    *n = 0;
+    if (!ib || !taken) {
+        free(ib);
+        free(taken);
+        sx_hits_release(a, na);
+        sx_hits_release(b, nb);
+        return SX_ENOMEM;
     }
-    sx_hits_release(x->hits, x->n);
+    for (int i = 0; i < nb; i++) ib[i] = (id_at){b[i].id, i};
+    qsort(ib, (size_t)nb, sizeof *ib, id_at_cmp);
+    for (int i = 0; i < na; i++) {
+        out[*n] = a[i];
+        out[*n].score = 1.0f / (RRF_K + i + 1);
+        id_at key = {a[i].id, 0};
+        id_at *m = nb ? bsearch(&key, ib, (size_t)nb, sizeof *ib, id_at_cmp) : NULL;
+        if (m) {
+            out[*n].score += 1.0f / (RRF_K + m->at + 1);
+            taken[m->at] = 1;
+            sx_hits_release(&b[m->at], 1);
+        }
+        (*n)++;
+    }
+    for (int i = 0; i < nb; i++)
+        if (!taken[i]) {
+            out[*n] = b[i];
+            out[*n].score = 1.0f / (RRF_K + i + 1);
+            (*n)++;
+        }
+    free(ib);
+    free(taken);
+    *n = sx_hits_merge(out, *n, *n); /* order only */
+    return 0;
+}
+
+/* Newest first by update_date (a date sorts before none), then by rank. */
+typedef struct {
+    const sx_hit *h;
+    int rank;
+} ranked;
+
+static int by_date(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    const char *dx = x->h->doc ? x->h->doc->update_date : "", *dy = y->h->doc ? y->h->doc->update_date : "";
+    uint32_t nx = 0, ny = 0;
+    sx_date_parse(dx, &nx);
+    sx_date_parse(dy, &ny);
+    if (nx != ny) return nx > ny ? -1 : 1;
+    return x->rank - y->rank;
+}
+
+/* Code point offsets of the byte spans sp (of text) as [[start, end], ...]. */
+static cJSON *spans_json(const char *text, const sx_kw_span *sp, int n) {
+    cJSON *arr = cJSON_CreateArray();
+    size_t pos = 0, chars = 0;
+    for (int i = 0; i < n; i++) {
+        long se[2];
+        uint32_t at[2] = {sp[i].start, sp[i].end};
+        for (int k = 0; k < 2; k++) {
+            for (; pos < at[k]; pos++)
+                if (((unsigned char)text[pos] & 0xC0) != 0x80) chars++;
+            se[k] = (long)chars;
+        }
+        cJSON *pair = cJSON_CreateArray();
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)se[0]));
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)se[1]));
+        cJSON_AddItemToArray(arr, pair);
+    }
+    return arr;
+}
+
+/* The "highlights" of a result: where the query's terms occur in its title
+ * and abstract (analysed as the keyword index does), as code point ranges. */
+static cJSON *highlights_json(const char *query, const sx_doc *d) {
+    cJSON *h = cJSON_CreateObject();
+    const char *fields[2] = {d->title ? d->title : "", d->abstract ? d->abstract : ""};
+    const char *names[2] = {"title", "abstract"};
+    for (int f = 0; f < 2; f++) {
+        sx_kw_span sp[64];
+        int n = 0;
+        if (sx_kw_highlight(query, fields[f], strlen(fields[f]), sp, 64, &n) < 0) n = 0;
+        cJSON_AddItemToObject(h, names[f], spans_json(fields[f], sp, n));
+    }
+    return h;
+}
+
+/* Runs the search r asks for (vec: the query vector for a semantic or
+ * hybrid one, or /similar's paper vector; exclude: a paper left out, or
+ * NULL) and appends its page to results. */
+static int run_search(sx_srv *s, sx_request *rq, const search_req *r, float *vec, int have_vec,
+                      const char *exclude, cJSON *results, int *cached, sx_err *err) {
+    int depth = (int)(r->offset + r->top_k + (exclude ? 1 : 0));
+    if (r->sort_date && depth < DATE_SORT_DEPTH) depth = DATE_SORT_DEPTH;
+    int fused = r->mode == MODE_HYBRID;
+    if (fused && depth < HYBRID_DEPTH) depth = HYBRID_DEPTH;
+    sx_search_opts o = {.k = depth, .categories = r->cats.categories, .n_categories = r->cats.n,
+                        .authors = r->authors, .n_authors = r->n_authors, .date_from = r->date_from,
+                        .date_to = r->date_to};
+    index_search x = {0}, y = {0}; /* semantic, keyword or authors */
+    int use_x = r->mode == MODE_SEMANTIC || r->mode == MODE_HYBRID, use_y = r->mode != MODE_SEMANTIC;
+    int rc = 0;
+    if (use_x) {
+        o.ef = r->ef > 0 ? (int)(r->ef < depth ? depth : r->ef) : 0;
+        rc = search_init(&x, s, &o, err);
+    }
+    if (rc == 0 && use_y) {
+        sx_search_opts oy = o;
+        oy.ef = 0;
+        oy.mode = r->mode == MODE_AUTHORS ? SX_MODE_AUTHORS : SX_MODE_KEYWORD;
+        oy.text = oy.mode == SX_MODE_KEYWORD ? r->query : NULL;
+        rc = search_init(&y, s, &oy, err);
+    }
+    if (rc == 0 && use_x && !have_vec)
+        rc = query_vector(s, rq, r->query, strlen(r->query), vec, &x, cached, err);
+    if (rc == 0 && use_x) rc = search_finish(rq, vec, &x, err);
+    if (rc == 0 && use_y) rc = search_finish(rq, NULL, &y, err);
+    if (rc < 0) {
+        if (x.done && x.rc == 0) sx_hits_release(x.hits, x.n);
+        if (y.done && y.rc == 0) sx_hits_release(y.hits, y.n);
+        free(x.hits);
+        free(y.hits);
+        return rc;
+    }
+    sx_hit *hits = use_x ? x.hits : y.hits;
+    int n = use_x ? x.n : y.n;
+    sx_hit *fusedhits = NULL;
+    if (fused) {
+        fusedhits = malloc((size_t)(x.n + y.n + 1) * sizeof *fusedhits);
+        if (!fusedhits) {
+            sx_hits_release(x.hits, x.n);
+            sx_hits_release(y.hits, y.n);
+            rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+        } else {
+            rc = fuse_rrf(x.hits, x.n, y.hits, y.n, fusedhits, &n) < 0 ? sx_err_set(err, SX_ENOMEM, "out of memory") : 0;
+            hits = fusedhits;
+        }
+    }
+    ranked *order = rc == 0 ? malloc((size_t)(n ? n : 1) * sizeof *order) : NULL;
+    if (rc == 0 && !order) {
+        sx_hits_release(hits, n);
+        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+    }
+    if (rc == 0) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (exclude && strcmp(hits[i].id, exclude) == 0) continue;
+            if (r->has_min_score && r->mode != MODE_AUTHORS && hits[i].score < r->min_score) continue;
+            if (!hits[i].doc) continue; /* a backend that could not fetch it */
+            order[m] = (ranked){&hits[i], m};
+            m++;
+        }
+        if (r->sort_date && r->mode != MODE_AUTHORS) qsort(order, (size_t)m, sizeof *order, by_date);
+        for (long i = r->offset; i < m && i < r->offset + r->top_k; i++) {
+            const sx_hit *h = order[i].h;
+            cJSON *item = sx_doc_json(h->doc, r->mode == MODE_AUTHORS ? NULL : &h->score);
+            if (r->query && r->mode != MODE_AUTHORS) cJSON_AddItemToObject(item, "highlights", highlights_json(r->query, h->doc));
+            cJSON_AddItemToArray(results, item);
+        }
+        sx_hits_release(hits, n);
+    }
+    free(order);
+    free(fusedhits);
+    free(x.hits);
+    free(y.hits);
     return rc;
+}
+
+/* Adds query parameter key=value to the object being built (see
+ * args_object): a list parameter (categories, authors) may repeat, the
+ * others not; numbers are read as JSON numbers when they are one. */
+typedef struct {
+    cJSON *obj;
+    const char *bad; /* the first repeated parameter */
+} args_ctx;
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    args_ctx *a = cls;
+    if (!value) value = "";
+    const char *name = key;
+    cJSON *have = cJSON_GetObjectItemCaseSensitive(a->obj, name);
+    if (strcmp(name, "authors") == 0) {
+        if (!have) have = cJSON_AddArrayToObject(a->obj, "authors");
+        cJSON_AddItemToArray(have, cJSON_CreateString(value));
+        return MHD_YES;
+    }
+    if (strcmp(name, "categories") == 0 && have) { /* repeated: one more code (or codes) */
+        size_t n = strlen(have->valuestring) + strlen(value) + 2;
+        char *j = malloc(n);
+        if (!j) return MHD_NO;
+        snprintf(j, n, "%s %s", have->valuestring, value);
+        cJSON_SetValuestring(have, j);
+        free(j);
+        return MHD_YES;
+    }
+    if (have) {
+        a->bad = key;
+        return MHD_NO;
+    }
+    static const char *const numeric[] = {"top_k", "offset", "ef", "min_score"};
+    for (size_t i = 0; i < sizeof numeric / sizeof *numeric; i++)
+        if (strcmp(name, numeric[i]) == 0) {
+            char *end;
+            double d = strtod(value, &end);
+            if (*value && !isspace((unsigned char)*value) && !*end && isfinite(d)) {
+                cJSON_AddNumberToObject(a->obj, name, d);
+                return MHD_YES;
+            }
+        }
+    cJSON_AddStringToObject(a->obj, name, value);
+    return MHD_YES;
+}
+
+/* The query parameters of rq as a JSON object, to be validated as a body
+ * is; NULL having answered 400 (a repeated parameter). */
+static cJSON *args_object(sx_request *rq, sx_response *res) {
+    args_ctx a = {cJSON_CreateObject(), NULL};
+    if (rq->conn) MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, add_arg, &a);
+    if (a.bad) {
+        sx_respond_error(res, 400, "invalid_request", "query parameter '%.64s' given more than once", a.bad);
+        cJSON_Delete(a.obj);
+        return NULL;
+    }
+    return a.obj;
 }
 
 static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
     double t0 = sx_now();
-    cJSON *req = parse_body(rq, res);
+    cJSON *req = method_is(rq, "POST") ? parse_body(rq, res) : args_object(rq, res);
     if (!req) return;
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(req, "query");
-    long top_k, offset, ef;
-    cat_filter f;
-    size_t bad;
-    if (check_fields(req, sx_search_fields, res) < 0) {
-        /* answered */
-    } else if (!cJSON_IsString(q)) {
-        sx_respond_error(res, 400, "invalid_request", "'query' is required and must be a string");
-    } else if (sx_utf8_check(q->valuestring, strlen(q->valuestring), &bad) != 0) {
-        sx_respond_error(res, 400, "invalid_request", "'query' is not valid UTF-8 (byte %zu)", bad);
-    } else if (sx_json_chars(q->valuestring) < 1 || sx_json_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
-        sx_respond_error(res, 400, "invalid_request", "'query' must have 1 to %d characters",
-                         SX_QUERY_MAX_CHARS);
-    } else if (sx_json_blank(q->valuestring)) {
-        sx_respond_error(res, 400, "invalid_request", "'query' is blank: it has only white space");
-    } else if (int_field(req, "top_k", 1, SX_TOP_K_MAX, 10, &top_k, res) == 0 &&
-               int_field(req, "offset", 0, SX_OFFSET_MAX, 0, &offset, res) == 0 &&
-               int_field(req, "ef", 1, SX_EF_MAX, 0, &ef, res) == 0 &&
-               parse_category_filter(cJSON_GetObjectItemCaseSensitive(req, "categories"), &f, res) == 0) {
-        snprintf(rq->query, sizeof rq->query, "%s", q->valuestring);
+    search_req *r = malloc(sizeof *r);
+    if (!r) {
+        cJSON_Delete(req);
+        sx_respond_error(res, 500, "internal", "out of memory");
+        return;
+    }
+    if (parse_search(req, 0, !method_is(rq, "POST"), r, res) == 0) {
+        snprintf(rq->query, sizeof rq->query, "%s", r->query);
         float *vec = malloc((size_t)s->dim * sizeof *vec);
         sx_err err = {0};
         int cached = 0;
-        index_search x;
         cJSON *out = cJSON_CreateObject();
         cJSON *results = cJSON_AddArrayToObject(out, "results");
-        int rc = vec ? search_init(&x, s, top_k, offset, ef, &f, NULL, &err)
+        int rc = vec ? run_search(s, rq, r, vec, 0, NULL, results, &cached, &err)
                      : sx_err_set(&err, SX_ENOMEM, "out of memory");
-        if (rc == 0) {
-            rc = query_vector(s, rq, q->valuestring, strlen(q->valuestring), vec, &x, &cached, &err);
-            if (rc == 0) rc = search_page(rq, vec, &x, results, &err);
-            free(x.hits);
-        }
         free(vec);
         if (rc < 0) {
             cJSON_Delete(out);
@@ -491,11 +889,13 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
             cJSON_AddNumberToObject(out, "embedding_ms", round(rq->t_embed * 1e6) / 1e3);
             cJSON_AddNumberToObject(out, "index_ms", round(rq->t_index * 1e6) / 1e3);
             cJSON_AddBoolToObject(out, "cached", cached);
-            cJSON_AddNumberToObject(out, "offset", (double)offset);
-            cJSON_AddNumberToObject(out, "top_k", (double)top_k);
+            cJSON_AddStringToObject(out, "mode", k_modes[r->mode]);
+            cJSON_AddNumberToObject(out, "offset", (double)r->offset);
+            cJSON_AddNumberToObject(out, "top_k", (double)r->top_k);
             respond_json(res, 200, out);
         }
     }
+    free(r);
     cJSON_Delete(req);
 }
 
@@ -515,34 +915,16 @@ static void handle_paper_get(sx_srv *s, sx_request *rq, sx_response *res) {
     free(d);
 }
 
-/* The first query parameter that is not top_k (the one /similar takes). */
-static enum MHD_Result first_unknown_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                        const char *value) {
-    const char **unknown = cls;
-    if (strcmp(key, "top_k") == 0) return MHD_YES;
-    *unknown = key;
-    return MHD_NO;
-}
-
 static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     double t0 = sx_now();
-    const char *v = rq->conn ? MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "top_k") : NULL;
-    const char *unknown = NULL;
-    if (rq->conn) MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, first_unknown_arg, &unknown);
-    if (unknown) {
-        sx_respond_error(res, 400, "invalid_request", "unknown query parameter '%.64s'%s", unknown,
-                         loosely_equal(unknown, "top_k") ? "; did you mean 'top_k'?" : "; the one parameter is top_k");
+    cJSON *req = args_object(rq, res);
+    if (!req) return;
+    search_req *r = malloc(sizeof *r);
+    if (!r || parse_search(req, 1, 1, r, res) < 0) {
+        if (!r) sx_respond_error(res, 500, "internal", "out of memory");
+        free(r);
+        cJSON_Delete(req);
         return;
-    }
-    long top_k = 10;
-    if (v) {
-        char *end;
-        top_k = strtol(v, &end, 10);
-        if (!*v || *v == ' ' || *v == '+' || *end || top_k < 1 || top_k > SX_TOP_K_MAX) {
-            sx_respond_error(res, 400, "invalid_request", "'top_k' must be an integer in [1, %d]",
-                             SX_TOP_K_MAX);
-            return;
-        }
     }
     float *vec = malloc((size_t)s->dim * sizeof *vec);
     sx_err err = {0};
@@ -551,11 +933,8 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "paper_id", rq->paper_id);
     cJSON *results = cJSON_AddArrayToObject(out, "results");
-    index_search x;
-    if (rc == 0 && (rc = search_init(&x, s, top_k, 0, 0, NULL, rq->paper_id, &err)) == 0) {
-        rc = search_page(rq, vec, &x, results, &err);
-        free(x.hits);
-    }
+    int cached = 0;
+    if (rc == 0) rc = run_search(s, rq, r, vec, 1, rq->paper_id, results, &cached, &err);
     free(vec);
     if (rc < 0) {
         cJSON_Delete(out);
@@ -563,11 +942,14 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
             sx_respond_error(res, 404, "not_found", "no paper with id '%.80s'", rq->paper_id);
         else
             respond_sx_error(rq, res, &err);
-        return;
+    } else {
+        cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
+        cJSON_AddNumberToObject(out, "offset", (double)r->offset);
+        cJSON_AddNumberToObject(out, "top_k", (double)r->top_k);
+        respond_json(res, 200, out);
     }
-    cJSON_AddNumberToObject(out, "took_ms", round((sx_now() - t0) * 1e6) / 1e3);
-    cJSON_AddNumberToObject(out, "top_k", (double)top_k);
-    respond_json(res, 200, out);
+    free(r);
+    cJSON_Delete(req);
 }
 
 /* Validates every paper of the batch into recs; answers 400 on the first bad one. */
@@ -631,7 +1013,7 @@ static int embed_papers(sx_srv *s, sx_record *recs, int n, float *vecs, sx_err *
 static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *req = parse_body(rq, res);
     if (!req) return;
-    if (check_fields(req, sx_upsert_fields, res) < 0) {
+    if (check_fields(req, sx_upsert_fields, "field", res) < 0) {
         cJSON_Delete(req);
         return;
     }

@@ -129,6 +129,8 @@ extern const sx_schema_fact sx_schema_facts[];
 
 /* The fields of a search and of an upsert request (NULL-terminated). */
 extern const char *const sx_search_fields[];
+extern const char *const sx_search_params[];
+extern const char *const sx_similar_params[];
 extern const char *const sx_upsert_fields[];
 
 /* Runs the handler of rq->route. */

@@ -132,7 +132,7 @@ enum {
 };
 
 /* Most names in an authors filter. */
-#define SX_AUTHOR_NAMES_MAX 16
+#define SX_AUTHOR_NAMES_MAX 32
 
 typedef struct sx_search_opts {
     int k;  /* hits wanted, 1..10000 */

@@ -50,6 +50,7 @@ id=$(head -n 1 "$TMP/sample.jsonl" | jq -r .id)
 head -c $((33 * 1024 * 1024)) /dev/zero > "$TMP/huge"
 
 post_json /search '{"query":'; reach post /search 400
+http GET '/search?q=x&mode=fuzzy'; reach get /search 400
 http POST /search -H 'Content-Type: text/plain' --data-binary '{"query":"x"}'; reach post /search 415
 http POST /search -H 'Content-Type: application/json' --data-binary @"$TMP/huge"; reach post /search 413
 post_json /papers '{"papers":[]}' "${key[@]}"; reach post /papers 400
@@ -78,7 +79,7 @@ stop_server
 
 # 429: a bucket of one request.
 start_server "$TMP/db" --model "$MODEL" --api-key sekret --rate-limit 1 --burst 1
-ops=("post /search" "post /papers" "get /papers/{paper_id}" "delete /papers/{paper_id}"
+ops=("post /search" "get /search" "post /papers" "get /papers/{paper_id}" "delete /papers/{paper_id}"
      "get /papers/{paper_id}/similar" "get /collections/info")
 for op in "${ops[@]}"; do
   m=${op%% *}; p=${op#* }; p=${p//\{paper_id\}/no.such}
@@ -124,7 +125,7 @@ start_server "$TMP/db" --model "$MODEL" --api-key sekret
 python3 - "$PORT" "$SERVER_PID" "$TMP/st503" <<'PY'
 import http.client, json, os, signal, sys, time
 port, pid, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-ops = [("GET", "/health"), ("POST", "/search"), ("POST", "/papers"), ("GET", "/papers/no.such"),
+ops = [("GET", "/health"), ("POST", "/search"), ("GET", "/search?q=x"), ("POST", "/papers"), ("GET", "/papers/no.such"),
        ("DELETE", "/papers/no.such"), ("GET", "/papers/no.such/similar"), ("GET", "/collections/info")]
 conns = []
 for _ in ops:
@@ -147,7 +148,7 @@ wait "$SERVER_PID" 2>/dev/null || true
 while read -r line; do
   m=$(jq -r .method <<<"$line"); p=$(jq -r .path <<<"$line"); STATUS=$(jq -r .status <<<"$line")
   jq -r .body <<<"$line" > "$TMP/body"
-  p=${p//no.such/\{paper_id\}}
+  p=${p//no.such/\{paper_id\}}; p=${p%%\?*}
   reach "$m" "$p" 503
   jq -e '.error.code == "unavailable"' "$TMP/body" >/dev/null || fail "$m $p 503: $(cat "$TMP/body")"
 done < "$TMP/st503"
@@ -157,6 +158,7 @@ done < "$TMP/st503"
 # a cluster read that fails other than by a timeout), which no test here
 # provokes without also breaking the server.
 reached["/search post 500"]=1
+reached["/search get 500"]=1
 missing=0
 while read -r path method status; do
   [ -n "${reached["$path $method $status"]:-}" ] || { echo "not reached: $method $path $status" >&2; missing=1; }

@@ -68,9 +68,10 @@ expect_http 415 '.error.code == "unsupported_media_type"'
 head -c $((33 * 1024 * 1024)) /dev/zero > "$TMP/huge"
 http POST /search -H 'Content-Type: application/json' --data-binary @"$TMP/huge"
 expect_http 413 '.error.code == "payload_too_large"'
-http GET /search; expect_http 405 '.error.code == "method_not_allowed"'
-curl -s -D "$TMP/headers" -o /dev/null -X GET "$BASE/search"
-grep -qi '^Allow: POST' "$TMP/headers" || fail "405 without Allow header"
+http GET /search; expect_http 400 '.error.message | test("q. is required")'
+http PUT /search; expect_http 405 '.error.code == "method_not_allowed"'
+curl -s -D "$TMP/headers" -o /dev/null -X PUT "$BASE/search"
+grep -qi '^Allow: GET, POST' "$TMP/headers" || fail "405 without Allow header"
 http GET /nope; expect_http 404 '.error.code == "not_found"'
 
 # --- papers
