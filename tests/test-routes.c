@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "../src/corpus/corpus.h"
+#include "../src/server/query.h"
 #include "../src/server/server_int.h"
 #include "../src/text/text.h"
 
@@ -265,6 +266,24 @@ static void check_properties(const cJSON *api, const char *name, const char *con
     CHECK(n > 0);
 }
 
+/* The query parameters at pointer (an operation's "parameters") are exactly
+ * names (path parameters aside). */
+static void check_params(const cJSON *api, const char *pointer, const char *const *names) {
+    const cJSON *params = json_at(api, pointer), *p;
+    CHECK_MSG(cJSON_IsArray(params), "no parameters at %s", pointer);
+    int n = 0, want = 0;
+    cJSON_ArrayForEach(p, params) {
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(p, "in"), *name = cJSON_GetObjectItemCaseSensitive(p, "name");
+        if (!cJSON_IsString(in) || strcmp(in->valuestring, "query") != 0) continue;
+        int found = 0;
+        for (int i = 0; names[i]; i++) found |= strcmp(names[i], name->valuestring) == 0;
+        CHECK_MSG(found, "%s: parameter %s is not one the code accepts", pointer, name->valuestring);
+        n++;
+    }
+    while (names[want]) want++;
+    CHECK_MSG(n == want, "%s lists %d query parameters, the code accepts %d", pointer, n, want);
+}
+
 void test_routes_limits_match_openapi(void) {
     cJSON *api = load_openapi();
     int n = 0;
@@ -276,6 +295,8 @@ void test_routes_limits_match_openapi(void) {
     }
     CHECK(n >= 20);
     check_properties(api, "SearchRequest", sx_search_fields);
+    check_params(api, "/paths/~1search/get/parameters", sx_search_params);
+    check_params(api, "/paths/~1papers~1{paper_id}~1similar/get/parameters", sx_similar_params);
     check_properties(api, "UpsertRequest", sx_upsert_fields);
     check_properties(api, "PaperInput", sx_record_fields);
     /* No nullable field in a request but update_date; the archives the code

@@ -21,7 +21,8 @@
  * directly, and sx_schema_facts below lists, for each, where the schema
  * states it; tests/test-routes.c reads web/openapi.json and fails when any
  * differs, and when a request schema's properties differ from the fields
- * the code accepts (sx_search_fields, sx_upsert_fields, sx_record_fields).
+ * the code accepts (sx_search_fields in query.c, sx_upsert_fields,
+ * sx_record_fields).
  * Rejected: validating at run time against the embedded schema (a JSON
  * Schema engine in C for five objects, and messages worse than the
  * handlers' own), and generating C from the schema at build time (a code
@@ -49,6 +50,7 @@
 #include "../corpus/corpus.h"
 #include "../keyword/keyword.h"
 #include "../text/text.h"
+#include "query.h"
 #include "server_int.h"
 
 /* Copies in to out (cap bytes, NUL included) as valid UTF-8: every byte that
@@ -143,10 +145,6 @@ static void respond_sx_error(const sx_request *rq, sx_response *res, const sx_er
 #define SCHEMAS "/components/schemas/"
 #define SIMILAR_PATH "/paths/~1papers~1{paper_id}~1similar/get/parameters"
 #define SEARCH_GET_PATH "/paths/~1search/get/parameters"
-/* Longest author name in a filter, in characters; most names in the
- * 'authors' list, and in an authors-mode query (the shard takes both). */
-#define AUTHOR_NAME_MAX_CHARS 200
-#define AUTHORS_MAX (SX_AUTHOR_NAMES_MAX / 2)
 
 /* Every limit the code enforces, with the JSON pointer (RFC 6901) of where
  * web/openapi.json states it; NULL-terminated. */
@@ -175,14 +173,14 @@ const sx_schema_fact sx_schema_facts[] = {
     {SCHEMAS "PaperInput/properties/update_date/maxLength", 10},
     {SCHEMAS "PaperInput/properties/embedding/items/maximum", SX_EMBEDDING_MAX_ABS},
     {SCHEMAS "PaperInput/properties/embedding/items/minimum", -SX_EMBEDDING_MAX_ABS},
-    {SCHEMAS "SearchRequest/properties/authors/maxItems", AUTHORS_MAX},
-    {SCHEMAS "SearchRequest/properties/authors/items/maxLength", AUTHOR_NAME_MAX_CHARS},
+    {SCHEMAS "SearchRequest/properties/authors/maxItems", SX_QUERY_AUTHORS_MAX},
+    {SCHEMAS "SearchRequest/properties/authors/items/maxLength", SX_AUTHOR_NAME_MAX_CHARS},
     {SEARCH_GET_PATH "/2/schema/maximum", SX_TOP_K_MAX},
     {SEARCH_GET_PATH "/3/schema/maximum", SX_OFFSET_MAX},
     {SEARCH_GET_PATH "/4/schema/maximum", SX_EF_MAX},
     {SEARCH_GET_PATH "/5/schema/maxItems", SX_CATEGORIES_MAX},
-    {SEARCH_GET_PATH "/6/schema/maxItems", AUTHORS_MAX},
-    {SEARCH_GET_PATH "/6/schema/items/maxLength", AUTHOR_NAME_MAX_CHARS},
+    {SEARCH_GET_PATH "/6/schema/maxItems", SX_QUERY_AUTHORS_MAX},
+    {SEARCH_GET_PATH "/6/schema/items/maxLength", SX_AUTHOR_NAME_MAX_CHARS},
     {SIMILAR_PATH "/2/schema/maximum", SX_OFFSET_MAX},
     {SIMILAR_PATH "/1/schema/minimum", 1},
     {SIMILAR_PATH "/1/schema/maximum", SX_TOP_K_MAX},
@@ -268,58 +266,6 @@ int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_
 
 /* ---- JSON helpers ------------------------------------------------------------ */
 
-/* Reads an optional integer field in [lo, hi] (def when absent; null is not
- * a value: the schema has no nullable field). Returns 0 or answers 400. */
-static int int_field(const cJSON *obj, const char *name, long lo, long hi, long def, long *out,
-                     sx_response *res) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    *out = def;
-    if (!v) return 0;
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != floor(d) || d < (double)lo || d > (double)hi) {
-        sx_respond_error(res, 400, "invalid_request", "'%s' must be an integer in [%ld, %ld]%s", name,
-                         lo, hi, cJSON_IsNull(v) ? ", not null (leave it out for the default)" : "");
-        return -1;
-    }
-    *out = (long)d;
-    return 0;
-}
-
-
-/* Whether a and b are equal ignoring case and '_' / '-' ("topK", "top-k"
- * for "top_k"). */
-static int loosely_equal(const char *a, const char *b) {
-    for (;;) {
-        while (*a == '_' || *a == '-') a++;
-        while (*b == '_' || *b == '-') b++;
-        if (!*a || !*b) return !*a && !*b;
-        if (tolower((unsigned char)*a++) != tolower((unsigned char)*b++)) return 0;
-    }
-}
-
-/* Answers 400 naming the first member of obj that is not in known; noun:
- * what the members are to the client ("field", "query parameter"). */
-static int check_fields(const cJSON *obj, const char *const *known, const char *noun, sx_response *res) {
-    const cJSON *f;
-    cJSON_ArrayForEach(f, obj) {
-        int i;
-        for (i = 0; known[i] && strcmp(f->string, known[i]) != 0; i++) {}
-        if (known[i]) continue;
-        for (i = 0; known[i] && !loosely_equal(f->string, known[i]); i++) {}
-        char fields[200] = "";
-        for (int k = 0; known[k]; k++)
-            snprintf(fields + strlen(fields), sizeof fields - strlen(fields), "%s%s", k ? ", " : "", known[k]);
-        if (known[i])
-            sx_respond_error(res, 400, "invalid_request", "unknown %s '%.64s'; did you mean '%s'?", noun,
-                             f->string, known[i]);
-        else
-            sx_respond_error(res, 400, "invalid_request", "unknown %s '%.64s'; the %ss are %s", noun,
-                             f->string, noun, fields);
-        return -1;
-    }
-    return 0;
-}
-
 /* Parses the request body as exactly one JSON object (sx_json_parse:
  * nothing but white space after it, no U+0000 in a string), or answers 400. */
 static cJSON *parse_body(const sx_request *rq, sx_response *res) {
@@ -344,461 +290,29 @@ static cJSON *parse_body(const sx_request *rq, sx_response *res) {
 
 /* ---- search ----------------------------------------------------------------- */
 
-/* The search modes of the API (the request's "mode"). */
-enum { MODE_SEMANTIC, MODE_KEYWORD, MODE_HYBRID, MODE_AUTHORS };
-static const char *const k_modes[] = {"semantic", "keyword", "hybrid", "authors", NULL};
-
-/* Hybrid search fuses the best HYBRID_DEPTH (or offset + top_k, when more)
- * of the semantic and the keyword ranking by reciprocal rank fusion:
- * score = sum over the rankings holding the paper of 1 / (RRF_K + rank),
- * ranks from 1 (Cormack et al. 2009; 60 is their constant and
- * Elasticsearch's, Weaviate's and OpenSearch's default). */
-#define HYBRID_DEPTH 50
-#define RRF_K 60
-/* sort=date orders the best DATE_SORT_DEPTH (or offset + top_k, when more)
- * papers by relevance newest first. */
-#define DATE_SORT_DEPTH 100
-typedef struct {
-    const char *categories[SX_CATEGORIES_MAX];
-    int n;
-    char buf[SX_CATEGORIES_BUF]; /* the codes the pointers point into */
-} cat_filter;
-
-/* A validated search (POST or GET /search, or /papers/{id}/similar). */
-typedef struct search_req {
-    const char *query; /* NULL for /similar */
-    int mode;          /* MODE_* */
-    long top_k, offset, ef;
-    cat_filter cats;
-    const char *authors[SX_AUTHOR_NAMES_MAX]; /* the list's, then the query's */
-    int n_authors;
-    char names[4 * SX_QUERY_MAX_CHARS + 1]; /* authors mode: the query's names */
-    const char *date_from, *date_to;        /* NULL: open */
-    int sort_date;
-    int has_min_score;
-    double min_score;
-} search_req;
-
-/* The fields of each request body (the schema's properties; it has
- * additionalProperties false), and the query parameters of /similar. */
-const char *const sx_search_fields[] = {"query", "mode", "top_k", "offset", "ef", "categories", "authors",
-                                        "date_from", "date_to", "sort", "min_score", NULL};
-const char *const sx_search_params[] = {"q", "mode", "top_k", "offset", "ef", "categories", "authors",
-                                        "date_from", "date_to", "sort", "min_score", NULL};
-const char *const sx_similar_params[] = {"top_k", "offset", "ef", "categories", "authors", "date_from",
-                                         "date_to", "sort", "min_score", NULL};
 const char *const sx_upsert_fields[] = {"papers", NULL};
 
-/* Reads the search's category filter (absent: none) with the rule POST
- * /papers uses (sx_categories_parse: a string of space-separated codes or an
- * array; every code checked, with a hint for "cs" or "CS.LG"), patterns
- * such as cs.* allowed. */
-static int parse_category_filter(const cJSON *v, cat_filter *f, sx_response *res) {
-    f->n = 0;
-    if (!v) return 0;
-    sx_err err = {0};
-    if (cJSON_IsNull(v)) {
-        sx_respond_error(res, 400, "invalid_request", "'categories' must be a list of category codes, "
-                         "not null (leave it out to search every category)");
-        return -1;
-    }
-    if (sx_categories_parse(v, SX_CATEGORIES_PATTERNS, f->buf, &f->n, &err) < 0) {
-        sx_respond_error(res, 400, "invalid_request", "%s", err.msg);
-        return -1;
-    }
-    char *p = f->buf;
-    for (int i = 0; i < f->n; i++) {
-        f->categories[i] = p;
-        p += strcspn(p, " ");
-        if (*p) *p++ = '\0';
-    }
-    return 0;
-}
-
-/* Checks one author name (from the 'authors' list or an authors-mode
- * query): UTF-8, 1..AUTHOR_NAME_MAX_CHARS characters, not blank. (A name
- * that holds no surname, such as "!!", matches no paper.) 0 or answers
- * 400. */
-static int check_author(const char *what, const char *z, sx_response *res) {
-    size_t bad;
-    if (sx_utf8_check(z, strlen(z), &bad) != 0) {
-        sx_respond_error(res, 400, "invalid_request", "%s is not valid UTF-8 (byte %zu)", what, bad);
-        return -1;
-    }
-    if (sx_json_chars(z) < 1 || sx_json_chars(z) > AUTHOR_NAME_MAX_CHARS || sx_json_blank(z)) {
-        sx_respond_error(res, 400, "invalid_request", "%s must be a name of 1 to %d characters, not only "
-                         "white space", what, AUTHOR_NAME_MAX_CHARS);
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads an optional string field that must be one of words (def when
- * absent); 0 or answers 400. */
-static int enum_field(const cJSON *obj, const char *name, const char *const *words, int def, int *out,
-                      sx_response *res) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    *out = def;
-    if (!v) return 0;
-    for (int i = 0; words[i] && cJSON_IsString(v); i++)
-        if (strcmp(v->valuestring, words[i]) == 0) {
-            *out = i;
-            return 0;
-        }
-    char list[128] = "";
-    for (int i = 0; words[i]; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "", words[i]);
-    sx_respond_error(res, 400, "invalid_request", "'%s' must be one of %s%s", name, list,
-                     cJSON_IsNull(v) ? ", not null (leave it out for the default)" : "");
-    return -1;
-}
-
-/* Reads an optional date field "YYYY-MM-DD" (NULL when absent); 0 or
- * answers 400. */
-static int date_field(const cJSON *obj, const char *name, const char **out, uint32_t *days,
-                      sx_response *res) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    *out = NULL;
-    if (!v) return 0;
-    if (!cJSON_IsString(v) || sx_date_parse(v->valuestring, days) < 0) {
-        sx_respond_error(res, 400, "invalid_request", "'%s' must be a date YYYY-MM-DD (a real day, e.g. "
-                         "2024-02-29)%s", name, cJSON_IsNull(v) ? ", not null (leave it out for no bound)" : "");
-        return -1;
-    }
-    *out = v->valuestring;
-    return 0;
-}
-
-/* Validates a search request (a JSON body, or query parameters made into
- * one) into r; similar: /papers/{id}/similar's parameters (no query, no
- * mode). 0, or -1 having answered 400. r points into req. */
-static int parse_search(const cJSON *req, int similar, int from_args, search_req *r, sx_response *res) {
-    memset(r, 0, sizeof *r);
-    const char *const *known = similar ? sx_similar_params : from_args ? sx_search_params : sx_search_fields;
-    if (check_fields(req, known, from_args ? "query parameter" : "field", res) < 0) return -1;
-    const char *qname = from_args ? "q" : "query";
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(req, qname);
-    size_t bad;
-    if (!similar) {
-        if (!cJSON_IsString(q)) {
-            sx_respond_error(res, 400, "invalid_request", "'%s' is required and must be a string", qname);
-            return -1;
-        }
-        if (sx_utf8_check(q->valuestring, strlen(q->valuestring), &bad) != 0) {
-            sx_respond_error(res, 400, "invalid_request", "'%s' is not valid UTF-8 (byte %zu)", qname, bad);
-            return -1;
-        }
-        if (sx_json_chars(q->valuestring) < 1 || sx_json_chars(q->valuestring) > SX_QUERY_MAX_CHARS) {
-            sx_respond_error(res, 400, "invalid_request", "'%s' must have 1 to %d characters", qname,
-                             SX_QUERY_MAX_CHARS);
-            return -1;
-        }
-        if (sx_json_blank(q->valuestring)) {
-            sx_respond_error(res, 400, "invalid_request", "'%s' is blank: it has only white space", qname);
-            return -1;
-        }
-        r->query = q->valuestring;
-    }
-    static const char *const sorts[] = {"relevance", "date", NULL};
-    uint32_t d_from = 0, d_to = 0;
-    if ((!similar && enum_field(req, "mode", k_modes, MODE_SEMANTIC, &r->mode, res) < 0) ||
-        int_field(req, "top_k", 1, SX_TOP_K_MAX, 10, &r->top_k, res) < 0 ||
-        int_field(req, "offset", 0, SX_OFFSET_MAX, 0, &r->offset, res) < 0 ||
-        int_field(req, "ef", 1, SX_EF_MAX, 0, &r->ef, res) < 0 ||
-        parse_category_filter(cJSON_GetObjectItemCaseSensitive(req, "categories"), &r->cats, res) < 0 ||
-        date_field(req, "date_from", &r->date_from, &d_from, res) < 0 ||
-        date_field(req, "date_to", &r->date_to, &d_to, res) < 0 ||
-        enum_field(req, "sort", sorts, 0, &r->sort_date, res) < 0)
-        return -1;
-    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(req, "min_score");
-    if (ms && (!cJSON_IsNumber(ms) || !isfinite(ms->valuedouble))) {
-        sx_respond_error(res, 400, "invalid_request", "'min_score' must be a number%s",
-                         cJSON_IsNull(ms) ? ", not null (leave it out for no bound)" : "");
-        return -1;
-    }
-    r->has_min_score = ms != NULL;
-    r->min_score = ms ? ms->valuedouble : 0;
-    const cJSON *au = cJSON_GetObjectItemCaseSensitive(req, "authors");
-    if (au) {
-        if (!cJSON_IsArray(au) || cJSON_GetArraySize(au) < 1 || cJSON_GetArraySize(au) > AUTHORS_MAX) {
-            sx_respond_error(res, 400, "invalid_request", "'authors' must be an array of 1 to %d names%s",
-                             AUTHORS_MAX, cJSON_IsNull(au) ? ", not null (leave it out for no filter)" : "");
-            return -1;
-        }
-        const cJSON *a;
-        cJSON_ArrayForEach(a, au) {
-            if (!cJSON_IsString(a)) {
-                sx_respond_error(res, 400, "invalid_request", "'authors' must hold only strings");
-                return -1;
-            }
-            if (check_author("an author in 'authors'", a->valuestring, res) < 0) return -1;
-            r->authors[r->n_authors++] = a->valuestring;
-        }
-    }
-    if (r->mode == MODE_AUTHORS) {
-        /* the query is the names, separated by ';' */
-        /* the query's names join the 'authors' list: papers by any of them */
-        snprintf(r->names, sizeof r->names, "%s", r->query);
-        for (char *p = r->names, *e; p; p = e) {
-            e = strchr(p, ';');
-            if (e) *e++ = '\0';
-            while (*p == ' ' || *p == '\t') p++;
-            if (!*p || sx_json_blank(p)) continue;
-            if (r->n_authors == SX_AUTHOR_NAMES_MAX) { /* (AUTHORS_MAX of each) */
-                sx_respond_error(res, 400, "invalid_request", "more than %d names in the query",
-                                 AUTHORS_MAX);
-                return -1;
-            }
-            if (check_author("a name of the query", p, res) < 0) return -1;
-            r->authors[r->n_authors++] = p;
-        }
-        if (r->n_authors == 0) {
-            sx_respond_error(res, 400, "invalid_request", "mode 'authors' needs at least one name in the query");
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* One backend search: what to look for and what came back. A semantic one
- * runs on the request thread, or rides along with the query's embedding
- * batch and runs on an encoder thread (see batcher.c). */
+/* What the query-vector callback needs from the request. */
 typedef struct {
     sx_srv *s;
-    sx_search_opts so;
-    sx_hit *hits;        /* the caller frees them */
-    int n, rc, done;
-    double seconds;
-    sx_backend_stats stats; /* where the search's time went */
-    sx_err err;
-} index_search;
+    sx_request *rq;
+    int cached;
+} embed_ctx;
 
-/* Sets x up for a search of o (k hits). */
-static int search_init(index_search *x, sx_srv *s, const sx_search_opts *o, sx_err *err) {
-    *x = (index_search){.s = s, .so = *o};
-    x->so.with_docs = 1;
-    x->hits = malloc((size_t)o->k * sizeof *x->hits);
-    return x->hits ? 0 : sx_err_set(err, SX_ENOMEM, "out of memory");
-}
-
-static void search_run(void *ctx, const float *vec) {
-    index_search *x = ctx;
+/* The query vector (sx_query_embed_fn): from the cache, or embedded (and
+ * cached) by the micro-batcher, with the search x riding along when it may. */
+static int query_vector(void *ctx, const char *q, float *vec, sx_query_search *x, sx_err *err) {
+    embed_ctx *e = ctx;
+    sx_srv *s = e->s;
+    size_t len = strlen(q);
+    e->cached = s->cache && sx_lru_get(s->cache, q, len, vec);
+    if (s->cache) sx_metrics_cache(s->metrics, e->cached);
+    if (e->cached) return 0;
     double t0 = sx_now();
-    x->rc = sx_backend_search(x->s->backend, vec, &x->so, x->hits, &x->n, &x->stats, &x->err);
-    x->seconds = sx_now() - t0;
-    x->done = 1;
-}
-
-/* Whether x may ride along with an embedding batch: only searches of small,
- * bounded cost (no filter, which may fall back to a scan; modest k and ef),
- * since every query of the batch waits for the slowest. */
-static int rides_along(const index_search *x) {
-    return x->so.mode == SX_MODE_VECTOR && x->so.n_categories == 0 && x->so.n_authors == 0 &&
-           !x->so.date_from && !x->so.date_to && x->so.k <= SX_TOP_K_MAX && x->so.ef <= 256;
-}
-
-/* The query vector: from the cache, or embedded (and cached), with the search
- * x riding along when it may. */
-static int query_vector(sx_srv *s, sx_request *rq, const char *q, size_t len, float *vec,
-                        index_search *x, int *cached, sx_err *err) {
-    *cached = s->cache && sx_lru_get(s->cache, q, len, vec);
-    if (s->cache) sx_metrics_cache(s->metrics, *cached);
-    if (*cached) return 0;
-    double t0 = sx_now();
-    int rc = sx_batcher_embed(s->batcher, q, len, vec, rides_along(x) ? search_run : NULL, x, &rq->embed, err);
-    rq->t_embed = sx_now() - t0 - x->seconds;
+    int rc = sx_batcher_embed(s->batcher, q, len, vec, sx_query_search_rides_along(x) ? sx_query_search_run : NULL,
+                              x, &e->rq->embed, err);
+    e->rq->t_embed = sx_now() - t0 - x->seconds;
     if (rc == 0 && s->cache) sx_lru_put(s->cache, q, len, vec);
-    return rc;
-}
-
-/* Runs x unless it ran already; adds its time to the request's; returns
- * its result code (its error in *err). */
-static int search_finish(sx_request *rq, const float *vec, index_search *x, sx_err *err) {
-    if (!x->done) search_run(x, vec);
-    rq->t_index += x->seconds;
-    rq->search = x->stats;
-    if (x->rc < 0) *err = x->err;
-    return x->rc;
-}
-
-/* An index into a hit array, with its id, for fusion by id. */
-typedef struct {
-    const char *id;
-    int at;
-} id_at;
-
-static int id_at_cmp(const void *a, const void *b) { return strcmp(((const id_at *)a)->id, ((const id_at *)b)->id); }
-
-/* Reciprocal rank fusion of two rankings (each best first, distinct ids)
- * into out (room for na + nb), which takes over their documents; *n (OUT)
- * how many, ordered best first (ties by id). 0 or SX_ENOMEM (then a and b
- * are released). */
-static int fuse_rrf(sx_hit *a, int na, sx_hit *b, int nb, sx_hit *out, int *n) {
-    id_at *ib = malloc((size_t)(nb ? nb : 1) * sizeof *ib);
-    char *taken = calloc((size_t)(nb ? nb : 1), 1);
-    *n = 0;
-    if (!ib || !taken) {
-        free(ib);
-        free(taken);
-        sx_hits_release(a, na);
-        sx_hits_release(b, nb);
-        return SX_ENOMEM;
-    }
-    for (int i = 0; i < nb; i++) ib[i] = (id_at){b[i].id, i};
-    qsort(ib, (size_t)nb, sizeof *ib, id_at_cmp);
-    for (int i = 0; i < na; i++) {
-        out[*n] = a[i];
-        out[*n].score = 1.0f / (RRF_K + i + 1);
-        id_at key = {a[i].id, 0};
-        id_at *m = nb ? bsearch(&key, ib, (size_t)nb, sizeof *ib, id_at_cmp) : NULL;
-        if (m) {
-            out[*n].score += 1.0f / (RRF_K + m->at + 1);
-            taken[m->at] = 1;
-            sx_hits_release(&b[m->at], 1);
-        }
-        (*n)++;
-    }
-    for (int i = 0; i < nb; i++)
-        if (!taken[i]) {
-            out[*n] = b[i];
-            out[*n].score = 1.0f / (RRF_K + i + 1);
-            (*n)++;
-        }
-    free(ib);
-    free(taken);
-    *n = sx_hits_merge(out, *n, *n); /* order only */
-    return 0;
-}
-
-/* Newest first by update_date (a date sorts before none), then by rank. */
-typedef struct {
-    const sx_hit *h;
-    int rank;
-} ranked;
-
-static int by_date(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    const char *dx = x->h->doc ? x->h->doc->update_date : "", *dy = y->h->doc ? y->h->doc->update_date : "";
-    uint32_t nx = 0, ny = 0;
-    sx_date_parse(dx, &nx);
-    sx_date_parse(dy, &ny);
-    if (nx != ny) return nx > ny ? -1 : 1;
-    return x->rank - y->rank;
-}
-
-/* Code point offsets of the byte spans sp (of text) as [[start, end], ...]. */
-static cJSON *spans_json(const char *text, const sx_kw_span *sp, int n) {
-    cJSON *arr = cJSON_CreateArray();
-    size_t pos = 0, chars = 0;
-    for (int i = 0; i < n; i++) {
-        long se[2];
-        uint32_t at[2] = {sp[i].start, sp[i].end};
-        for (int k = 0; k < 2; k++) {
-            for (; pos < at[k]; pos++)
-                if (((unsigned char)text[pos] & 0xC0) != 0x80) chars++;
-            se[k] = (long)chars;
-        }
-        cJSON *pair = cJSON_CreateArray();
-        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)se[0]));
-        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)se[1]));
-        cJSON_AddItemToArray(arr, pair);
-    }
-    return arr;
-}
-
-/* The "highlights" of a result: where the query's terms occur in its title
- * and abstract (analysed as the keyword index does), as code point ranges. */
-static cJSON *highlights_json(const char *query, const sx_doc *d) {
-    cJSON *h = cJSON_CreateObject();
-    const char *fields[2] = {d->title ? d->title : "", d->abstract ? d->abstract : ""};
-    const char *names[2] = {"title", "abstract"};
-    for (int f = 0; f < 2; f++) {
-        sx_kw_span sp[64];
-        int n = 0;
-        if (sx_kw_highlight(query, fields[f], strlen(fields[f]), sp, 64, &n) < 0) n = 0;
-        cJSON_AddItemToObject(h, names[f], spans_json(fields[f], sp, n));
-    }
-    return h;
-}
-
-/* Runs the search r asks for (vec: the query vector for a semantic or
- * hybrid one, or /similar's paper vector; exclude: a paper left out, or
- * NULL) and appends its page to results. */
-static int run_search(sx_srv *s, sx_request *rq, const search_req *r, float *vec, int have_vec,
-                      const char *exclude, cJSON *results, int *cached, sx_err *err) {
-    int depth = (int)(r->offset + r->top_k + (exclude ? 1 : 0));
-    if (r->sort_date && depth < DATE_SORT_DEPTH) depth = DATE_SORT_DEPTH;
-    int fused = r->mode == MODE_HYBRID;
-    if (fused && depth < HYBRID_DEPTH) depth = HYBRID_DEPTH;
-    sx_search_opts o = {.k = depth, .categories = r->cats.categories, .n_categories = r->cats.n,
-                        .authors = r->authors, .n_authors = r->n_authors, .date_from = r->date_from,
-                        .date_to = r->date_to};
-    index_search x = {0}, y = {0}; /* semantic, keyword or authors */
-    int use_x = r->mode == MODE_SEMANTIC || r->mode == MODE_HYBRID, use_y = r->mode != MODE_SEMANTIC;
-    int rc = 0;
-    if (use_x) {
-        o.ef = r->ef > 0 ? (int)(r->ef < depth ? depth : r->ef) : 0;
-        rc = search_init(&x, s, &o, err);
-    }
-    if (rc == 0 && use_y) {
-        sx_search_opts oy = o;
-        oy.ef = 0;
-        oy.mode = r->mode == MODE_AUTHORS ? SX_MODE_AUTHORS : SX_MODE_KEYWORD;
-        oy.text = oy.mode == SX_MODE_KEYWORD ? r->query : NULL;
-        rc = search_init(&y, s, &oy, err);
-    }
-    if (rc == 0 && use_x && !have_vec)
-        rc = query_vector(s, rq, r->query, strlen(r->query), vec, &x, cached, err);
-    if (rc == 0 && use_x) rc = search_finish(rq, vec, &x, err);
-    if (rc == 0 && use_y) rc = search_finish(rq, NULL, &y, err);
-    if (rc < 0) {
-        if (x.done && x.rc == 0) sx_hits_release(x.hits, x.n);
-        if (y.done && y.rc == 0) sx_hits_release(y.hits, y.n);
-        free(x.hits);
-        free(y.hits);
-        return rc;
-    }
-    sx_hit *hits = use_x ? x.hits : y.hits;
-    int n = use_x ? x.n : y.n;
-    sx_hit *fusedhits = NULL;
-    if (fused) {
-        fusedhits = malloc((size_t)(x.n + y.n + 1) * sizeof *fusedhits);
-        if (!fusedhits) {
-            sx_hits_release(x.hits, x.n);
-            sx_hits_release(y.hits, y.n);
-            rc = sx_err_set(err, SX_ENOMEM, "out of memory");
-        } else {
-            rc = fuse_rrf(x.hits, x.n, y.hits, y.n, fusedhits, &n) < 0 ? sx_err_set(err, SX_ENOMEM, "out of memory") : 0;
-            hits = fusedhits;
-        }
-    }
-    ranked *order = rc == 0 ? malloc((size_t)(n ? n : 1) * sizeof *order) : NULL;
-    if (rc == 0 && !order) {
-        sx_hits_release(hits, n);
-        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
-    }
-    if (rc == 0) {
-        int m = 0;
-        for (int i = 0; i < n; i++) {
-            if (exclude && strcmp(hits[i].id, exclude) == 0) continue;
-            if (r->has_min_score && r->mode != MODE_AUTHORS && hits[i].score < r->min_score) continue;
-            if (!hits[i].doc) continue; /* a backend that could not fetch it */
-            order[m] = (ranked){&hits[i], m};
-            m++;
-        }
-        if (r->sort_date && r->mode != MODE_AUTHORS) qsort(order, (size_t)m, sizeof *order, by_date);
-        for (long i = r->offset; i < m && i < r->offset + r->top_k; i++) {
-            const sx_hit *h = order[i].h;
-            cJSON *item = sx_doc_json(h->doc, r->mode == MODE_AUTHORS ? NULL : &h->score);
-            if (r->query && r->mode != MODE_AUTHORS) cJSON_AddItemToObject(item, "highlights", highlights_json(r->query, h->doc));
-            cJSON_AddItemToArray(results, item);
-        }
-        sx_hits_release(hits, n);
-    }
-    free(order);
-    free(fusedhits);
-    free(x.hits);
-    free(y.hits);
     return rc;
 }
 
@@ -865,21 +379,25 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
     double t0 = sx_now();
     cJSON *req = method_is(rq, "POST") ? parse_body(rq, res) : args_object(rq, res);
     if (!req) return;
-    search_req *r = malloc(sizeof *r);
+    sx_query *r = malloc(sizeof *r);
+    sx_err err = {0};
     if (!r) {
         cJSON_Delete(req);
         sx_respond_error(res, 500, "internal", "out of memory");
         return;
     }
-    if (parse_search(req, 0, !method_is(rq, "POST"), r, res) == 0) {
+    if (sx_query_parse(req, method_is(rq, "POST") ? SX_QUERY_BODY : SX_QUERY_ARGS, r, &err) < 0) {
+        sx_respond_error(res, 400, "invalid_request", "%s", err.msg);
+    } else {
         snprintf(rq->query, sizeof rq->query, "%s", r->query);
         float *vec = malloc((size_t)s->dim * sizeof *vec);
-        sx_err err = {0};
-        int cached = 0;
+        embed_ctx ec = {s, rq, 0};
         cJSON *out = cJSON_CreateObject();
         cJSON *results = cJSON_AddArrayToObject(out, "results");
-        int rc = vec ? run_search(s, rq, r, vec, 0, NULL, results, &cached, &err)
+        int rc = vec ? sx_query_run(s->backend, r, vec, 0, NULL, query_vector, &ec, results, &rq->t_index,
+                                    &rq->search, &err)
                      : sx_err_set(&err, SX_ENOMEM, "out of memory");
+        int cached = ec.cached;
         free(vec);
         if (rc < 0) {
             cJSON_Delete(out);
@@ -889,7 +407,7 @@ static void handle_search(sx_srv *s, sx_request *rq, sx_response *res) {
             cJSON_AddNumberToObject(out, "embedding_ms", round(rq->t_embed * 1e6) / 1e3);
             cJSON_AddNumberToObject(out, "index_ms", round(rq->t_index * 1e6) / 1e3);
             cJSON_AddBoolToObject(out, "cached", cached);
-            cJSON_AddStringToObject(out, "mode", k_modes[r->mode]);
+            cJSON_AddStringToObject(out, "mode", sx_query_modes[r->mode]);
             cJSON_AddNumberToObject(out, "offset", (double)r->offset);
             cJSON_AddNumberToObject(out, "top_k", (double)r->top_k);
             respond_json(res, 200, out);
@@ -919,22 +437,23 @@ static void handle_similar(sx_srv *s, sx_request *rq, sx_response *res) {
     double t0 = sx_now();
     cJSON *req = args_object(rq, res);
     if (!req) return;
-    search_req *r = malloc(sizeof *r);
-    if (!r || parse_search(req, 1, 1, r, res) < 0) {
+    sx_query *r = malloc(sizeof *r);
+    sx_err err = {0};
+    if (!r || sx_query_parse(req, SX_QUERY_SIMILAR, r, &err) < 0) {
         if (!r) sx_respond_error(res, 500, "internal", "out of memory");
+        else sx_respond_error(res, 400, "invalid_request", "%s", err.msg);
         free(r);
         cJSON_Delete(req);
         return;
     }
     float *vec = malloc((size_t)s->dim * sizeof *vec);
-    sx_err err = {0};
     int rc = vec ? sx_backend_get(s->backend, rq->paper_id, NULL, vec, &err)
                  : sx_err_set(&err, SX_ENOMEM, "out of memory");
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "paper_id", rq->paper_id);
     cJSON *results = cJSON_AddArrayToObject(out, "results");
-    int cached = 0;
-    if (rc == 0) rc = run_search(s, rq, r, vec, 1, rq->paper_id, results, &cached, &err);
+    if (rc == 0)
+        rc = sx_query_run(s->backend, r, vec, 1, rq->paper_id, NULL, NULL, results, &rq->t_index, &rq->search, &err);
     free(vec);
     if (rc < 0) {
         cJSON_Delete(out);
@@ -1013,7 +532,9 @@ static int embed_papers(sx_srv *s, sx_record *recs, int n, float *vecs, sx_err *
 static void handle_papers_upsert(sx_srv *s, sx_request *rq, sx_response *res) {
     cJSON *req = parse_body(rq, res);
     if (!req) return;
-    if (check_fields(req, sx_upsert_fields, "field", res) < 0) {
+    sx_err ferr = {0};
+    if (sx_json_check_fields(req, sx_upsert_fields, "field", &ferr) < 0) {
+        sx_respond_error(res, 400, "invalid_request", "%s", ferr.msg);
         cJSON_Delete(req);
         return;
     }

@@ -127,10 +127,8 @@ typedef struct {
 /* The limits the routes enforce, NULL-terminated (routes.c). */
 extern const sx_schema_fact sx_schema_facts[];
 
-/* The fields of a search and of an upsert request (NULL-terminated). */
-extern const char *const sx_search_fields[];
-extern const char *const sx_search_params[];
-extern const char *const sx_similar_params[];
+/* The fields of an upsert request (NULL-terminated); a search's are in
+ * query.h. */
 extern const char *const sx_upsert_fields[];
 
 /* Runs the handler of rq->route. */

@@ -16,9 +16,25 @@ expect_status 0 "$SEMDEX" search --data "$TMP/db" -k 5 "$q"
 [ "$(awk '{print $3}' "$TMP/out" | paste -sd' ')" = "$(jq -r '[.results[].paper_id] | join(" ")' "$TMP/cli5.json")" ] ||
   fail "text and --json differ: $(cat "$TMP/out")"
 expect_status 2 "$SEMDEX" search --data "$TMP/db" --offset 1001 "$q"
-expect_grep "offset: expected an integer in \[0, 1000\]" "$TMP/err"
+expect_grep "[-]-offset must be an integer in \[0, 1000\]" "$TMP/err"
+expect_status 2 "$SEMDEX" search --data "$TMP/db" --mode fuzzy "$q"
+expect_grep "[-]-mode must be one of 'semantic', 'keyword', 'hybrid', 'authors'" "$TMP/err"
+expect_status 2 "$SEMDEX" search --data "$TMP/db" --date-from 2024-13-01 "$q"
+expect_grep "[-]-date-from must be a date" "$TMP/err"
+expect_status 2 "$SEMDEX" search --data "$TMP/db" --categories cs "$q"
+expect_grep "or 'cs.\*' for all of them" "$TMP/err"
+# The other modes and filters: the options are the API's fields.
+expect_status 0 "$SEMDEX" search --data "$TMP/db" --mode keyword --categories 'cs.*,math.*' -k 4 --json "$q"
+cp "$TMP/out" "$TMP/cli-kw.json"
+expect_status 0 "$SEMDEX" search --data "$TMP/db" --mode hybrid --date-from 2000-01-01 --sort date -k 4 --json "$q"
+cp "$TMP/out" "$TMP/cli-hy.json"
 # The server answers the same results for the same query.
 start_server "$TMP/db"
 post_json /search "{\"query\": \"$q\", \"top_k\": 5}"; expect_http 200
 [ "$(jq -cS '.results' "$TMP/body")" = "$(jq -cS '.results' "$TMP/cli5.json")" ] ||
   fail "server and CLI differ: $(jq -c '[.results[].paper_id]' "$TMP/body") vs $(jq -c '[.results[].paper_id]' "$TMP/cli5.json")"
+post_json /search "{\"query\": \"$q\", \"mode\": \"keyword\", \"categories\": \"cs.* math.*\", \"top_k\": 4}"; expect_http 200
+[ "$(jq -cS '.results' "$TMP/body")" = "$(jq -cS '.results' "$TMP/cli-kw.json")" ] || fail "keyword: server and CLI differ"
+jq -e '(.results | length) > 0' "$TMP/body" >/dev/null || fail "keyword search found nothing"
+post_json /search "{\"query\": \"$q\", \"mode\": \"hybrid\", \"date_from\": \"2000-01-01\", \"sort\": \"date\", \"top_k\": 4}"; expect_http 200
+[ "$(jq -cS '.results' "$TMP/body")" = "$(jq -cS '.results' "$TMP/cli-hy.json")" ] || fail "hybrid: server and CLI differ"
