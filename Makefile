@@ -120,9 +120,20 @@ $(BUILD)/tools/bin2c: scripts/bin2c.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -O1 -o $@ $<
 
-$(BUILD)/gen/assets.c: $(ASSETS) $(BUILD)/tools/bin2c
+# The page renders LaTeX with Debian's KaTeX (libjs-katex, fonts-katex), its
+# files compiled in and served under /assets/katex/; without them (macOS) the
+# page shows titles' LaTeX as written.
+KATEX_DIR ?= /usr/share/javascript/katex
+KATEX_FILES := $(wildcard $(KATEX_DIR)/katex.min.js $(KATEX_DIR)/katex.min.css \
+                 $(KATEX_DIR)/contrib/auto-render.js $(KATEX_DIR)/fonts/*.woff2)
+KATEX_ARGS := $(foreach f,$(KATEX_FILES),$(f)=katex/$(patsubst $(KATEX_DIR)/%,%,$(f)))
+ifeq ($(KATEX_FILES),)
+$(info note: no KaTeX in $(KATEX_DIR) (apt-get install libjs-katex): the page will show LaTeX as written)
+endif
+
+$(BUILD)/gen/assets.c: $(ASSETS) $(KATEX_FILES) $(BUILD)/tools/bin2c
 	@mkdir -p $(dir $@)
-	$(Q)$(BUILD)/tools/bin2c $(ASSETS) > $@.tmp && mv $@.tmp $@
+	$(Q)$(BUILD)/tools/bin2c $(ASSETS) $(KATEX_ARGS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/assets.o: $(BUILD)/gen/assets.c
 	@mkdir -p $(dir $@)

@@ -539,7 +539,7 @@ static size_t and_sep(const char *z) {
 int sx_kw_authors_match(const char *authors, const char *const *names, int n) {
     if (!authors || n <= 0) return 0;
     const char *p = authors, *start = authors;
-    int depth = 0;
+    int depth = 0, best = 0;
     for (;; p++) {
         size_t sep = 0;
         if (*p == 0) sep = 1; /* the end, even inside an unclosed '(' */
@@ -550,9 +550,11 @@ int sx_kw_authors_match(const char *authors, const char *const *names, int n) {
         if (!sep) continue;
         char norm[SX_KW_NAME_MAX];
         if (sx_kw_author_norm(start, (size_t)(p - start), norm, sizeof norm) > 0)
-            for (int i = 0; i < n; i++)
-                if (names[i] && sx_kw_author_same(norm, names[i])) return 1;
-        if (*p == 0) return 0;
+            for (int i = 0; i < n; i++) {
+                if (names[i] && strcmp(norm, names[i]) == 0) return 2;
+                if (names[i] && sx_kw_author_same(norm, names[i])) best = 1;
+            }
+        if (*p == 0) return best;
         p += sep - 1;
         start = p + 1;
     }

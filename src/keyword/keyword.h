@@ -103,9 +103,11 @@ int sx_kw_author_norm(const char *name, size_t len, char *out, size_t cap);
  * john" and "smith", not "smith jane k" versus "smith john". */
 int sx_kw_author_same(const char *a, const char *b);
 
-/* 1 when the author list (a paper's authors field: names separated by
- * commas, semicolons, "and" or "&") holds a name sx_kw_author_same as any
- * of the n normalised names, else 0. */
+/* How well the author list (a paper's authors field: names separated by
+ * commas, semicolons, "and" or "&") matches the n normalised names: 2 when
+ * it holds one of them exactly (same surname and given names as written,
+ * after normalisation), 1 when it only holds a name sx_kw_author_same as
+ * one ("J. Smith" for "john smith"), 0 when neither. */
 int sx_kw_authors_match(const char *authors, const char *const *names, int n);
 
 /* ---- the index (keyword.c, keyword_io.c) ---- */

@@ -81,7 +81,7 @@ struct sx_metrics {
 
 static const char *k_route_names[SX_ROUTE_COUNT] = {
     "/search", "/papers/{id}", "/papers/{id}/similar", "/papers", "/papers/{id} DELETE",
-    "/collections/info", "/health", "/metrics", "/", "/docs", "/openapi.json", "other"};
+    "/collections/info", "/health", "/metrics", "/", "/docs", "/openapi.json", "/assets/{name}", "other"};
 
 static const char *k_stage_names[SX_STAGE_COUNT] = {"queue", "encode", "search", "fetch", "merge"};
 

@@ -34,6 +34,7 @@ typedef enum {
     SX_ROUTE_PAGE,
     SX_ROUTE_DOCS,
     SX_ROUTE_OPENAPI,
+    SX_ROUTE_ASSET,
     SX_ROUTE_OTHER,
     SX_ROUTE_COUNT
 } sx_route;

@@ -240,6 +240,11 @@ int sx_route_request(sx_srv *s, sx_request *rq, char *id_buf, size_t id_cap, sx_
     const char *p = rq->path;
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcmp(p, fixed[i].path) == 0) return allow(rq, fixed[i].route, fixed[i].methods, res);
+    if (strncmp(p, "/assets/", 8) == 0 && p[8]) {
+        snprintf(id_buf, id_cap, "%s", p + 8);
+        rq->paper_id = id_buf;
+        return allow(rq, SX_ROUTE_ASSET, "GET", res);
+    }
     if (strncmp(p, "/papers/", 8) == 0 && p[8]) {
         const char *id = p + 8;
         size_t len = strlen(id);
@@ -704,6 +709,28 @@ static void static_asset(sx_response *res, const char *data, size_t len, const c
     res->cache_control = "no-cache";
 }
 
+/* GET /assets/{name}: a static file of the page (KaTeX), cacheable for a
+ * day (the files change only with the binary). */
+static void handle_asset(const sx_request *rq, sx_response *res) {
+    static const char *const types[][2] = {{".js", "text/javascript; charset=utf-8"},
+                                           {".css", "text/css; charset=utf-8"},
+                                           {".woff2", "font/woff2"}};
+    for (size_t i = 0; i < sx_asset_files_count; i++) {
+        const sx_asset_file *f = &sx_asset_files[i];
+        if (strcmp(f->name, rq->paper_id) != 0) continue;
+        const char *type = "application/octet-stream";
+        size_t n = strlen(f->name);
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            size_t e = strlen(types[t][0]);
+            if (n > e && strcmp(f->name + n - e, types[t][0]) == 0) type = types[t][1];
+        }
+        static_asset(res, f->data, f->len, type);
+        res->cache_control = "public, max-age=86400";
+        return;
+    }
+    sx_respond_error(res, 404, "not_found", "no asset '%.80s'", rq->paper_id);
+}
+
 void sx_handle(sx_srv *s, sx_request *rq, sx_response *res) {
     switch (rq->route) {
     case SX_ROUTE_SEARCH: handle_search(s, rq, res); break;
@@ -723,6 +750,7 @@ void sx_handle(sx_srv *s, sx_request *rq, sx_response *res) {
     case SX_ROUTE_OPENAPI:
         static_asset(res, sx_asset_openapi_json, sx_asset_openapi_json_len, "application/json");
         break;
+    case SX_ROUTE_ASSET: handle_asset(rq, res); break;
     default: sx_respond_error(res, 404, "not_found", "no route %s %s", rq->method, rq->path); break;
     }
 }

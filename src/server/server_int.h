@@ -102,7 +102,7 @@ typedef struct sx_request {
     size_t body_len;
     struct MHD_Connection *conn;
     sx_route route;
-    const char *paper_id;   /* for /papers/{id} routes */
+    const char *paper_id;   /* for /papers/{id} routes; the name for /assets/{name} */
     double t_embed, t_index; /* seconds spent, for the log line */
     sx_embed_times embed;    /* the query's queue wait and encoder call */
     sx_backend_stats search; /* the backend search's stages */
@@ -155,5 +155,14 @@ extern const char sx_asset_docs_html[];
 extern const size_t sx_asset_docs_html_len;
 extern const char sx_asset_openapi_json[];
 extern const size_t sx_asset_openapi_json_len;
+/* The page's static files (KaTeX), served as /assets/{name}; the table ends
+ * with a NULL name (scripts/bin2c.c). */
+typedef struct {
+    const char *name;
+    const char *data;
+    size_t len;
+} sx_asset_file;
+extern const sx_asset_file sx_asset_files[];
+extern const size_t sx_asset_files_count;
 
 #endif

@@ -917,39 +917,63 @@ static int keyword_search(sx_shard *s, const sx_search_opts *o, const uint64_t *
 }
 
 typedef struct dated_node {
-    uint32_t date, node;
+    uint32_t date, node; /* date: the rank key, higher first */
     const char *id;
 } dated_node;
 
-/* Newest first, then by id. */
+/* Highest key first, then by id. */
 static int dated_cmp(const void *a, const void *b) {
     const dated_node *x = a, *y = b;
     if (x->date != y->date) return x->date > y->date ? -1 : 1;
     return strcmp(x->id, y->id);
 }
 
+/* An authors search's score: how well the names match (sx_kw_authors_match:
+ * 2 written the same, 1 compatible), then the update date's day number
+ * (below 4,000,000 for every year to 9999); exact in a float. */
+#define AUTHOR_RANK_STEP 4000000u
+
 /* SX_MODE_AUTHORS: the papers of the filter (which holds the authors),
- * newest first; the score is the update date (sx_date_parse's days). */
+ * papers with a name written as asked first, then newest first; the score
+ * is match * AUTHOR_RANK_STEP + the update date (sx_date_parse's days). */
 static int authors_search(sx_shard *s, const sx_search_opts *o, const uint64_t *allow, size_t bits,
                           size_t count, sx_hit *hits, int *n_hits, sx_err *err) {
     dated_node *a = sx_index_malloc((count ? count : 1) * sizeof *a);
-    if (!a) return sx_err_set(err, SX_ENOMEM, "search: out of memory");
+    char *buf = sx_index_malloc((size_t)o->n_authors * SX_KW_NAME_MAX);
+    const char **names = sx_index_malloc((size_t)o->n_authors * sizeof *names);
+    if (!a || !buf || !names) {
+        sx_index_free_mem(a);
+        sx_index_free_mem(buf);
+        sx_index_free_mem(names);
+        return sx_err_set(err, SX_ENOMEM, "search: out of memory");
+    }
+    int nn = 0;
+    for (int i = 0; i < o->n_authors; i++) {
+        const char *z = o->authors[i] ? o->authors[i] : "";
+        if (sx_kw_author_norm(z, strlen(z), buf + (size_t)nn * SX_KW_NAME_MAX, SX_KW_NAME_MAX) > 0)
+            names[nn] = buf + (size_t)nn * SX_KW_NAME_MAX, nn++;
+    }
     int rc = 0;
     size_t n = 0;
     pthread_rwlock_rdlock(&s->map_lock);
     for (size_t w = 0; w < bits / 64 && n < count; w++)
         for (uint64_t b = allow[w]; b && n < count; b &= b - 1) {
             uint32_t node = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
-            const char *id;
+            const char *id, *authors;
             if (!sx_index_is_live(s->ix, node) || !sx_kw_index_contains(s->kw, node)) continue;
-            if (node_field(s, node, rec_of(s, node), 0, &id, NULL) < 0) continue;
-            a[n++] = (dated_node){node < s->dates_cap ? s->dates[node] : 0, node, id};
+            if (node_field(s, node, rec_of(s, node), 0, &id, NULL) < 0 ||
+                node_field(s, node, rec_of(s, node), 3, &authors, NULL) < 0)
+                continue;
+            uint32_t match = (uint32_t)sx_kw_authors_match(authors, names, nn);
+            a[n++] = (dated_node){match * AUTHOR_RANK_STEP + (node < s->dates_cap ? s->dates[node] : 0), node, id};
         }
     qsort(a, n, sizeof *a, dated_cmp);
     int k = n < (size_t)o->k ? (int)n : o->k, filled = 0;
     for (; rc == 0 && filled < k; filled++) rc = fill_hit(s, o, &hits[filled], a[filled].node, (float)a[filled].date);
     pthread_rwlock_unlock(&s->map_lock);
     sx_index_free_mem(a);
+    sx_index_free_mem(buf);
+    sx_index_free_mem(names);
     if (rc < 0) {
         sx_hits_release(hits, filled);
         return sx_err_set(err, rc, "search: %s", rc == SX_ENOMEM ? "out of memory" : "a hit's record is corrupt");

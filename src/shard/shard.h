@@ -127,8 +127,11 @@ enum {
     SX_MODE_KEYWORD = 1, /* BM25F of text over title, abstract, authors (keyword.h);
                             scores are the shard's own: idf, N and average
                             lengths are per shard, as in Elasticsearch's default */
-    SX_MODE_AUTHORS = 2, /* the papers of authors, newest first (score: the
-                            update date as sx_date_parse's day number) */
+    SX_MODE_AUTHORS = 2, /* the papers of authors: those with a name written
+                            as asked first, then those with a compatible one
+                            ("J. Smith" for "John Smith"), each newest first
+                            (score: 4,000,000 x (2 or 1) + the update date as
+                            sx_date_parse's day number) */
 };
 
 /* Most names in an authors filter. */

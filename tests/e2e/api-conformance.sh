@@ -62,6 +62,7 @@ http DELETE /papers/no.such "${key[@]}"; reach delete '/papers/{paper_id}' 404
 http DELETE "/papers/$id"; reach delete '/papers/{paper_id}' 401
 http GET "/papers/$id/similar?top_k=0"; reach get '/papers/{paper_id}/similar' 400
 http GET /papers/no.such/similar; reach get '/papers/{paper_id}/similar' 404
+http GET /assets/no.such; reach get '/assets/{name}' 404
 # 421: a Host that is not this server's (DNS rebinding), on every operation.
 while read -r path method; do
   p=${path//\{paper_id\}/no.such}
