@@ -765,8 +765,13 @@ void test_keyword_out_of_memory(void) {
     sx_kw_hit h[5];
     int n;
     sx_kw_query q = {.k = 5};
+    /* a search allocates nothing through the index allocator (its scratch
+     * is the thread's, kept between searches): it works when that fails */
+    CHECK_EQ(sx_kw_index_search(ix, "kaka", &q, h, &n, &err), 0);
+    int n_before = n;
     g_fail_in = 0;
-    CHECK_EQ(sx_kw_index_search(ix, "kaka", &q, h, &n, &err), SX_ENOMEM);
+    CHECK_EQ(sx_kw_index_search(ix, "kaka", &q, h, &n, &err), 0);
+    CHECK_EQ(n, n_before);
     g_fail_in = -1;
     void *buf = NULL;
     size_t len = 0;
