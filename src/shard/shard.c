@@ -782,27 +782,46 @@ static int author_hit(void *ctx, uint32_t node) {
 
 /* The papers by any of o's authors into bits (words long). Caller holds
  * map_lock for reading. 0 or SX_ENOMEM. */
-static int author_filter(sx_shard *s, const sx_search_opts *o, uint64_t *bits, size_t words) {
-    char *buf = sx_index_malloc((size_t)o->n_authors * SX_KW_NAME_MAX);
-    const char **names = sx_index_malloc((size_t)o->n_authors * sizeof *names);
-    if (!buf || !names) {
-        sx_index_free_mem(buf);
-        sx_index_free_mem(names);
+/* The normalised names of o's authors (sx_kw_author_norm; names without
+ * a surname left out), for sx_kw_authors_match. */
+typedef struct norm_names {
+    char *buf;
+    const char **names;
+    int n;
+} norm_names;
+
+/* Fills *nn (OUT) from o; 0 or SX_ENOMEM. Free with norm_names_free. */
+static int norm_names_init(const sx_search_opts *o, norm_names *nn) {
+    nn->n = 0;
+    nn->buf = sx_index_malloc((size_t)o->n_authors * SX_KW_NAME_MAX);
+    nn->names = sx_index_malloc((size_t)o->n_authors * sizeof *nn->names);
+    if (!nn->buf || !nn->names) {
+        sx_index_free_mem(nn->buf);
+        sx_index_free_mem(nn->names);
         return SX_ENOMEM;
     }
-    int n = 0;
     for (int i = 0; i < o->n_authors; i++) {
-        char *out = buf + (size_t)n * SX_KW_NAME_MAX;
+        char *out = nn->buf + (size_t)nn->n * SX_KW_NAME_MAX;
         const char *z = o->authors[i] ? o->authors[i] : "";
-        if (sx_kw_author_norm(z, strlen(z), out, SX_KW_NAME_MAX) > 0) names[n++] = out;
+        if (sx_kw_author_norm(z, strlen(z), out, SX_KW_NAME_MAX) > 0) nn->names[nn->n++] = out;
     }
-    author_ctx a = {s, names, n, bits, words};
+    return 0;
+}
+
+static void norm_names_free(norm_names *nn) {
+    sx_index_free_mem(nn->buf);
+    sx_index_free_mem(nn->names);
+}
+
+static int author_filter(sx_shard *s, const sx_search_opts *o, uint64_t *bits, size_t words) {
+    norm_names nn;
+    if (norm_names_init(o, &nn) < 0) return SX_ENOMEM;
+    author_ctx a = {s, nn.names, nn.n, bits, words};
     /* the candidates: papers with the surname (the lists take the name as
      * written), each confirmed against every name asked for */
     for (int i = 0; i < o->n_authors; i++)
         if (o->authors[i]) sx_kw_index_author_docs(s->kw, o->authors[i], author_hit, &a);
-    sx_index_free_mem(buf);
-    sx_index_free_mem(names);
+    norm_names_free(&nn);
     return 0;
 }
 
@@ -939,19 +958,10 @@ static int dated_cmp(const void *a, const void *b) {
 static int authors_search(sx_shard *s, const sx_search_opts *o, const uint64_t *allow, size_t bits,
                           size_t count, sx_hit *hits, int *n_hits, sx_err *err) {
     dated_node *a = sx_index_malloc((count ? count : 1) * sizeof *a);
-    char *buf = sx_index_malloc((size_t)o->n_authors * SX_KW_NAME_MAX);
-    const char **names = sx_index_malloc((size_t)o->n_authors * sizeof *names);
-    if (!a || !buf || !names) {
+    norm_names nn;
+    if (!a || norm_names_init(o, &nn) < 0) {
         sx_index_free_mem(a);
-        sx_index_free_mem(buf);
-        sx_index_free_mem(names);
         return sx_err_set(err, SX_ENOMEM, "search: out of memory");
-    }
-    int nn = 0;
-    for (int i = 0; i < o->n_authors; i++) {
-        const char *z = o->authors[i] ? o->authors[i] : "";
-        if (sx_kw_author_norm(z, strlen(z), buf + (size_t)nn * SX_KW_NAME_MAX, SX_KW_NAME_MAX) > 0)
-            names[nn] = buf + (size_t)nn * SX_KW_NAME_MAX, nn++;
     }
     int rc = 0;
     size_t n = 0;
@@ -964,7 +974,7 @@ static int authors_search(sx_shard *s, const sx_search_opts *o, const uint64_t *
             if (node_field(s, node, rec_of(s, node), 0, &id, NULL) < 0 ||
                 node_field(s, node, rec_of(s, node), 3, &authors, NULL) < 0)
                 continue;
-            uint32_t match = (uint32_t)sx_kw_authors_match(authors, names, nn);
+            uint32_t match = (uint32_t)sx_kw_authors_match(authors, nn.names, nn.n);
             a[n++] = (dated_node){match * AUTHOR_RANK_STEP + (node < s->dates_cap ? s->dates[node] : 0), node, id};
         }
     qsort(a, n, sizeof *a, dated_cmp);
@@ -972,8 +982,7 @@ static int authors_search(sx_shard *s, const sx_search_opts *o, const uint64_t *
     for (; rc == 0 && filled < k; filled++) rc = fill_hit(s, o, &hits[filled], a[filled].node, (float)a[filled].date);
     pthread_rwlock_unlock(&s->map_lock);
     sx_index_free_mem(a);
-    sx_index_free_mem(buf);
-    sx_index_free_mem(names);
+    norm_names_free(&nn);
     if (rc < 0) {
         sx_hits_release(hits, filled);
         return sx_err_set(err, rc, "search: %s", rc == SX_ENOMEM ? "out of memory" : "a hit's record is corrupt");
