@@ -349,6 +349,69 @@ def inflight(port):
     print("inflight: %d searches answered" % n)
 
 
+def msearch(port):
+    """SEMDEX.MSEARCH: one search over several keys equals SEARCH on each key
+    merged (best first, ties by id, k kept), with the missing keys named."""
+    c = Client(port)
+    c("FLUSHALL")
+    rng = random.Random(5)
+    items = [paper(i, rng) for i in range(90)]
+    for key, part in (("ka", items[0:30]), ("kb", items[30:60]), ("kc", items[60:90])):
+        args = []
+        for id, v, d in part:
+            args += [id, f32(v), d]
+        expect(c("SEMDEX.UPSERT", key, *args) == 30, "upsert into " + key)
+
+    def merged(q, k, *opts):
+        hits = []
+        for key in ("ka", "kb", "kc"):
+            hits += [(float(h[1]), h[0]) for h in c("SEMDEX.SEARCH", key, q, k, 0, *opts)]
+        hits.sort(key=lambda x: (-x[0], x[1]))
+        return [h[1] for h in hits[:k]]
+
+    for qi in (3, 40, 77):
+        q = f32(items[qi][1])
+        r = c("SEMDEX.MSEARCH", 3, "ka", "kb", "kc", q, 10, 0)
+        expect(isinstance(r, list) and len(r) == 2 and r[1] == [], "msearch reply [hits, []]: %r" % (r,))
+        expect([h[0] for h in r[0]] == merged(q, 10), "msearch equals the merged searches (query %d)" % qi)
+        expect(r[0][0][0] == items[qi][0].encode(), "msearch finds the query's own paper first")
+    q = f32(items[5][1])
+    # a missing key is named, the others searched
+    r = c("SEMDEX.MSEARCH", 4, "ka", "nokey", "kb", "kc", q, 5, 0)
+    expect(r[1] == [b"nokey"] and [h[0] for h in r[0]] == merged(q, 5), "missing key named: %r" % (r[1],))
+    r = c("SEMDEX.MSEARCH", 2, "gone1", "gone2", q, 5, 0)
+    expect(r == [[], [b"gone1", b"gone2"]], "only missing keys: %r" % (r,))
+    # filters, WITHDOCS (documents only for the merged k), keyword mode
+    r = c("SEMDEX.MSEARCH", 3, "ka", "kb", "kc", q, 50, 0, "FILTER", 1, "math.ST", "WITHDOCS")
+    expect(len(r[0]) == 18 and all(len(h) == 3 and "math.ST" in decode_doc(h[2])[5] for h in r[0]),
+           "msearch FILTER + WITHDOCS: %d hits" % len(r[0]))
+    r = c("SEMDEX.MSEARCH", 3, "ka", "kb", "kc", "", 4, 0, "MODE", "KEYWORD", "TEXT", "paper 61")
+    kw = merged("", 4, "MODE", "KEYWORD", "TEXT", "paper 61")
+    expect([h[0] for h in r[0]] == kw and r[0][0][0] == b"2101.00061", "msearch keyword mode: %r" % (r[0],))
+    # errors
+    expect_err(c("SEMDEX.MSEARCH", 1, "ka", q, 5), "wrong number of arguments", "msearch arity")
+    expect_err(c("SEMDEX.MSEARCH", 0, "ka", q, 5, 0), "numkeys", "numkeys 0")
+    expect_err(c("SEMDEX.MSEARCH", 3, "ka", "kb", q, 5, 0), "numkeys", "numkeys beyond the arguments")
+    expect_err(c("SEMDEX.MSEARCH", "x", "ka", q, 5, 0), "numkeys", "numkeys not a number")
+    expect_err(c("SEMDEX.MSEARCH", 2, "ka", "ka", q, 5, 0), "listed twice", "a key twice")
+    c("SET", "str", "v")
+    expect_err(c("SEMDEX.MSEARCH", 2, "ka", "str", q, 5, 0), "WRONGTYPE", "a key of another type")
+    expect(c("SEMDEX.CREATE", "k8", 8) == b"OK", "create an 8-d shard")
+    v8 = unit(rng, 8)
+    expect(c("SEMDEX.UPSERT", "k8", "2101.99999", f32(v8), encode_doc("2101.99999", "t")) == 1, "8-d upsert")
+    expect_err(c("SEMDEX.MSEARCH", 2, "ka", "k8", q, 5, 0), "different dimensions", "keys of two dims")
+    expect_err(c("SEMDEX.MSEARCH", 2, "ka", "kb", q[:-4], 5, 0), "vector is 1532 bytes", "short vector")
+    expect_err(c("SEMDEX.MSEARCH", 2, "ka", "kb", q, 0, 0), "k must be", "k=0")
+    expect_err(c("SEMDEX.MSEARCH", 2, "ka", "kb", q, 5, 0, "BOGUS"), "syntax error", "unknown option")
+    # inside MULTI it runs inline
+    c("MULTI")
+    c("SEMDEX.MSEARCH", 3, "ka", "kb", "kc", q, 3, 0)
+    r = c("EXEC")
+    expect(isinstance(r, list) and len(r) == 1 and [h[0] for h in r[0][0]] == merged(q, 3), "msearch in MULTI")
+    c("DEL", "str", "k8", "ka", "kb", "kc")  # the steps after this one count keys
+    print("msearch: ok")
+
+
 def stall(port, n):
     c = Client(port)
     rng = random.Random(11)
@@ -366,6 +429,8 @@ if __name__ == "__main__":
     cmd, a = sys.argv[1], sys.argv[2:]
     if cmd == "basic":
         basic(a[0])
+    elif cmd == "msearch":
+        msearch(a[0])
     elif cmd == "ingest":
         ingest(a[0], a[1], int(a[2]), int(a[3]))
     elif cmd == "results":

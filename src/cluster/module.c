@@ -125,6 +125,7 @@
 #define MAX_K 10000
 #define MAX_EF 100000
 #define MAX_THREADS 256
+#define MAX_MSEARCH_KEYS 1024 /* keys of one SEMDEX.MSEARCH (the gateway's most shard keys) */
 #define AOF_MAINTAIN_EVERY 1024
 
 /* ---- the value of a key ---- */
@@ -628,17 +629,24 @@ out:
 
 /* ---- SEMDEX.SEARCH and the worker pool ---- */
 
-/* One search: arguments in, hits (and documents) out. */
+/* One search: arguments in, hits (and documents) out. A SEMDEX.SEARCH
+ * has one key; a SEMDEX.MSEARCH the keys of its list that this node holds,
+ * whose hits are merged here, and the names of those it does not. */
 typedef struct job {
     struct job *next;
     RedisModuleBlockedClient *bc;
-    sx_key *key;        /* a reference taken on the main thread */
+    sx_key **keys;      /* references taken on the main thread */
+    int n_keys;
+    int multi;          /* MSEARCH: the reply is [hits, missing keys] */
+    char **missing;     /* MSEARCH: the listed keys not held here */
+    size_t *missing_lens;
+    int n_missing;
     float *q;
     sx_search_opts o;
     char **strs;        /* the text arguments the options point into */
     int n_strs;
     int withdocs;
-    sx_hit *hits;
+    sx_hit *hits;       /* room for k hits per key */
     int n_hits;
     void **docs;        /* WITHDOCS: encoded records (malloc'd) */
     size_t *doc_lens;
@@ -654,12 +662,16 @@ static struct {
     _Atomic long depth, busy;
 } g_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, 0};
 
-/* Frees a job and drops its key reference. */
+/* Frees a job and drops its key references. */
 static void job_free(job *j) {
     if (!j) return;
-    if (j->key) key_unref(j->key);
+    for (int i = 0; i < j->n_keys; i++) key_unref(j->keys[i]);
+    for (int i = 0; i < j->n_missing; i++) RedisModule_Free(j->missing[i]);
     for (int i = 0; i < j->n_strs; i++) RedisModule_Free(j->strs[i]);
     for (int i = 0; j->docs && i < j->n_hits; i++) free(j->docs[i]);
+    RedisModule_Free(j->keys);
+    RedisModule_Free(j->missing);
+    RedisModule_Free(j->missing_lens);
     RedisModule_Free(j->strs);
     RedisModule_Free(j->docs);
     RedisModule_Free(j->doc_lens);
@@ -668,15 +680,31 @@ static void job_free(job *j) {
     RedisModule_Free(j);
 }
 
-/* Runs a search job (any thread). The hits carry their documents (copied
- * by the shard while the search holds the nodes), encoded here for the
- * reply. */
+/* Runs a search job (any thread): each key in turn, the hits merged best
+ * first (sx_hits_merge, as the gateway and the local store merge). The
+ * hits carry their documents (copied by the shard while the search holds
+ * the nodes); only the merged top k are encoded for the reply. */
 static void job_run(job *j) {
-    unsigned long long t0 = now_usec();
-    sx_shard *s = j->key->shard;
     j->o.with_docs = j->withdocs;
-    j->rc = sx_shard_search(s, j->q, &j->o, j->hits, &j->n_hits, NULL, &j->err);
-    if (j->rc == 0 && j->withdocs) {
+    int total = 0;
+    j->rc = 0;
+    for (int i = 0; i < j->n_keys && j->rc == 0; i++) {
+        unsigned long long t0 = now_usec();
+        int n = 0;
+        j->rc = sx_shard_search(j->keys[i]->shard, j->q, &j->o, j->hits + total, &n, NULL, &j->err);
+        if (j->rc == 0) total += n;
+        unsigned long long us = now_usec() - t0;
+        atomic_fetch_add(&j->keys[i]->searches, 1);
+        atomic_fetch_add(&j->keys[i]->search_usec, us);
+        atomic_fetch_add(&g_searches, 1);
+        atomic_fetch_add(&g_search_usec, us);
+    }
+    if (j->rc < 0) {
+        sx_hits_release(j->hits, total);
+        return;
+    }
+    j->n_hits = j->n_keys > 1 ? sx_hits_merge(j->hits, total, j->o.k) : total;
+    if (j->withdocs) {
         j->docs = RedisModule_Calloc((size_t)j->n_hits + 1, sizeof *j->docs);
         j->doc_lens = RedisModule_Calloc((size_t)j->n_hits + 1, sizeof *j->doc_lens);
         for (int i = 0; i < j->n_hits && j->rc == 0; i++)
@@ -687,11 +715,6 @@ static void job_run(job *j) {
         }
     }
     sx_hits_release(j->hits, j->n_hits);
-    unsigned long long us = now_usec() - t0;
-    atomic_fetch_add(&j->key->searches, 1);
-    atomic_fetch_add(&j->key->search_usec, us);
-    atomic_fetch_add(&g_searches, 1);
-    atomic_fetch_add(&g_search_usec, us);
 }
 
 /* Writes a finished job's reply. */
@@ -700,6 +723,7 @@ static void job_reply(RedisModuleCtx *ctx, job *j) {
         reply_err(ctx, "%s", j->err.msg);
         return;
     }
+    if (j->multi) RedisModule_ReplyWithArray(ctx, 2);
     RedisModule_ReplyWithArray(ctx, j->n_hits);
     for (int i = 0; i < j->n_hits; i++) {
         RedisModule_ReplyWithArray(ctx, j->withdocs ? 3 : 2);
@@ -707,6 +731,9 @@ static void job_reply(RedisModuleCtx *ctx, job *j) {
         RedisModule_ReplyWithDouble(ctx, (double)j->hits[i].score);
         if (j->withdocs) RedisModule_ReplyWithStringBuffer(ctx, j->docs[i], j->doc_lens[i]);
     }
+    if (!j->multi) return;
+    RedisModule_ReplyWithArray(ctx, j->n_missing);
+    for (int i = 0; i < j->n_missing; i++) RedisModule_ReplyWithStringBuffer(ctx, j->missing[i], j->missing_lens[i]);
 }
 
 /* A worker: takes jobs first in, first out, forever. */
@@ -791,40 +818,36 @@ static const char *const *job_strs(job *j, RedisModuleString **argv, int n) {
     return first;
 }
 
-/* SEMDEX.SEARCH key vector k ef [FILTER n cat ...] [WITHDOCS] [MODE m]
- * [TEXT t] [AUTHORS n name ...] [DATES from to] -> [[id, score, doc?] ...]
- * best first (sx_shard_search); the vector is empty unless MODE is VECTOR
- * (the default); an error for a missing key */
-static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc < 5) return RedisModule_WrongArity(ctx);
-    RedisModuleKey *key;
-    sx_key *k;
-    job *j = NULL;
-    if (open_key(ctx, argv[1], REDISMODULE_READ, &key, &k) < 0) goto out;
+/* Parses a search's arguments, argv[at..] = vector k ef [FILTER n cat ...]
+ * [WITHDOCS] [MODE m] [TEXT t] [AUTHORS n name ...] [DATES from to], into
+ * a new job with room for k hits for each of n_keys keys; vectors must have
+ * dim floats (0: any length). NULL after replying with the error. */
+static job *parse_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, int at, int dim,
+                         int n_keys) {
     long long kk, ef, nc = 0, na = 0;
     int withdocs = 0, cat_at = 0, auth_at = 0, text_at = 0, dates_at = 0, mode = SX_MODE_VECTOR, moded = 0;
-    if (arg_int(argv[3], 1, MAX_K, &kk) < 0) {
+    if (arg_int(argv[at + 1], 1, MAX_K, &kk) < 0) {
         reply_err(ctx, "k must be an integer in 1..%d", MAX_K);
-        goto out;
+        return NULL;
     }
-    if (arg_int(argv[4], 0, MAX_EF, &ef) < 0) {
+    if (arg_int(argv[at + 2], 0, MAX_EF, &ef) < 0) {
         reply_err(ctx, "ef must be an integer in 0..%d (0: the shard's default)", MAX_EF);
-        goto out;
+        return NULL;
     }
-    for (int i = 5; i < argc; i++) {
+    for (int i = at + 3; i < argc; i++) {
         if (arg_is(argv[i], "WITHDOCS") && !withdocs) {
             withdocs = 1;
         } else if (arg_is(argv[i], "FILTER") && !cat_at && i + 1 < argc) {
             if (arg_int(argv[i + 1], 1, 1024, &nc) < 0 || i + 1 + nc >= argc) {
                 reply_err(ctx, "FILTER needs a count in 1..1024 and that many categories");
-                goto out;
+                return NULL;
             }
             cat_at = i + 2;
             i += 1 + (int)nc;
         } else if (arg_is(argv[i], "AUTHORS") && !auth_at && i + 1 < argc) {
             if (arg_int(argv[i + 1], 1, SX_AUTHOR_NAMES_MAX, &na) < 0 || i + 1 + na >= argc) {
                 reply_err(ctx, "AUTHORS needs a count in 1..%d and that many names", SX_AUTHOR_NAMES_MAX);
-                goto out;
+                return NULL;
             }
             auth_at = i + 2;
             i += 1 + (int)na;
@@ -836,7 +859,7 @@ static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             else if (arg_is(argv[i], "AUTHORS")) mode = SX_MODE_AUTHORS;
             else {
                 reply_err(ctx, "MODE must be VECTOR, KEYWORD or AUTHORS");
-                goto out;
+                return NULL;
             }
         } else if (arg_is(argv[i], "TEXT") && !text_at && i + 1 < argc) {
             text_at = ++i;
@@ -845,48 +868,43 @@ static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             i += 2;
         } else {
             reply_err(ctx, "syntax error at argument %d", i);
-            goto out;
+            return NULL;
         }
     }
     if (mode == SX_MODE_KEYWORD && !text_at) {
         reply_err(ctx, "MODE KEYWORD needs TEXT");
-        goto out;
+        return NULL;
     }
     if (mode == SX_MODE_AUTHORS && !auth_at) {
         reply_err(ctx, "MODE AUTHORS needs AUTHORS");
-        goto out;
+        return NULL;
     }
-    int dim = k ? sx_shard_get_params(k->shard).dim : 0;
     char why[256];
     float *q = NULL;
     size_t vlen;
-    RedisModule_StringPtrLen(argv[2], &vlen);
+    RedisModule_StringPtrLen(argv[at], &vlen);
     if (mode != SX_MODE_VECTOR && vlen != 0) {
         reply_err(ctx, "the vector must be empty unless MODE is VECTOR");
-        goto out;
+        return NULL;
     }
-    if (mode == SX_MODE_VECTOR && arg_vector(argv[2], dim, &q, dim ? NULL : &dim, why, sizeof why) < 0) {
+    if (mode == SX_MODE_VECTOR && arg_vector(argv[at], dim, &q, dim ? NULL : &dim, why, sizeof why) < 0) {
         reply_err(ctx, "%s", why);
-        goto out;
+        return NULL;
     }
     for (int i = 0; q && i < dim; i++)
         if (!isfinite(q[i])) {
             RedisModule_Free(q);
             reply_err(ctx, "vector has a non-finite value at %d", i);
-            goto out;
+            return NULL;
         }
-    if (!k) { /* an error, not an empty result: see the gateway's exec_reads */
-        RedisModule_Free(q);
-        reply_err(ctx, "no such key");
-        goto out;
-    }
-    j = RedisModule_Calloc(1, sizeof *j);
+    job *j = RedisModule_Calloc(1, sizeof *j);
     j->q = q;
     j->o.k = (int)kk;
     j->o.ef = (int)ef;
     j->o.mode = mode;
     j->withdocs = withdocs;
-    j->hits = RedisModule_Calloc((size_t)kk, sizeof *j->hits);
+    j->hits = RedisModule_Calloc((size_t)kk * (size_t)(n_keys > 0 ? n_keys : 1), sizeof *j->hits);
+    j->keys = RedisModule_Calloc((size_t)(n_keys > 0 ? n_keys : 1), sizeof *j->keys);
     j->strs = RedisModule_Calloc((size_t)(nc + na + 3), sizeof *j->strs);
     int ok = 1;
     if (nc > 0) ok = ok && (j->o.categories = job_strs(j, argv + cat_at, (int)nc)) != NULL;
@@ -902,26 +920,153 @@ static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
                    (*j->o.date_to && sx_date_parse(j->o.date_to, &d) < 0))) {
             reply_err(ctx, "DATES must be two YYYY-MM-DD dates (\"\" for an open end)");
             job_free(j);
-            goto out;
+            return NULL;
         }
     }
     if (!ok) {
         reply_err(ctx, "an argument holds a NUL byte");
         job_free(j);
-        goto out;
+        return NULL;
     }
+    return j;
+}
+
+/* Adds a reference on k to the job (main thread). */
+static void job_add_key(job *j, sx_key *k) {
     atomic_fetch_add(&k->refs, 1);
-    j->key = k;
+    j->keys[j->n_keys++] = k;
+}
+
+/* Runs a parsed job: on a worker, the client blocked until it ends; inline
+ * inside MULTI or a script, where a client cannot block. */
+static void job_start(RedisModuleCtx *ctx, job *j) {
     if (RedisModule_GetContextFlags(ctx) & REDISMODULE_CTX_FLAGS_DENY_BLOCKING) {
-        job_run(j); /* MULTI, scripts: no blocking possible */
+        job_run(j);
         job_reply(ctx, j);
         job_free(j);
-        goto out;
+        return;
     }
     j->bc = RedisModule_BlockClient(ctx, search_reply_cb, NULL, search_free_cb, 0);
     pool_push(j);
-out:
+}
+
+/* SEMDEX.SEARCH key vector k ef [FILTER n cat ...] [WITHDOCS] [MODE m]
+ * [TEXT t] [AUTHORS n name ...] [DATES from to] -> [[id, score, doc?] ...]
+ * best first (sx_shard_search); the vector is empty unless MODE is VECTOR
+ * (the default); an error for a missing key */
+static int cmd_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc < 5) return RedisModule_WrongArity(ctx);
+    RedisModuleKey *key;
+    sx_key *k;
+    if (open_key(ctx, argv[1], REDISMODULE_READ, &key, &k) == 0) {
+        job *j = parse_search(ctx, argv, argc, 2, k ? sx_shard_get_params(k->shard).dim : 0, 1);
+        if (j && !k) { /* an error, not an empty result: see the gateway's exec_reads */
+            reply_err(ctx, "no such key");
+            job_free(j);
+        } else if (j) {
+            job_add_key(j, k);
+            job_start(ctx, j);
+        }
+    }
     RedisModule_CloseKey(key);
+    return REDISMODULE_OK;
+}
+
+/* 1 when this node is in a cluster it believes down (CLUSTER INFO's
+ * cluster_state). Redis refuses keyed commands then; MSEARCH, whose keys
+ * Redis does not see, must do the same itself, so that a master cut off
+ * from the majority stops answering as SEARCH does. CLUSTER INFO formats
+ * a page of figures (tens of microseconds), so its answer is kept for
+ * CLUSTER_STATE_TTL_US, far below cluster-node-timeout (main thread only). */
+#define CLUSTER_STATE_TTL_US 100000ull
+static int cluster_down(RedisModuleCtx *ctx) {
+    static unsigned long long checked_at;
+    static int down;
+    if (!(RedisModule_GetContextFlags(ctx) & REDISMODULE_CTX_FLAGS_CLUSTER)) return 0;
+    unsigned long long now = now_usec();
+    if (checked_at && now - checked_at < CLUSTER_STATE_TTL_US) return down;
+    RedisModuleCallReply *r = RedisModule_Call(ctx, "CLUSTER", "c", "INFO");
+    size_t len = 0;
+    const char *p = r && RedisModule_CallReplyType(r) == REDISMODULE_REPLY_STRING
+                        ? RedisModule_CallReplyStringPtr(r, &len)
+                        : NULL;
+    static const char ok[] = "cluster_state:ok";
+    down = !p || len < sizeof ok - 1 || memcmp(p, ok, sizeof ok - 1) != 0;
+    if (r) RedisModule_FreeCallReply(r);
+    checked_at = now;
+    return down;
+}
+
+/* SEMDEX.MSEARCH numkeys key [key ...] vector k ef [options as SEARCH]
+ * -> [[[id, score, doc?] ...], [missing key ...]]: one search over the
+ * listed keys this node holds, merged best first to k, and the names of
+ * the listed keys it does not hold. The keys are not declared to Redis
+ * (the command has no key spec): a node answers for the keys it holds,
+ * whichever slots it serves, so a gateway can ask each node once for all
+ * its shard keys instead of once per key; the gateway lists each key to
+ * the node its slot map names and searches the missing ones with
+ * SEMDEX.SEARCH, which Redis Cluster routes (docs/redis-module.md). */
+static int cmd_msearch(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    long long nk;
+    if (argc < 6) return RedisModule_WrongArity(ctx);
+    if (cluster_down(ctx)) return RedisModule_ReplyWithError(ctx, "CLUSTERDOWN The cluster is down");
+    if (arg_int(argv[1], 1, MAX_MSEARCH_KEYS, &nk) < 0 || 2 + nk + 3 > argc) {
+        reply_err(ctx, "numkeys must be in 1..%d and be followed by that many keys, a vector, k and ef",
+                  MAX_MSEARCH_KEYS);
+        return REDISMODULE_OK;
+    }
+    int n = (int)nk, dim = 0;
+    sx_key **held = RedisModule_Calloc((size_t)n, sizeof *held);
+    for (int i = 0; i < n; i++) {
+        RedisModuleKey *key = RedisModule_OpenKey(ctx, argv[2 + i], REDISMODULE_READ);
+        int t = RedisModule_KeyType(key);
+        if (t != REDISMODULE_KEYTYPE_EMPTY &&
+            (t != REDISMODULE_KEYTYPE_MODULE || RedisModule_ModuleTypeGetType(key) != g_type)) {
+            RedisModule_CloseKey(key);
+            RedisModule_Free(held);
+            RedisModule_ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
+            return REDISMODULE_OK;
+        }
+        if (t != REDISMODULE_KEYTYPE_EMPTY) {
+            held[i] = RedisModule_ModuleTypeGetValue(key);
+            key_name(held[i], argv[2 + i]);
+            for (int e = 0; e < i; e++)
+                if (held[e] == held[i]) {
+                    RedisModule_CloseKey(key);
+                    RedisModule_Free(held);
+                    reply_err(ctx, "key %d is listed twice", i + 1);
+                    return REDISMODULE_OK;
+                }
+            int d = sx_shard_get_params(held[i]->shard).dim;
+            if (dim && d != dim) {
+                RedisModule_CloseKey(key);
+                RedisModule_Free(held);
+                reply_err(ctx, "the keys hold vectors of different dimensions (%d and %d)", dim, d);
+                return REDISMODULE_OK;
+            }
+            dim = d;
+        }
+        RedisModule_CloseKey(key);
+    }
+    job *j = parse_search(ctx, argv, argc, 2 + n, dim, n);
+    if (j) {
+        j->multi = 1;
+        j->missing = RedisModule_Calloc((size_t)n, sizeof *j->missing);
+        j->missing_lens = RedisModule_Calloc((size_t)n, sizeof *j->missing_lens);
+        for (int i = 0; i < n; i++) {
+            if (held[i]) {
+                job_add_key(j, held[i]);
+                continue;
+            }
+            size_t len;
+            const char *z = RedisModule_StringPtrLen(argv[2 + i], &len);
+            j->missing[j->n_missing] = RedisModule_Alloc(len + 1);
+            memcpy(j->missing[j->n_missing], z, len);
+            j->missing_lens[j->n_missing++] = len;
+        }
+        job_start(ctx, j);
+    }
+    RedisModule_Free(held);
     return REDISMODULE_OK;
 }
 
@@ -1194,8 +1339,9 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) 
     g_type = RedisModule_CreateDataType(ctx, TYPE_NAME, ENCVER, &tm);
     if (!g_type) return REDISMODULE_ERR;
     /* Each command has one key, argument 1 (first, last, step 1, 1, 1), and
-     * a key spec saying how it uses it, for clients and cluster routing. */
-    enum { RD = 0, WR = 1 };
+     * a key spec saying how it uses it, for clients and cluster routing;
+     * except SEMDEX.MSEARCH, which declares none (see cmd_msearch). */
+    enum { RD = 0, WR = 1, NOKEYS = 2 };
     struct {
         const char *name;
         RedisModuleCmdFunc fn;
@@ -1209,11 +1355,15 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) 
         {"semdex.maintain", cmd_maintain, "write", 2, WR, "Runs the shard's housekeeping (replication marker)"},
         {"semdex.create", cmd_create, "write deny-oom", -3, WR, "Creates an empty shard with parameters"},
         {"semdex.search", cmd_search, "readonly", -5, RD, "k nearest papers to a float32 vector"},
+        {"semdex.msearch", cmd_msearch, "readonly", -6, NOKEYS,
+         "One search over the listed shard keys this node holds, merged"},
         {"semdex.get", cmd_get, "readonly", 3, RD, "A paper's document and vector"},
         {"semdex.info", cmd_info, "readonly", 2, RD, "Counts and memory of a shard"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
-        if (RedisModule_CreateCommand(ctx, cmds[i].name, cmds[i].fn, cmds[i].flags, 1, 1, 1) == REDISMODULE_ERR)
+        int key1 = cmds[i].mode == NOKEYS ? 0 : 1;
+        if (RedisModule_CreateCommand(ctx, cmds[i].name, cmds[i].fn, cmds[i].flags, key1, key1, key1) ==
+            REDISMODULE_ERR)
             return REDISMODULE_ERR;
         RedisModuleCommandKeySpec ks[2] = {{
             .flags = cmds[i].mode == WR ? REDISMODULE_CMD_KEY_RW | REDISMODULE_CMD_KEY_UPDATE
@@ -1228,7 +1378,7 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) 
             .summary = cmds[i].summary,
             .since = "1.0.0",
             .arity = cmds[i].arity,
-            .key_specs = ks,
+            .key_specs = cmds[i].mode == NOKEYS ? NULL : ks,
         };
         if (RedisModule_SetCommandInfo(RedisModule_GetCommand(ctx, cmds[i].name), &info) == REDISMODULE_ERR)
             return REDISMODULE_ERR;

@@ -66,6 +66,7 @@ for i in $(seq 100); do
 done
 
 # 1. every command, every error
+$PY msearch "$M"
 $PY basic "$M"
 
 # 2. replication: the replica's graph is the master's
