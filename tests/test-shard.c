@@ -715,6 +715,20 @@ void test_shard_route_contract(void) {
     CHECK_EQ(sx_shard_route("anything", 1), 0);
 }
 
+/* Each shard's share of the effort: ef / cbrt(S) rounded up, at least k,
+ * all of it for one shard. */
+void test_shard_ef_share(void) {
+    CHECK_EQ(sx_shard_ef(64, 10, 1), 64);
+    CHECK_EQ(sx_shard_ef(64, 10, 0), 64);
+    CHECK_EQ(sx_shard_ef(64, 10, 8), 32);
+    CHECK_EQ(sx_shard_ef(64, 10, 4), 41);
+    CHECK_EQ(sx_shard_ef(64, 10, 16), 26);
+    CHECK_EQ(sx_shard_ef(64, 10, 64), 16);
+    CHECK_EQ(sx_shard_ef(64, 10, 1000), 10); /* never below k */
+    CHECK_EQ(sx_shard_ef(64, 50, 16), 50);
+    CHECK_EQ(sx_shard_ef(27, 1, 27), 9);     /* exact cube: no rounding up */
+}
+
 /* Merging: best score first, ties by id, the tail's documents released
  * (ASan's leak check fails the test otherwise). */
 void test_shard_hits_merge(void) {

@@ -27,6 +27,8 @@ static const char *k_usage =
     "                      acknowledged (1 when the cluster has replicas, else 0)\n"
     "  --wait-timeout MS   gateway: how long to wait for them (1000)\n"
     "  --no-replica-reads  gateway: search and read on masters only\n"
+    "  --per-key-search    gateway: one SEMDEX.SEARCH per shard key, not one\n"
+    "                      SEMDEX.MSEARCH per node (slower; for comparison)\n"
     "  --port N            TCP port (8000)\n"
     "  --host ADDR         IPv4 address to bind (127.0.0.1; 0.0.0.0 for all)\n"
     "  --model DIR         encoder model folder (models/all-MiniLM-L6-v2)\n"
@@ -134,6 +136,9 @@ int cli_cmd_serve(int argc, char **argv) {
             continue;
         } else if (strcmp(a, "--no-replica-reads") == 0) {
             o.gateway.replica_reads = 0;
+            continue;
+        } else if (strcmp(a, "--per-key-search") == 0) {
+            o.gateway.per_key_search = 1;
             continue;
         } else if (strcmp(a, "--create") == 0) {
             o.store.create = 1;

@@ -18,15 +18,25 @@
  * SCAN over every master on each start is slow and racy).
  *
  * Searches. The query is embedded once, by the server, and only its 1,536
- * bytes travel: one SEMDEX.SEARCH ... WITHDOCS per shard key, all sent
- * through sx_rc_exec, which groups them per node and pipelines each group,
- * every node at once (one round trip per search, whatever S). Reads may be
- * answered by replicas (READONLY), which build the same graph as their
- * master (the module replicates each paper's HNSW level), so the answer
- * does not depend on which copy served it. The shards' hits are merged by
- * sx_hits_merge, the local store's own merge. A shard key that cannot be
- * reached fails the search (503): a partial answer would silently miss
- * papers.
+ * bytes travel. The slot map names, for each shard key, the copy a read
+ * goes to (sx_rc_route_reads: master or replica, the same copy for all the
+ * keys of one master, rotating between searches); each such node gets one
+ * SEMDEX.MSEARCH listing its keys, which it searches on one worker and
+ * merges to the best k, so a search costs each node one command, one
+ * blocked client and k documents on the wire, not one of each per key
+ * (docs/redis-module.md). All nodes are asked at once (sx_rc_exec pipelines
+ * per node). MSEARCH declares no keys, so Redis does not route it: the
+ * keys a node does not hold (a slot moving, a replica behind its master),
+ * and all the keys of a node that failed, is loading or has no MSEARCH,
+ * are searched again with one SEMDEX.SEARCH each, which Redis Cluster
+ * routes with MOVED and ASK. Every key is searched exactly once. Each is
+ * searched with sx_shard_ef's share of the ef, as a local collection
+ * searches its shards. Replicas build the same graph as their master (the
+ * module replicates each paper's HNSW level), so the answer does not
+ * depend on which copy served it. The hits are merged by sx_hits_merge,
+ * the local store's own merge. A shard key that cannot be reached fails
+ * the search (503): a partial answer would silently miss papers.
+ * `--per-key-search` (per_key_search) skips MSEARCH, for comparison.
  *
  * Writes. Papers are grouped by shard key, at most UPSERT_MAX to a
  * SEMDEX.UPSERT (vectors as raw little-endian float32, documents
@@ -85,6 +95,7 @@ typedef struct gateway {
     sx_gateway_opts o;
     int n_shards;
     char (*keys)[32];       /* the shard keys' names */
+    int *slots;             /* and their hash slots */
     _Atomic int replicas;   /* replica nodes in the cluster (CLUSTER SHARDS) */
     pthread_mutex_t info_mu; /* guards the cached info */
     sx_backend_info info;
@@ -245,17 +256,18 @@ static int load_meta(gateway *g, sx_err *err) {
 
 /* ---- the backend table ---- */
 
-/* Arguments of one SEMDEX.SEARCH. */
-#define SEARCH_ARGC_MAX (16 + SX_CATEGORIES_MAX + SX_AUTHOR_NAMES_MAX)
+/* A search's arguments after the key(s): vector k ef [options]. */
+#define TAIL_MAX (16 + SX_CATEGORIES_MAX + SX_AUTHOR_NAMES_MAX)
 typedef struct {
-    const char *argv[SEARCH_ARGC_MAX];
-    size_t len[SEARCH_ARGC_MAX];
+    const char *argv[TAIL_MAX];
+    size_t len[TAIL_MAX];
+    int argc;
     char k[16], ef[16], nf[16], na[16];
-} search_args;
+} search_tail;
 
-/* Notes each node's slowest reply among the S commands in stats. */
-static void note_nodes(const sx_rc_cmd *cmds, int S, sx_backend_stats *stats) {
-    for (int s = 0; s < S; s++) {
+/* Notes each node's slowest reply among n commands in stats. */
+static void note_nodes(const sx_rc_cmd *cmds, int n, sx_backend_stats *stats) {
+    for (int s = 0; s < n; s++) {
         if (!cmds[s].node[0]) continue;
         int i = 0;
         while (i < stats->n_nodes && strcmp(stats->nodes[i].addr, cmds[s].node) != 0) i++;
@@ -269,128 +281,242 @@ static void note_nodes(const sx_rc_cmd *cmds, int S, sx_backend_stats *stats) {
     }
 }
 
+/* Builds the arguments every shard's search shares (vec: the query's
+ * bytes, used only by a vector search). */
+static int search_tail_build(const gateway *g, const sx_search_opts *o, const unsigned char *vec, search_tail *t,
+                             sx_err *err) {
+    static const char *const modes[] = {"VECTOR", "KEYWORD", "AUTHORS"};
+    if (o->n_categories > SX_CATEGORIES_MAX) return sx_err_set(err, SX_EINVAL, "too many categories");
+    if (o->n_authors < 0 || o->n_authors > SX_AUTHOR_NAMES_MAX) return sx_err_set(err, SX_EINVAL, "too many authors");
+    if (o->mode < SX_MODE_VECTOR || o->mode > SX_MODE_AUTHORS) return sx_err_set(err, SX_EINVAL, "unknown search mode");
+    snprintf(t->k, sizeof t->k, "%d", o->k);
+    /* each key's share of the effort, as the local store gives its shards */
+    snprintf(t->ef, sizeof t->ef, "%d",
+             sx_shard_ef(o->ef ? o->ef : sx_shard_params_default().ef_search, o->k, g->n_shards));
+    int argc = 0;
+    /* the vector only for a vector search: empty otherwise */
+    t->argv[argc] = (const char *)vec, t->len[argc++] = o->mode == SX_MODE_VECTOR ? (size_t)g->o.dim * 4 : 0;
+    t->argv[argc++] = t->k;
+    t->argv[argc++] = t->ef;
+    if (o->n_categories > 0) {
+        snprintf(t->nf, sizeof t->nf, "%d", o->n_categories);
+        t->argv[argc++] = "FILTER";
+        t->argv[argc++] = t->nf;
+        for (int i = 0; i < o->n_categories; i++) t->argv[argc++] = o->categories[i];
+    }
+    if (o->with_docs) t->argv[argc++] = "WITHDOCS";
+    if (o->mode != SX_MODE_VECTOR) {
+        t->argv[argc++] = "MODE";
+        t->argv[argc++] = modes[o->mode];
+    }
+    if (o->text) {
+        t->argv[argc++] = "TEXT";
+        t->argv[argc++] = o->text;
+    }
+    if (o->n_authors > 0) {
+        snprintf(t->na, sizeof t->na, "%d", o->n_authors);
+        t->argv[argc++] = "AUTHORS";
+        t->argv[argc++] = t->na;
+        for (int i = 0; i < o->n_authors; i++) t->argv[argc++] = o->authors[i];
+    }
+    if ((o->date_from && *o->date_from) || (o->date_to && *o->date_to)) {
+        t->argv[argc++] = "DATES";
+        t->argv[argc++] = o->date_from ? o->date_from : "";
+        t->argv[argc++] = o->date_to ? o->date_to : "";
+    }
+    for (int i = 1; i < argc; i++) t->len[i] = strlen(t->argv[i]);
+    t->argc = argc;
+    return 0;
+}
+
+/* Appends the hits of one reply r (SEMDEX.SEARCH's, or MSEARCH's first
+ * element: at most k hits) to all[*total]; what names the key(s) in
+ * errors. */
+static int take_hits(const redisReply *r, const char *what, const sx_search_opts *o, sx_hit *all, int *total,
+                     double *t_decode, sx_err *err) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements > (size_t)o->k)
+        return sx_err_set(err, SX_ECORRUPT, "%s: unexpected search reply", what);
+    for (size_t j = 0; j < r->elements; j++) {
+        const redisReply *h = r->element[j];
+        size_t want = o->with_docs ? 3 : 2;
+        if (h->type != REDIS_REPLY_ARRAY || h->elements != want || h->element[0]->type != REDIS_REPLY_STRING ||
+            h->element[0]->len >= sizeof all->id || h->element[1]->type != REDIS_REPLY_STRING)
+            return sx_err_set(err, SX_ECORRUPT, "%s: malformed hit %zu", what, j);
+        sx_hit *x = &all[*total];
+        memcpy(x->id, h->element[0]->str, h->element[0]->len);
+        x->id[h->element[0]->len] = 0;
+        x->score = (float)strtod(h->element[1]->str, NULL);
+        x->doc = NULL;
+        if (o->with_docs) {
+            const redisReply *d = h->element[2];
+            double td = sx_now();
+            if (d->type != REDIS_REPLY_STRING || !(x->doc = doc_from_record(d->str, d->len, err)))
+                return sx_err_set(err, SX_ECORRUPT, "%s: a hit's document does not decode", what);
+            *t_decode += sx_now() - td;
+        }
+        (*total)++;
+    }
+    return 0;
+}
+
+/* Phase one of a search: one SEMDEX.MSEARCH per node, listing the shard
+ * keys the slot map places there (the copy a read would use). Hits go to
+ * all[*total]; left[s] is set for each key still to search with
+ * SEMDEX.SEARCH: one the node did not hold (a slot moving, a replica
+ * behind), or whose node failed or refused (a module without MSEARCH, a
+ * node loading): the routed per-key path follows redirections and tries
+ * other copies. Returns 0 or an error that no fallback can mend. */
+static int search_nodes(gateway *g, const search_tail *t, const sx_search_opts *o, sx_hit *all, int *total,
+                        char *left, double *t_decode, sx_backend_stats *stats, sx_err *err) {
+    int S = g->n_shards, rc = 0;
+    char (*addr)[64] = malloc((size_t)S * sizeof *addr);
+    int *node_of = malloc((size_t)S * sizeof *node_of);  /* key -> group */
+    int *first = malloc((size_t)S * sizeof *first);       /* group -> its first key */
+    sx_rc_cmd *cmds = calloc((size_t)S, sizeof *cmds);
+    const char **argv = malloc((size_t)S * (size_t)(2 + t->argc + 1) * sizeof *argv);
+    size_t *lens = malloc((size_t)S * (size_t)(2 + t->argc + 1) * sizeof *lens);
+    char (*nk)[16] = malloc((size_t)S * sizeof *nk);
+    if (!addr || !node_of || !first || !cmds || !argv || !lens || !nk) {
+        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+        goto done;
+    }
+    sx_rc_route_reads(g->rc, g->slots, S, addr);
+    int G = 0;
+    for (int s = 0; s < S; s++) {
+        node_of[s] = -1;
+        if (!addr[s][0]) {
+            left[s] = 1;
+            continue;
+        }
+        int gi = 0;
+        while (gi < G && strcmp(addr[first[gi]], addr[s]) != 0) gi++;
+        if (gi == G) first[G++] = s;
+        node_of[s] = gi;
+    }
+    /* Each group's argv: SEMDEX.MSEARCH n key... tail..., laid out one after
+     * the other. */
+    size_t at = 0;
+    for (int gi = 0; gi < G; gi++) {
+        const char **av = argv + at;
+        size_t *lv = lens + at;
+        int n = 0, c = 2;
+        for (int s = 0; s < S; s++)
+            if (node_of[s] == gi) {
+                av[c] = g->keys[s];
+                lv[c++] = strlen(g->keys[s]);
+                n++;
+            }
+        snprintf(nk[gi], sizeof nk[gi], "%d", n);
+        av[0] = "SEMDEX.MSEARCH", lv[0] = 14;
+        av[1] = nk[gi], lv[1] = strlen(nk[gi]);
+        memcpy(av + c, t->argv, (size_t)t->argc * sizeof *av);
+        memcpy(lv + c, t->len, (size_t)t->argc * sizeof *lv);
+        cmds[gi] = (sx_rc_cmd){.argc = c + t->argc, .argv = av, .argvlen = lv, .at = addr[first[gi]],
+                               .read_only = 1};
+        at += (size_t)(c + t->argc);
+    }
+    sx_rc_exec(g->rc, cmds, G, NULL);
+    note_nodes(cmds, G, stats);
+    for (int gi = 0; gi < G && rc == 0; gi++) {
+        const redisReply *r = cmds[gi].reply;
+        if (cmds[gi].status < 0 || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            for (int s = 0; s < S; s++) left[s] |= node_of[s] == gi;
+            continue;
+        }
+        rc = take_hits(r->element[0], cmds[gi].at, o, all, total, t_decode, err);
+        const redisReply *miss = r->element[1];
+        for (size_t m = 0; m < miss->elements && rc == 0; m++) {
+            int s = 0;
+            while (s < S && (node_of[s] != gi || miss->element[m]->type != REDIS_REPLY_STRING ||
+                             strcmp(miss->element[m]->str, g->keys[s]) != 0))
+                s++;
+            if (s == S) rc = sx_err_set(err, SX_ECORRUPT, "%s: SEMDEX.MSEARCH names a key it was not asked for", cmds[gi].at);
+            else left[s] = 1;
+        }
+    }
+    sx_rc_cmd_reset(cmds, G);
+done:
+    free(addr);
+    free(node_of);
+    free(first);
+    free(cmds);
+    free(argv);
+    free(lens);
+    free(nk);
+    return rc;
+}
+
+/* Phase two: SEMDEX.SEARCH on each key with left[s] set, routed by Redis
+ * Cluster (MOVED, ASK, failover). A key that does not exist was never
+ * written: an empty shard. */
+static int search_keys(gateway *g, const search_tail *t, const sx_search_opts *o, sx_hit *all, int *total,
+                       const char *left, double *t_decode, sx_backend_stats *stats, sx_err *err) {
+    int S = g->n_shards, n = 0, rc = 0;
+    for (int s = 0; s < S; s++) n += left[s] != 0;
+    if (n == 0) return 0;
+    int argc = 2 + t->argc;
+    sx_rc_cmd *cmds = calloc((size_t)n, sizeof *cmds);
+    int *which = malloc((size_t)n * sizeof *which);
+    const char **argvs = malloc((size_t)n * (size_t)argc * sizeof *argvs);
+    size_t *lens = malloc((size_t)n * (size_t)argc * sizeof *lens);
+    if (!cmds || !which || !argvs || !lens) {
+        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int s = 0, i = 0; s < S; s++) {
+        if (!left[s]) continue;
+        const char **av = argvs + (size_t)i * (size_t)argc;
+        size_t *lv = lens + (size_t)i * (size_t)argc;
+        av[0] = "SEMDEX.SEARCH", lv[0] = 13;
+        av[1] = g->keys[s], lv[1] = strlen(g->keys[s]);
+        memcpy(av + 2, t->argv, (size_t)t->argc * sizeof *av);
+        memcpy(lv + 2, t->len, (size_t)t->argc * sizeof *lv);
+        which[i] = s;
+        cmds[i++] = (sx_rc_cmd){.argc = argc, .argv = av, .argvlen = lv, .read_only = 1};
+    }
+    exec_reads(g, cmds, n);
+    note_nodes(cmds, n, stats);
+    for (int i = 0; i < n && rc == 0; i++) {
+        const sx_rc_cmd *c = &cmds[i];
+        if (c->status < 0 && is_no_key(c)) continue; /* a shard never written: empty */
+        if (c->status < 0) rc = cmd_error(c, g->keys[which[i]], err);
+        else rc = take_hits(c->reply, g->keys[which[i]], o, all, total, t_decode, err);
+    }
+    sx_rc_cmd_reset(cmds, n);
+done:
+    free(cmds);
+    free(which);
+    free(argvs);
+    free(lens);
+    return rc;
+}
+
+/* A search: every shard key searched once, by node (search_nodes) and
+ * then by key for what that left (search_keys), merged to the best k. */
 static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit *hits, int *n_hits,
                      sx_backend_stats *stats, sx_err *err) {
     gateway *g = impl;
     int S = g->n_shards;
     *n_hits = 0;
     double t_decode = 0;
-    if (o->n_categories > SX_CATEGORIES_MAX) return sx_err_set(err, SX_EINVAL, "too many categories");
-    if (o->n_authors < 0 || o->n_authors > SX_AUTHOR_NAMES_MAX) return sx_err_set(err, SX_EINVAL, "too many authors");
-    static const char *const modes[] = {"VECTOR", "KEYWORD", "AUTHORS"};
-    if (o->mode < SX_MODE_VECTOR || o->mode > SX_MODE_AUTHORS) return sx_err_set(err, SX_EINVAL, "unknown search mode");
     unsigned char *vec = malloc((size_t)g->o.dim * 4);
-    sx_rc_cmd *cmds = calloc((size_t)S, sizeof *cmds);
-    search_args *a = malloc(sizeof *a);
+    search_tail *t = malloc(sizeof *t);
     sx_hit *all = malloc((size_t)S * (size_t)o->k * sizeof *all);
+    char *left = calloc((size_t)S, 1);
     int rc = 0, total = 0;
-    if (!vec || !cmds || !a || !all) {
+    if (!vec || !t || !all || !left) {
         rc = sx_err_set(err, SX_ENOMEM, "out of memory");
         goto done;
     }
     if (o->mode == SX_MODE_VECTOR) vector_bytes(q, g->o.dim, vec);
-    snprintf(a->k, sizeof a->k, "%d", o->k);
-    snprintf(a->ef, sizeof a->ef, "%d", o->ef);
-    int argc = 0;
-    a->argv[argc++] = "SEMDEX.SEARCH";
-    a->argv[argc++] = NULL; /* the key, per command */
-    /* the vector only for a vector search: empty otherwise */
-    a->argv[argc] = (const char *)vec, a->len[argc++] = o->mode == SX_MODE_VECTOR ? (size_t)g->o.dim * 4 : 0;
-    a->argv[argc++] = a->k;
-    a->argv[argc++] = a->ef;
-    if (o->n_categories > 0) {
-        snprintf(a->nf, sizeof a->nf, "%d", o->n_categories);
-        a->argv[argc++] = "FILTER";
-        a->argv[argc++] = a->nf;
-        for (int i = 0; i < o->n_categories; i++) a->argv[argc++] = o->categories[i];
-    }
-    if (o->with_docs) a->argv[argc++] = "WITHDOCS";
-    if (o->mode != SX_MODE_VECTOR) {
-        a->argv[argc++] = "MODE";
-        a->argv[argc++] = modes[o->mode];
-    }
-    if (o->text) {
-        a->argv[argc++] = "TEXT";
-        a->argv[argc++] = o->text;
-    }
-    if (o->n_authors > 0) {
-        snprintf(a->na, sizeof a->na, "%d", o->n_authors);
-        a->argv[argc++] = "AUTHORS";
-        a->argv[argc++] = a->na;
-        for (int i = 0; i < o->n_authors; i++) a->argv[argc++] = o->authors[i];
-    }
-    if ((o->date_from && *o->date_from) || (o->date_to && *o->date_to)) {
-        a->argv[argc++] = "DATES";
-        a->argv[argc++] = o->date_from ? o->date_from : "";
-        a->argv[argc++] = o->date_to ? o->date_to : "";
-    }
-    for (int i = 0; i < argc; i++)
-        if (i != 2 && a->argv[i]) a->len[i] = strlen(a->argv[i]);
-    /* Each command needs its own argv (the key differs). */
-    const char **argvs = malloc((size_t)S * (size_t)argc * sizeof *argvs);
-    size_t *lens = malloc((size_t)S * (size_t)argc * sizeof *lens);
-    if (!argvs || !lens) {
-        free(argvs);
-        free(lens);
-        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (int s = 0; s < S; s++) {
-        const char **av = argvs + (size_t)s * (size_t)argc;
-        size_t *lv = lens + (size_t)s * (size_t)argc;
-        memcpy(av, a->argv, (size_t)argc * sizeof *av);
-        memcpy(lv, a->len, (size_t)argc * sizeof *lv);
-        av[1] = g->keys[s];
-        lv[1] = strlen(g->keys[s]);
-        cmds[s] = (sx_rc_cmd){.argc = argc, .argv = av, .argvlen = lv, .read_only = 1};
-    }
+    if ((rc = search_tail_build(g, o, vec, t, err)) < 0) goto done;
     double t0 = sx_now();
-    exec_reads(g, cmds, S);
+    if (g->o.per_key_search) memset(left, 1, (size_t)S);
+    else rc = search_nodes(g, t, o, all, &total, left, &t_decode, stats, err);
+    if (rc == 0) rc = search_keys(g, t, o, all, &total, left, &t_decode, stats, err);
     double t1 = sx_now();
-    stats->search = t1 - t0;
-    note_nodes(cmds, S, stats);
-    for (int s = 0; s < S && rc == 0; s++) {
-        const sx_rc_cmd *c = &cmds[s];
-        if (c->status < 0 && is_no_key(c)) continue; /* a shard never written: empty */
-        if (c->status < 0) {
-            rc = cmd_error(c, g->keys[s], err);
-            break;
-        }
-        const redisReply *r = c->reply;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements > (size_t)o->k) {
-            rc = sx_err_set(err, SX_ECORRUPT, "%s: unexpected SEMDEX.SEARCH reply", g->keys[s]);
-            break;
-        }
-        for (size_t j = 0; j < r->elements; j++) {
-            const redisReply *h = r->element[j];
-            size_t want = o->with_docs ? 3 : 2;
-            if (h->type != REDIS_REPLY_ARRAY || h->elements != want ||
-                h->element[0]->type != REDIS_REPLY_STRING || h->element[0]->len >= sizeof all->id ||
-                h->element[1]->type != REDIS_REPLY_STRING) {
-                rc = sx_err_set(err, SX_ECORRUPT, "%s: malformed hit %zu", g->keys[s], j);
-                break;
-            }
-            sx_hit *x = &all[total];
-            memcpy(x->id, h->element[0]->str, h->element[0]->len);
-            x->id[h->element[0]->len] = 0;
-            x->score = (float)strtod(h->element[1]->str, NULL);
-            x->doc = NULL;
-            if (o->with_docs) {
-                const redisReply *d = h->element[2];
-                double td = sx_now();
-                if (d->type != REDIS_REPLY_STRING ||
-                    !(x->doc = doc_from_record(d->str, d->len, err))) {
-                    rc = rc ? rc : sx_err_set(err, SX_ECORRUPT, "%s: a hit's document does not decode", g->keys[s]);
-                    break;
-                }
-                t_decode += sx_now() - td;
-            }
-            total++;
-        }
-    }
-    sx_rc_cmd_reset(cmds, S);
-    free(argvs);
-    free(lens);
+    stats->search = t1 - t0 - t_decode;
     if (rc < 0) {
         sx_hits_release(all, total);
         goto done;
@@ -398,12 +524,12 @@ static int gw_search(void *impl, const float *q, const sx_search_opts *o, sx_hit
     *n_hits = sx_hits_merge(all, total, o->k);
     memcpy(hits, all, (size_t)*n_hits * sizeof *hits);
     stats->fetch = t_decode;
-    stats->merge = sx_now() - t1 - t_decode; /* parsing the replies and merging */
+    stats->merge = sx_now() - t1;
 done:
     free(vec);
-    free(cmds);
-    free(a);
+    free(t);
     free(all);
+    free(left);
     return rc;
 }
 
@@ -697,6 +823,7 @@ static void gw_close(void *impl) {
     sx_rc_free(g->rc);
     pthread_mutex_destroy(&g->info_mu);
     free(g->keys);
+    free(g->slots);
     free(g);
 }
 
@@ -731,8 +858,12 @@ int sx_backend_open_cluster(const char *seeds, const sx_gateway_opts *o, sx_back
     if (rc == 0) count_replicas(g);
     if (rc == 0 && !(g->keys = calloc((size_t)g->n_shards, sizeof *g->keys)))
         rc = sx_err_set(err, SX_ENOMEM, "out of memory");
-    for (int i = 0; rc == 0 && i < g->n_shards; i++)
+    if (rc == 0 && !(g->slots = calloc((size_t)g->n_shards, sizeof *g->slots)))
+        rc = sx_err_set(err, SX_ENOMEM, "out of memory");
+    for (int i = 0; rc == 0 && i < g->n_shards; i++) {
         sx_gateway_shard_key(i, g->n_shards, g->keys[i], sizeof g->keys[i]);
+        g->slots[i] = sx_rc_key_slot(g->keys[i], strlen(g->keys[i]));
+    }
     sx_backend *b = rc == 0 ? sx_backend_create(&cluster_ops, g, o->dim) : NULL;
     if (rc == 0 && !b) rc = sx_err_set(err, SX_ENOMEM, "out of memory");
     if (rc < 0) {

@@ -34,6 +34,9 @@ typedef struct sx_gateway_opts {
     int wait_timeout_ms; /* how long WAIT may block (1000) */
     int deadline_ms;     /* one call to the cluster, retries included (2000) */
     int replica_reads;   /* 1: searches and gets are spread over replicas (1) */
+    int per_key_search;  /* 1: one SEMDEX.SEARCH per shard key instead of one
+                            SEMDEX.MSEARCH per node (0; for comparison, and
+                            for modules older than MSEARCH) */
 } sx_gateway_opts;
 
 /* The defaults listed above. */

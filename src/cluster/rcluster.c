@@ -154,6 +154,8 @@ struct sx_rc {
     _Atomic int64_t last_refresh_try_us;
     _Atomic int refresh_wanted;
     _Atomic uint64_t rr; /* round robin over the copies of a slot */
+    _Atomic uint64_t rr_routed; /* the same for sx_rc_route_reads: its own
+                                   count, or the calls in between would skew it */
 
     _Atomic uint64_t n_refresh, n_refresh_err, n_commands, n_moved, n_ask, n_busy, n_node_err,
         n_failed;
@@ -623,6 +625,7 @@ typedef struct {
 typedef struct {
     int done;
     int attempts;
+    rc_node *pinned;   /* the node named by the command's `at`, or NULL */
     rc_node *redirect; /* MOVED or ASK target for the next try */
     int asking;        /* the redirect was an ASK: send ASKING first */
     rc_node *failed; /* the node whose failure this command saw last */
@@ -904,8 +907,10 @@ static int round_plan(rc_call *k, rc_group *g) {
         s->unsure = 0;
         s->next = -1;
         int role = 1;
-        rc_node *nd = s->redirect ? s->redirect
-                                  : route(k->c, k->cmds[i].slot, k->cmds[i].read_only, k->seed, &role);
+        rc_node *nd = s->pinned     ? s->pinned
+                      : s->redirect ? s->redirect
+                                    : route(k->c, k->cmds[i].slot, k->cmds[i].read_only, k->seed, &role);
+        if (s->pinned) role = atomic_load(&s->pinned->role) != 0; /* READONLY only for a replica */
         if (!nd || (nd == s->failed && node_is_down(nd))) {
             if (!nd) {
                 sx_err_set(&k->cmds[i].err, SX_EIO, "slot %d: no node serves it", k->cmds[i].slot);
@@ -936,7 +941,7 @@ static int cmp_group(const void *x, const void *y) {
 }
 
 /* Validates the commands and sets their OUT fields to "no answer yet". */
-static int prepare(sx_rc_cmd *cmds, int n, sx_err *err) {
+static int prepare(sx_rc *c, sx_rc_cmd *cmds, rc_state *st, int n, sx_err *err) {
     for (int i = 0; i < n; i++) {
         sx_rc_cmd *cmd = &cmds[i];
         cmd->reply = NULL;
@@ -945,6 +950,13 @@ static int prepare(sx_rc_cmd *cmds, int n, sx_err *err) {
         cmd->acked = -1;
         cmd->node[0] = '\0';
         cmd->slot = -1;
+        if (cmd->at) {
+            sx_rc_addr a;
+            if (cmd->argc < 1 || !cmd->argv || sx_rc_parse_addr(cmd->at, strlen(cmd->at), &a) < 0 || !a.host[0])
+                return sx_err_set(err, SX_EINVAL, "command %d: needs a name and a node \"host:port\"", i);
+            if (!(st[i].pinned = node_get(c, &a))) return sx_err_set(err, SX_ENOMEM, "command %d: too many nodes", i);
+            continue;
+        }
         if (cmd->argc < 1 || !cmd->argv || (!cmd->key && cmd->argc < 2))
             return sx_err_set(err, SX_EINVAL, "command %d: needs a name and a key", i);
         const char *key = cmd->key ? cmd->key : cmd->argv[1];
@@ -957,19 +969,19 @@ static int prepare(sx_rc_cmd *cmds, int n, sx_err *err) {
 static int exec_impl(sx_rc *c, sx_rc_cmd *cmds, int n, int wait_replicas, int wait_ms, sx_err *err) {
     if (n < 0 || (n > 0 && !cmds)) return sx_err_set(err, SX_EINVAL, "sx_rc_exec: bad arguments");
     if (n == 0) return 0;
-    int rc = prepare(cmds, n, err);
-    if (rc < 0) return rc;
     rc_call k = {.c = c, .cmds = cmds, .n = n, .wait_replicas = wait_replicas, .wait_ms = wait_ms,
                  .deadline = sx_now() + c->opt.deadline_ms / 1000.0,
                  .seed = atomic_fetch_add(&c->rr, 1)};
     k.st = calloc((size_t)n, sizeof *k.st);
     rc_group *groups = calloc((size_t)n, sizeof *groups);
     rc_entry *entries = malloc((size_t)(4 * n) * sizeof *entries);
-    if (!k.st || !groups || !entries) {
+    int rc = !k.st || !groups || !entries ? sx_err_set(err, SX_ENOMEM, "sx_rc_exec: out of memory")
+                                          : prepare(c, cmds, k.st, n, err);
+    if (rc < 0) {
         free(k.st);
         free(groups);
         free(entries);
-        return sx_err_set(err, SX_ENOMEM, "sx_rc_exec: out of memory");
+        return rc;
     }
     if (c->opt.refresh_every_ms > 0 &&
         now_us() - atomic_load(&c->last_refresh_try_us) > (int64_t)c->opt.refresh_every_ms * 1000)
@@ -1002,7 +1014,7 @@ static int exec_impl(sx_rc *c, sx_rc_cmd *cmds, int n, int wait_replicas, int wa
                 continue;
             }
             settle(&k, i, &want_backoff);
-            if (!s->done && s->attempts >= c->opt.max_attempts) s->done = 1;
+            if (!s->done && (s->pinned || s->attempts >= c->opt.max_attempts)) s->done = 1;
             if (s->done) pending--;
         }
         refresh_soon(c);
@@ -1111,6 +1123,15 @@ int sx_rc_nodes(sx_rc *c, sx_rc_node_info *out, int cap) {
         }
     pthread_mutex_unlock(&c->nodes_mu);
     return k;
+}
+
+void sx_rc_route_reads(sx_rc *c, const int *slots, int n, char (*addr)[64]) {
+    uint64_t seed = atomic_fetch_add(&c->rr_routed, 1);
+    for (int i = 0; i < n; i++) {
+        int role;
+        rc_node *nd = slots[i] >= 0 && slots[i] < SX_RC_SLOTS ? route(c, slots[i], 1, seed, &role) : NULL;
+        snprintf(addr[i], 64, "%s", nd ? nd->addr : "");
+    }
 }
 
 int sx_rc_slot_master(sx_rc *c, int slot, char *addr, size_t cap) {

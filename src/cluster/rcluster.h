@@ -93,6 +93,14 @@ typedef struct sx_rc_cmd {
     const size_t *argvlen; /* NULL: every argv[i] is a C string */
     const char *key;       /* the key that routes the command; NULL: argv[1] */
     size_t key_len;        /* used when key is not NULL */
+    const char *at;        /* "host:port": run on exactly this node instead
+                              (a command that names no key, or keys the
+                              caller has routed itself, sx_rc_route_reads);
+                              key is then unused and slot is -1. No
+                              redirection is followed and no other node
+                              tried: a failure, a busy node or a refused
+                              connection is the command's status at once,
+                              for the caller to fall back on routed ones */
     int read_only;         /* 1: may be served by a replica (possibly a little
                               behind its master, see docs/cluster-client.md).
                               0: treated as a write: master only, followed by
@@ -201,6 +209,13 @@ void sx_rc_stats_get(sx_rc *c, sx_rc_stats *out);
 /* Writes up to cap nodes (masters first) into out; returns how many the
  * client knows (may exceed cap). */
 int sx_rc_nodes(sx_rc *c, sx_rc_node_info *out, int cap);
+
+/* Where one sx_rc_exec call would send read_only commands for each of n
+ * slots: addr[i] (OUT) is the copy's "host:port", "" when no node serves
+ * slots[i]. As in sx_rc_exec, one call reads all the slots of a master's
+ * range from the same copy, successive calls rotate over the copies, and
+ * nodes that failed lately are avoided. For commands pinned with `at`. */
+void sx_rc_route_reads(sx_rc *c, const int *slots, int n, char (*addr)[64]);
 
 /* The master "host:port" of slot into addr (size cap). Returns 0, or
  * SX_ENOTFOUND when the map has no master for it. */

@@ -16,9 +16,13 @@
  * shards resolve the same way in every process and on every run (a replica
  * answers what its master answers). Hits that fall off the end release the
  * documents they carried.
+ *
+ * Effort. Each shard is searched with sx_shard_ef's share of the ef asked
+ * for the collection (see shard.h for the measurement behind the cube root).
  */
 #include "shard.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,4 +51,10 @@ int sx_hits_merge(sx_hit *hits, int n, int k) {
     int keep = n < k ? n : (k > 0 ? k : 0);
     sx_hits_release(hits + keep, n - keep);
     return keep;
+}
+
+int sx_shard_ef(int ef, int k, int n_shards) {
+    if (n_shards <= 1) return ef;
+    int e = (int)ceil((double)ef / cbrt((double)n_shards) - 1e-9);
+    return e < k ? k : e;
 }

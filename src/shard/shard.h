@@ -165,6 +165,18 @@ void sx_hits_release(sx_hit *hits, int n);
  * min(n, k). The one merge of the local store and the cluster gateway. */
 int sx_hits_merge(sx_hit *hits, int n, int k);
 
+/* The ef each of n_shards shards is searched with when the whole
+ * collection is searched with ef for k hits: ef / cbrt(n_shards), rounded
+ * up, and never below k (ef itself for one shard). A query walks every
+ * shard's graph, and a shard of N/S papers holds about k/S of the top k, so
+ * the full ef in each would multiply the work by about S for no recall:
+ * on 50,000 title vectors (docs/performance.md) one shard at ef 64 has
+ * recall@10 0.990; 4 shards at ef 41 and 16 at ef 26 match or pass it
+ * (0.987 at 32 and 0.996 at 48; 0.992 at 24), where 16 shards at ef 64
+ * reach 1.000 at 2.5 times the cost. The local store and the cluster
+ * gateway both use it. */
+int sx_shard_ef(int ef, int k, int n_shards);
+
 /* The shard a paper lives in among n_shards: crc32c(id bytes, seed 0) mod
  * n_shards (CRC-32C of the NUL-free id, Castagnoli polynomial, reflected,
  * as sx_crc32c computes it). A fixed contract: a local data directory's

@@ -121,6 +121,9 @@ int sx_collection_search(sx_collection *c, const float *q, const sx_search_opts 
     if (o->k <= 0) return 0;
     int S = c->n_shards;
     if (S == 1) return sx_shard_search(c->shards[0], q, o, hits, n_hits, stats, err);
+    sx_search_opts per = *o; /* each shard's share of the effort */
+    per.ef = sx_shard_ef(o->ef ? o->ef : sx_shard_get_params(c->shards[0]).ef_search, o->k, S);
+    o = &per;
     sx_hit *all = malloc((size_t)S * (size_t)o->k * sizeof *all);
     int *counts = calloc((size_t)S, sizeof *counts);
     int *rcs = calloc((size_t)S, sizeof *rcs);

@@ -24,6 +24,11 @@ rcli "$dst" cluster setslot "$slot" importing "$src_id" | grep -q OK || fail "im
 rcli "$src" cluster setslot "$slot" migrating "$dst_id" | grep -q OK || fail "migrating"
 out=$(rcli "$src" migrate 127.0.0.1 "$dst" "" 0 10000 keys "$key")
 [ "$out" = OK ] || fail "MIGRATE: $out"
+# The key is on dst while src still owns the slot: the gateway's
+# SEMDEX.MSEARCH to src (or its replica) names the key missing, and the
+# gateway searches it with SEMDEX.SEARCH, which src redirects (ASK) to dst.
+# Held for 2 s so that searches take that path.
+sleep 2
 for p in $(node_ports_by_role master); do rcli "$p" cluster setslot "$slot" node "$dst_id" >/dev/null; done
 echo "moved slot $slot ($key) from $src to $dst"
 wait $sp $wp
@@ -33,6 +38,10 @@ bad=$(awk '$2 != 200 || $3 != 10' "$TMP/searches" | wc -l)
 echo "searches during the move: $total, failed or short: $bad; writes acknowledged: $(wc -l < "$TMP/acked")"
 [ "$bad" = 0 ] || fail "$bad searches failed or were short: $(awk '$2 != 200 || $3 != 10' "$TMP/searches" | head -3) $(head -c 600 "$TMP/searches.errors" 2>/dev/null)"
 expect_papers "$BASE" "$TMP/acked"
+calls() { rcli "$1" info commandstats | tr -d '\r' | sed -n "s/^cmdstat_semdex\.$2:calls=\([0-9]*\),.*/\1/p"; }
+[ "$(calls "$dst" search)" -gt 0 ] 2>/dev/null ||
+  fail "no SEMDEX.SEARCH reached $dst: the missing-key fallback was not taken ($(rcli "$dst" info commandstats | grep semdex))"
+[ "$(calls "$dst" msearch)" -gt 0 ] 2>/dev/null || fail "no SEMDEX.MSEARCH reached $dst"
 # The written papers are all at one point of the space (same vector); the
 # queries' results must be what they were before.
 search_all "$TMP/queries" > "$TMP/after"
