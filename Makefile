@@ -284,7 +284,7 @@ tsan: tsan-tests
 # The library is compiled with coverage instrumentation (fuzzer-no-link) so
 # that the fuzzer sees which checks an input reaches.
 FUZZ_SECONDS ?= 60
-FUZZ_ALL     := shard_load keyword_load safetensors tokenizer routes jsonl npy store module rcproto
+FUZZ_ALL     := shard_load keyword_load safetensors tokenizer routes jsonl npy store module search_args rcproto
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_BINS    := $(addprefix $(BUILD)/fuzz/,$(FUZZ_ALL))
 FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -1223,3 +1223,77 @@ void test_shard_text_persists(void) {
     CHECK_STR(ids_of(f, NULL, q), "2101.00007");
     sx_shard_free(f);
 }
+
+/* A search's arguments as the module receives them (sx_wire_search_parse):
+ * what each refusal says, and what an accepted list holds. */
+static int wire_parse(const char *const *words, int n, const void *vec, size_t vlen, sx_wire_search *w,
+                      sx_err *err) {
+    sx_wire_arg a[32];
+    a[0] = (sx_wire_arg){vec, vlen};
+    for (int i = 1; i < n; i++) a[i] = (sx_wire_arg){words[i], strlen(words[i])};
+    *err = (sx_err){0};
+    return sx_wire_search_parse(a, n, 2, 4, w, err);
+}
+
+void test_shard_wire_search_args(void) {
+    float v[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+    unsigned char vb[16];
+    for (int i = 0; i < 4; i++) sx_le_float_put(vb + 4 * i, v[i]);
+    sx_wire_search w;
+    sx_err err;
+    const char *ok[] = {"", "10", "0", "FILTER", "2", "cs.*", "hep-th", "withdocs", "DATES", "2020-01-01", ""};
+    CHECK_EQ(wire_parse(ok, 11, vb, 16, &w, &err), 0);
+    CHECK(w.o.k == 10 && w.o.ef == 0 && w.o.mode == SX_MODE_VECTOR && w.withdocs == 1 && w.dim == 4);
+    CHECK(w.q && w.q[3] == 0.5f && w.o.n_categories == 2);
+    CHECK_STR(w.o.categories[0], "cs.*");
+    CHECK_STR(w.o.date_from, "2020-01-01");
+    CHECK_STR(w.o.date_to, "");
+    sx_wire_search_free(&w);
+    sx_wire_search_free(&w);
+    const char *kw[] = {"", "5", "7", "MODE", "keyword", "TEXT", "dark matter", "AUTHORS", "1", "Noether"};
+    CHECK_EQ(wire_parse(kw, 10, "", 0, &w, &err), 0);
+    CHECK(w.q == NULL && w.o.mode == SX_MODE_KEYWORD && w.o.ef == 7 && w.o.n_authors == 1);
+    CHECK_STR(w.o.text, "dark matter");
+    sx_wire_search_free(&w);
+    struct {
+        const char *words[8];
+        int n;
+        int vlen;
+        const char *msg;
+    } bad[] = {
+        {{"", "0", "0"}, 3, 16, "k must be an integer in 1..10000"},
+        {{"", "10001", "0"}, 3, 16, "k must be"},
+        {{"", "010", "0"}, 3, 16, "k must be"},
+        {{"", "-0", "0"}, 3, 16, "k must be"},
+        {{"", "5", "-1"}, 3, 16, "ef must be"},
+        {{"", "5", "0", "BOGUS"}, 4, 16, "syntax error at argument 5"},
+        {{"", "5", "0", "FILTER", "3", "a"}, 6, 16, "FILTER needs a count"},
+        {{"", "5", "0", "WITHDOCS", "WITHDOCS"}, 5, 16, "syntax error at argument 6"},
+        {{"", "5", "0", "MODE", "KEYWORD"}, 5, 0, "MODE KEYWORD needs TEXT"},
+        {{"", "5", "0", "MODE", "AUTHORS"}, 5, 0, "MODE AUTHORS needs AUTHORS"},
+        {{"", "5", "0", "MODE", "FUZZY"}, 5, 0, "MODE must be"},
+        {{"", "5", "0", "MODE", "KEYWORD", "TEXT", "x"}, 7, 16, "the vector must be empty"},
+        {{"", "5", "0"}, 3, 12, "vector is 12 bytes, the shard's dim 4 needs 16"},
+        {{"", "5", "0"}, 3, 0, "not a multiple of 4"},
+        {{"", "5", "0", "DATES", "2020-13-01", ""}, 6, 16, "DATES must be"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_MSG(wire_parse(bad[i].words, bad[i].n, vb, (size_t)bad[i].vlen, &w, &err) == SX_EINVAL, "case %zu", i);
+        CHECK_MSG(strstr(err.msg, bad[i].msg) != NULL, "case %zu: %s", i, err.msg);
+        CHECK(w.q == NULL && w.strs == NULL);
+    }
+    /* a NaN component, and text holding a NUL byte */
+    unsigned char nan[16];
+    memcpy(nan, vb, 16);
+    sx_le_float_put(nan + 8, NAN);
+    const char *k5[] = {"", "5", "0"};
+    CHECK_EQ(wire_parse(k5, 3, nan, 16, &w, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "non-finite value at 2") != NULL);
+    sx_wire_arg a[5] = {{"", 0}, {"5", 1}, {"0", 1}, {"FILTER", 6}, {"1", 1}};
+    sx_wire_arg b[6];
+    memcpy(b, a, sizeof a);
+    b[0] = (sx_wire_arg){(const char *)vb, 16};
+    b[5] = (sx_wire_arg){"cs\0LG", 5};
+    CHECK_EQ(sx_wire_search_parse(b, 6, 2, 4, &w, &err), SX_EINVAL);
+    CHECK(strstr(err.msg, "NUL byte") != NULL && w.strs == NULL);
+}

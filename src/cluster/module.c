@@ -122,8 +122,6 @@
 #define TYPE_NAME "semdex-sh"
 #define ENCVER 1
 #define CHUNK (1u << 20)   /* RDB chunk size */
-#define MAX_K 10000
-#define MAX_EF 100000
 #define MAX_THREADS 256
 #define MAX_MSEARCH_KEYS 1024 /* keys of one SEMDEX.MSEARCH (the gateway's most shard keys) */
 #define AOF_MAINTAIN_EVERY 1024
@@ -267,25 +265,6 @@ static int arg_is(RedisModuleString *s, const char *word) {
     size_t len;
     const char *z = RedisModule_StringPtrLen(s, &len);
     return len == strlen(word) && strncasecmp(z, word, len) == 0;
-}
-
-/* Copies a little-endian float32 argument of exactly dim floats (dim 0:
- * any length, *dim_out set) into out (malloc'd with RedisModule_Alloc).
- * Returns 0, or -1 with why filled in. */
-static int arg_vector(RedisModuleString *s, int dim, float **out, int *dim_out, char *why, size_t cap) {
-    size_t len;
-    const uint8_t *b = (const uint8_t *)RedisModule_StringPtrLen(s, &len);
-    sx_err err = {0};
-    int n = sx_wire_vector_len(len, dim, &err);
-    if (n < 0) {
-        snprintf(why, cap, "%.200s", err.msg);
-        return -1;
-    }
-    float *v = RedisModule_Alloc(len);
-    sx_le32_copy(v, b, (size_t)n);
-    *out = v;
-    if (dim_out) *dim_out = n;
-    return 0;
 }
 
 /* Opens key for mode; *out the value or NULL when empty. Replies WRONGTYPE
@@ -641,11 +620,7 @@ typedef struct job {
     char **missing;     /* MSEARCH: the listed keys not held here */
     size_t *missing_lens;
     int n_missing;
-    float *q;
-    sx_search_opts o;
-    char **strs;        /* the text arguments the options point into */
-    int n_strs;
-    int withdocs;
+    sx_wire_search w;   /* the parsed arguments: options, vector, WITHDOCS */
     sx_hit *hits;       /* room for k hits per key */
     int n_hits;
     void **docs;        /* WITHDOCS: encoded records (malloc'd) */
@@ -667,16 +642,14 @@ static void job_free(job *j) {
     if (!j) return;
     for (int i = 0; i < j->n_keys; i++) key_unref(j->keys[i]);
     for (int i = 0; i < j->n_missing; i++) RedisModule_Free(j->missing[i]);
-    for (int i = 0; i < j->n_strs; i++) RedisModule_Free(j->strs[i]);
     for (int i = 0; j->docs && i < j->n_hits; i++) free(j->docs[i]);
+    sx_wire_search_free(&j->w);
     RedisModule_Free(j->keys);
     RedisModule_Free(j->missing);
     RedisModule_Free(j->missing_lens);
-    RedisModule_Free(j->strs);
     RedisModule_Free(j->docs);
     RedisModule_Free(j->doc_lens);
     RedisModule_Free(j->hits);
-    RedisModule_Free(j->q);
     RedisModule_Free(j);
 }
 
@@ -685,13 +658,13 @@ static void job_free(job *j) {
  * hits carry their documents (copied by the shard while the search holds
  * the nodes); only the merged top k are encoded for the reply. */
 static void job_run(job *j) {
-    j->o.with_docs = j->withdocs;
+    j->w.o.with_docs = j->w.withdocs;
     int total = 0;
     j->rc = 0;
     for (int i = 0; i < j->n_keys && j->rc == 0; i++) {
         unsigned long long t0 = now_usec();
         int n = 0;
-        j->rc = sx_shard_search(j->keys[i]->shard, j->q, &j->o, j->hits + total, &n, NULL, &j->err);
+        j->rc = sx_shard_search(j->keys[i]->shard, j->w.q, &j->w.o, j->hits + total, &n, NULL, &j->err);
         if (j->rc == 0) total += n;
         unsigned long long us = now_usec() - t0;
         atomic_fetch_add(&j->keys[i]->searches, 1);
@@ -703,8 +676,8 @@ static void job_run(job *j) {
         sx_hits_release(j->hits, total);
         return;
     }
-    j->n_hits = j->n_keys > 1 ? sx_hits_merge(j->hits, total, j->o.k) : total;
-    if (j->withdocs) {
+    j->n_hits = j->n_keys > 1 ? sx_hits_merge(j->hits, total, j->w.o.k) : total;
+    if (j->w.withdocs) {
         j->docs = RedisModule_Calloc((size_t)j->n_hits + 1, sizeof *j->docs);
         j->doc_lens = RedisModule_Calloc((size_t)j->n_hits + 1, sizeof *j->doc_lens);
         for (int i = 0; i < j->n_hits && j->rc == 0; i++)
@@ -726,10 +699,10 @@ static void job_reply(RedisModuleCtx *ctx, job *j) {
     if (j->multi) RedisModule_ReplyWithArray(ctx, 2);
     RedisModule_ReplyWithArray(ctx, j->n_hits);
     for (int i = 0; i < j->n_hits; i++) {
-        RedisModule_ReplyWithArray(ctx, j->withdocs ? 3 : 2);
+        RedisModule_ReplyWithArray(ctx, j->w.withdocs ? 3 : 2);
         RedisModule_ReplyWithStringBuffer(ctx, j->hits[i].id, strlen(j->hits[i].id));
         RedisModule_ReplyWithDouble(ctx, (double)j->hits[i].score);
-        if (j->withdocs) RedisModule_ReplyWithStringBuffer(ctx, j->docs[i], j->doc_lens[i]);
+        if (j->w.withdocs) RedisModule_ReplyWithStringBuffer(ctx, j->docs[i], j->doc_lens[i]);
     }
     if (!j->multi) return;
     RedisModule_ReplyWithArray(ctx, j->n_missing);
@@ -796,138 +769,26 @@ static void search_free_cb(RedisModuleCtx *ctx, void *privdata) {
     job_free(privdata);
 }
 
-/* Copies string argument a into the job's strings (NUL-terminated);
- * NULL when it holds a NUL byte. */
-static const char *job_str(job *j, RedisModuleString *a) {
-    size_t len;
-    const char *z = RedisModule_StringPtrLen(a, &len);
-    if (memchr(z, 0, len)) return NULL;
-    char *c = RedisModule_Alloc(len + 1);
-    memcpy(c, z, len);
-    c[len] = 0;
-    j->strs[j->n_strs++] = c;
-    return c;
-}
-
-/* Copies n string arguments from argv into the job; NULL when one holds a
- * NUL byte. */
-static const char *const *job_strs(job *j, RedisModuleString **argv, int n) {
-    const char **first = (const char **)j->strs + j->n_strs;
-    for (int i = 0; i < n; i++)
-        if (!job_str(j, argv[i])) return NULL;
-    return first;
-}
-
-/* Parses a search's arguments, argv[at..] = vector k ef [FILTER n cat ...]
- * [WITHDOCS] [MODE m] [TEXT t] [AUTHORS n name ...] [DATES from to], into
- * a new job with room for k hits for each of n_keys keys; vectors must have
- * dim floats (0: any length). NULL after replying with the error. */
+/* Parses a search's arguments, argv[at..] = vector k ef [options]
+ * (sx_wire_search_parse: the same code the fuzz target runs), into a new
+ * job with room for k hits for each of n_keys keys; vectors must have dim
+ * floats (0: any length). NULL after replying with the error. */
 static job *parse_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, int at, int dim,
                          int n_keys) {
-    long long kk, ef, nc = 0, na = 0;
-    int withdocs = 0, cat_at = 0, auth_at = 0, text_at = 0, dates_at = 0, mode = SX_MODE_VECTOR, moded = 0;
-    if (arg_int(argv[at + 1], 1, MAX_K, &kk) < 0) {
-        reply_err(ctx, "k must be an integer in 1..%d", MAX_K);
-        return NULL;
-    }
-    if (arg_int(argv[at + 2], 0, MAX_EF, &ef) < 0) {
-        reply_err(ctx, "ef must be an integer in 0..%d (0: the shard's default)", MAX_EF);
-        return NULL;
-    }
-    for (int i = at + 3; i < argc; i++) {
-        if (arg_is(argv[i], "WITHDOCS") && !withdocs) {
-            withdocs = 1;
-        } else if (arg_is(argv[i], "FILTER") && !cat_at && i + 1 < argc) {
-            if (arg_int(argv[i + 1], 1, 1024, &nc) < 0 || i + 1 + nc >= argc) {
-                reply_err(ctx, "FILTER needs a count in 1..1024 and that many categories");
-                return NULL;
-            }
-            cat_at = i + 2;
-            i += 1 + (int)nc;
-        } else if (arg_is(argv[i], "AUTHORS") && !auth_at && i + 1 < argc) {
-            if (arg_int(argv[i + 1], 1, SX_AUTHOR_NAMES_MAX, &na) < 0 || i + 1 + na >= argc) {
-                reply_err(ctx, "AUTHORS needs a count in 1..%d and that many names", SX_AUTHOR_NAMES_MAX);
-                return NULL;
-            }
-            auth_at = i + 2;
-            i += 1 + (int)na;
-        } else if (arg_is(argv[i], "MODE") && !moded && i + 1 < argc) {
-            moded = 1;
-            i++;
-            if (arg_is(argv[i], "VECTOR")) mode = SX_MODE_VECTOR;
-            else if (arg_is(argv[i], "KEYWORD")) mode = SX_MODE_KEYWORD;
-            else if (arg_is(argv[i], "AUTHORS")) mode = SX_MODE_AUTHORS;
-            else {
-                reply_err(ctx, "MODE must be VECTOR, KEYWORD or AUTHORS");
-                return NULL;
-            }
-        } else if (arg_is(argv[i], "TEXT") && !text_at && i + 1 < argc) {
-            text_at = ++i;
-        } else if (arg_is(argv[i], "DATES") && !dates_at && i + 2 < argc) {
-            dates_at = i + 1;
-            i += 2;
-        } else {
-            reply_err(ctx, "syntax error at argument %d", i);
-            return NULL;
-        }
-    }
-    if (mode == SX_MODE_KEYWORD && !text_at) {
-        reply_err(ctx, "MODE KEYWORD needs TEXT");
-        return NULL;
-    }
-    if (mode == SX_MODE_AUTHORS && !auth_at) {
-        reply_err(ctx, "MODE AUTHORS needs AUTHORS");
-        return NULL;
-    }
-    char why[256];
-    float *q = NULL;
-    size_t vlen;
-    RedisModule_StringPtrLen(argv[at], &vlen);
-    if (mode != SX_MODE_VECTOR && vlen != 0) {
-        reply_err(ctx, "the vector must be empty unless MODE is VECTOR");
-        return NULL;
-    }
-    if (mode == SX_MODE_VECTOR && arg_vector(argv[at], dim, &q, dim ? NULL : &dim, why, sizeof why) < 0) {
-        reply_err(ctx, "%s", why);
-        return NULL;
-    }
-    for (int i = 0; q && i < dim; i++)
-        if (!isfinite(q[i])) {
-            RedisModule_Free(q);
-            reply_err(ctx, "vector has a non-finite value at %d", i);
-            return NULL;
-        }
+    int n = argc - at;
+    sx_wire_arg *a = RedisModule_Calloc((size_t)(n > 0 ? n : 1), sizeof *a);
+    for (int i = 0; i < n; i++) a[i].p = RedisModule_StringPtrLen(argv[at + i], &a[i].len);
     job *j = RedisModule_Calloc(1, sizeof *j);
-    j->q = q;
-    j->o.k = (int)kk;
-    j->o.ef = (int)ef;
-    j->o.mode = mode;
-    j->withdocs = withdocs;
-    j->hits = RedisModule_Calloc((size_t)kk * (size_t)(n_keys > 0 ? n_keys : 1), sizeof *j->hits);
-    j->keys = RedisModule_Calloc((size_t)(n_keys > 0 ? n_keys : 1), sizeof *j->keys);
-    j->strs = RedisModule_Calloc((size_t)(nc + na + 3), sizeof *j->strs);
-    int ok = 1;
-    if (nc > 0) ok = ok && (j->o.categories = job_strs(j, argv + cat_at, (int)nc)) != NULL;
-    j->o.n_categories = (int)nc;
-    if (na > 0) ok = ok && (j->o.authors = job_strs(j, argv + auth_at, (int)na)) != NULL;
-    j->o.n_authors = (int)na;
-    if (text_at) ok = ok && (j->o.text = job_str(j, argv[text_at])) != NULL;
-    if (dates_at) {
-        ok = ok && (j->o.date_from = job_str(j, argv[dates_at])) != NULL &&
-             (j->o.date_to = job_str(j, argv[dates_at + 1])) != NULL;
-        uint32_t d;
-        if (ok && ((*j->o.date_from && sx_date_parse(j->o.date_from, &d) < 0) ||
-                   (*j->o.date_to && sx_date_parse(j->o.date_to, &d) < 0))) {
-            reply_err(ctx, "DATES must be two YYYY-MM-DD dates (\"\" for an open end)");
-            job_free(j);
-            return NULL;
-        }
-    }
-    if (!ok) {
-        reply_err(ctx, "an argument holds a NUL byte");
-        job_free(j);
+    sx_err err = {0};
+    int rc = sx_wire_search_parse(a, n, at, dim, &j->w, &err);
+    RedisModule_Free(a);
+    if (rc < 0) {
+        reply_err(ctx, "%s", err.msg);
+        RedisModule_Free(j);
         return NULL;
     }
+    j->hits = RedisModule_Calloc((size_t)j->w.o.k * (size_t)(n_keys > 0 ? n_keys : 1), sizeof *j->hits);
+    j->keys = RedisModule_Calloc((size_t)(n_keys > 0 ? n_keys : 1), sizeof *j->keys);
     return j;
 }
 

@@ -156,6 +156,44 @@ typedef struct sx_search_opts {
                                         update_date; NULL or "" = open */
 } sx_search_opts;
 
+/* ---- the wire form of a search (SEMDEX.SEARCH / MSEARCH's arguments) ----
+ * After the key(s): vector k ef [FILTER n cat ...] [WITHDOCS] [MODE
+ * VECTOR|KEYWORD|AUTHORS] [TEXT t] [AUTHORS n name ...] [DATES from to]
+ * (docs/redis-module.md). Parsed here, without Redis, so that the fuzz target
+ * tests/fuzz/search_args.c reaches exactly what the module runs. */
+
+/* One argument: bytes and their length (not NUL-terminated). */
+typedef struct sx_wire_arg {
+    const char *p;
+    size_t len;
+} sx_wire_arg;
+
+#define SX_WIRE_MAX_K 10000
+#define SX_WIRE_MAX_EF 100000
+#define SX_WIRE_MAX_FILTER 1024
+
+/* A parsed search: the options (pointing into strs), the query vector and
+ * WITHDOCS. Free with sx_wire_search_free. */
+typedef struct sx_wire_search {
+    sx_search_opts o;
+    float *q;     /* malloc'd dim floats for MODE VECTOR, else NULL */
+    int dim;      /* q's floats */
+    int withdocs;
+    char **strs;  /* NUL-terminated copies of the text arguments */
+    int n_strs;
+} sx_wire_search;
+
+/* Parses argv[0..argc) (the vector first) for shards of dimension dim (0:
+ * any length, as for a missing key) into *out (OUT, zeroed first). Returns 0,
+ * or SX_EINVAL with the message the module replies with ("k must be ...",
+ * "syntax error at argument i" counting from first_index, ...), or
+ * SX_ENOMEM; *out holds nothing to free then. */
+int sx_wire_search_parse(const sx_wire_arg *argv, int argc, int first_index, int dim, sx_wire_search *out,
+                         sx_err *err);
+
+/* Frees what sx_wire_search_parse allocated (NULL-safe, idempotent). */
+void sx_wire_search_free(sx_wire_search *s);
+
 /* Frees the documents the n hits carry (NULL-safe) and clears them. */
 void sx_hits_release(sx_hit *hits, int n);
 

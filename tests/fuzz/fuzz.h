@@ -78,6 +78,28 @@ static inline void fz_clear_dir(const char *path) {
     closedir(d);
 }
 
+/* One argument of a command-shaped input (the Redis module's targets). */
+typedef struct fz_arg {
+    const uint8_t *p;
+    size_t len;
+} fz_arg;
+
+/* Splits an input into at most max arguments, each a little-endian u16
+ * length and that many bytes (the last one takes what is left); returns
+ * how many. */
+static inline int fz_split(const uint8_t *data, size_t size, fz_arg *args, int max) {
+    int n = 0;
+    size_t o = 0;
+    while (o < size && n < max) {
+        size_t len = o + 2 <= size ? (size_t)(data[o] | data[o + 1] << 8) : 0;
+        o += o + 2 <= size ? 2 : size - o;
+        if (len > size - o) len = size - o;
+        args[n++] = (fz_arg){data + o, len};
+        o += len;
+    }
+    return n;
+}
+
 /* Fails the run: a broken invariant is a bug like a crash. */
 #define FZ_CHECK(cond)                                                                    \
     do {                                                                                  \

@@ -24,10 +24,7 @@
 
 #define MAX_ARGS 96
 
-typedef struct arg {
-    const uint8_t *p;
-    size_t len;
-} arg;
+typedef fz_arg arg;
 
 /* The RDB value as the module writes it: chunks, then an empty one. */
 typedef struct chunks {
@@ -73,19 +70,6 @@ static void check_decode(const arg *a) {
     free(enc);
 }
 
-static int split(const uint8_t *data, size_t size, arg *args) {
-    int n = 0;
-    size_t o = 0;
-    while (o < size && n < MAX_ARGS) {
-        size_t len = o + 2 <= size ? sx_le16_get(data + o) : 0;
-        o += o + 2 <= size ? 2 : size - o;
-        if (len > size - o) len = size - o;
-        args[n++] = (arg){data + o, len};
-        o += len;
-    }
-    return n;
-}
-
 static void search_and_reload(sx_shard *s, const float *q, const arg *cats, int n_cats) {
     char *names[2];
     for (int i = 0; i < n_cats; i++) {
@@ -125,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int seeded;
     if (!seeded++ && getenv("SX_FUZZ_WRITE_SEEDS")) write_seeds(getenv("SX_FUZZ_WRITE_SEEDS"));
     arg args[MAX_ARGS];
-    int n = split(data, size, args);
+    int n = fz_split(data, size, args, MAX_ARGS);
     for (int i = 0; i < n; i++) check_decode(&args[i]);
     sx_shard *s = NULL;
     int dim = 0, items = n / 3;
