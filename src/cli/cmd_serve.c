@@ -1,8 +1,10 @@
 /*
  * cmd_serve.c - `semdex serve`: run the search service.
  */
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,9 @@ static const char *k_usage =
     "  --cache N           query vectors cached (10000; 0 disables)\n"
     "  --rate-limit R      requests per second per client (0 = unlimited)\n"
     "  --burst B           rate-limit bucket size (2 x rate)\n"
+    "  --trusted-proxy A[,A...]  proxies (e.g. HAProxy's address) whose last\n"
+    "                      X-Forwarded-For entry is the client for rate limits\n"
+    "                      and logs (none: the peer is the client)\n"
     "  --api-key KEY       key required by write routes (or env SEMDEX_API_KEY);\n"
     "                      without one, writes are open on a loopback --host and\n"
     "                      refused (403) on any other\n"
@@ -214,6 +219,20 @@ int cli_cmd_serve(int argc, char **argv) {
         } else if (strcmp(a, "--rate-limit") == 0) {
             if (cli_parse_int("serve", a, val, 0, 1000000, &v) < 0) return 2;
             o.rate_limit = (double)v;
+        } else if (strcmp(a, "--trusted-proxy") == 0) {
+            /* comma-separated numeric addresses, each checked */
+            char one[64];
+            for (const char *p = val;; p += strcspn(p, ",") + 1) {
+                size_t len = strcspn(p, ",");
+                unsigned char bin[16];
+                snprintf(one, sizeof one, "%.*s", (int)(len < sizeof one ? len : sizeof one - 1), p);
+                if (len == 0 || len >= sizeof one ||
+                    (inet_pton(AF_INET, one, bin) != 1 && inet_pton(AF_INET6, one, bin) != 1))
+                    return cli_fail("serve", "--trusted-proxy: '%.*s' is not a numeric IPv4 or IPv6 address",
+                                    (int)len, p), 2;
+                if (!p[len]) break;
+            }
+            o.trusted_proxies = val;
         } else if (strcmp(a, "--burst") == 0) {
             if (cli_parse_int("serve", a, val, 1, 1000000, &v) < 0) return 2;
             o.rate_burst = (double)v;

@@ -181,6 +181,46 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t cap) {
         snprintf(out, cap, "unknown");
 }
 
+/* MHD_KeyValueIterator: keeps the value of the last X-Forwarded-For header
+ * (a proxy adds its own line after any the client sent). */
+static enum MHD_Result last_forwarded(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    if (value && strcasecmp(key, "X-Forwarded-For") == 0) snprintf(cls, 256, "%s", value);
+    return MHD_YES;
+}
+
+/* 1 when addr is one of the comma-separated addresses of list. */
+static int listed(const char *list, const char *addr) {
+    size_t n = strlen(addr);
+    for (const char *p = list; p && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, addr, n) == 0) return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+/* Behind a trusted proxy the client is the address the proxy appended to
+ * X-Forwarded-For: the last entry of the last such header. Everything before
+ * it came from the client and may be forged. A missing or malformed entry
+ * leaves the proxy's own address. */
+static void forwarded_client(const sx_srv *s, struct MHD_Connection *conn, char *client, size_t cap) {
+    if (!s->opts.trusted_proxies || !listed(s->opts.trusted_proxies, client)) return;
+    char v[256] = "";
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, last_forwarded, v);
+    const char *p = strrchr(v, ',');
+    p = p ? p + 1 : v;
+    while (*p == ' ' || *p == '\t') p++;
+    char addr[64];
+    size_t len = strcspn(p, " \t");
+    if (len == 0 || len >= sizeof addr || p[len + strspn(p + len, " \t")] != '\0') return;
+    memcpy(addr, p, len);
+    addr[len] = '\0';
+    unsigned char bin[16];
+    if (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1) return;
+    snprintf(client, cap, "%s", addr);
+}
+
 /* Compares without leaking, through timing, where the first difference is. */
 static int equal_constant_time(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
@@ -635,6 +675,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(c->method, sizeof c->method, "%s", method);
         c->path = strdup(url);
         client_address(conn, c->client, sizeof c->client);
+        forwarded_client(s, conn, c->client, sizeof c->client);
         c->rq = (sx_request){.method = c->method, .path = c->path ? c->path : "", .client = c->client,
                              .conn = conn, .route = SX_ROUTE_OTHER};
         if (!c->path) return MHD_NO;

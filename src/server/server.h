@@ -61,6 +61,10 @@ typedef struct sx_server_opts {
     int io_threads;            /* threads running the connections' event loops (2) */
     int workers;               /* threads running handlers; requests beyond wait (64) */
     double rate_limit;         /* requests/s per client; 0 disables (0) */
+    const char *trusted_proxies; /* comma-separated addresses of proxies (HAProxy)
+                                  whose last X-Forwarded-For address is the
+                                  client, for rate limits, failed-key limits
+                                  and logs; NULL: the peer is the client */
     double rate_burst;         /* bucket size (2 x rate, at least 1) */
     const char *api_key;       /* required by write routes when set; when not set,
                                   writes are open on a loopback address and

@@ -107,3 +107,12 @@ http DELETE /papers/9999.00001
 expect_http 404
 http GET /health
 expect_http 200 '.status == "ok" and .backend == "cluster"'
+# HAProxy adds its own X-Forwarded-For line after any the client sent, and
+# the gateways (--trusted-proxy 127.0.0.1) take that last one as the client:
+# a client connecting from 127.0.0.3 is logged as 127.0.0.3 (not as HAProxy's
+# 127.0.0.1), and its forged header never becomes the client.
+curl -s -o /dev/null --interface 127.0.0.3 -H 'X-Request-Id: forged-xff-1' -H 'X-Forwarded-For: 10.9.9.9' \
+  "$BASE/health"
+for i in $(seq 20); do grep -qh 'id=forged-xff-1 ' "$CLUSTER_DIR"/gateway-*.log && break; sleep 0.1; done
+line=$(grep -h 'id=forged-xff-1 ' "$CLUSTER_DIR"/gateway-*.log) || fail "no gateway logged request forged-xff-1"
+case "$line" in *" client=127.0.0.3 "*) ;; *) fail "gateway's client for a forged X-Forwarded-For: $line" ;; esac

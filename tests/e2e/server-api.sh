@@ -128,6 +128,27 @@ grep -qi '^Retry-After: [0-9]' "$TMP/headers" || fail "429 without Retry-After"
 jq -e '.error.code == "rate_limited"' "$TMP/body" >/dev/null || fail "429 body"
 http GET /health; expect_http 200   # health is never rate limited
 stop_server
+# Behind a trusted proxy (--trusted-proxy) the client is the last entry of
+# the last X-Forwarded-For header, the one the proxy appended: each forwarded
+# client has its own bucket, and entries a client wrote itself do not count.
+start_server "$TMP/db" --rate-limit 1 --burst 2 --trusted-proxy 127.0.0.1
+xff() { curl -s -o /dev/null -w '%{http_code}' "$@" "$BASE/collections/info"; }
+codes="$(xff -H 'X-Forwarded-For: 10.0.0.1') $(xff -H 'X-Forwarded-For: 10.0.0.1') $(xff -H 'X-Forwarded-For: 10.0.0.1')"
+[ "$codes" = "200 200 429" ] || fail "forwarded client 10.0.0.1: $codes"
+[ "$(xff -H 'X-Forwarded-For: 10.0.0.2')" = 200 ] || fail "a second forwarded client shared the first one's bucket"
+[ "$(xff -H 'X-Forwarded-For: 10.0.0.7, 10.0.0.1')" = 429 ] || fail "a forged first entry escaped the limit"
+[ "$(xff -H 'X-Forwarded-For: 10.0.0.8' -H 'X-Forwarded-For: 10.0.0.1')" = 429 ] ||
+  fail "a forged earlier header escaped the limit"
+[ "$(xff -H 'X-Forwarded-For: not-an-address')" = 200 ] || fail "a malformed entry (the proxy's own bucket)"
+grep -q 'client=10.0.0.2 ' "$TMP/server.log" || fail "the request log does not name the forwarded client"
+stop_server
+# Without --trusted-proxy the header is ignored: one bucket for the peer.
+start_server "$TMP/db" --rate-limit 1 --burst 2
+codes="$(xff -H 'X-Forwarded-For: 10.0.0.1') $(xff -H 'X-Forwarded-For: 10.0.0.2') $(xff -H 'X-Forwarded-For: 10.0.0.3')"
+[ "$codes" = "200 200 429" ] || fail "X-Forwarded-For from an untrusted peer was believed: $codes"
+stop_server
+expect_status 2 "$SEMDEX" serve --data "$TMP/db" --trusted-proxy 127.0.0.1,proxy.example
+expect_grep "trusted-proxy: 'proxy.example' is not a numeric" "$TMP/err"
 # Data written through the API survived the restart.
 start_server "$TMP/db"
 http GET /papers/emb.1; expect_http 200
