@@ -81,6 +81,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -868,6 +869,28 @@ static void wait_drained(sx_srv *s, double max_seconds, double grace_seconds) {
         usleep(10000);
 }
 
+/* Connections the kernel had completed but the daemon had not accepted when
+ * it stopped listening would be reset when the socket closes (curl: "failed
+ * sending data", seen in the graceful-shutdown test): they are accepted
+ * here and handed to the daemon, which answers each 503 like any request
+ * that arrives while stopping. */
+static void drain_backlog(sx_srv *s, MHD_socket fd) {
+    for (int n = 0;; n++) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        int c = accept(fd, (struct sockaddr *)&sa, &len); /* not accept4: macOS */
+        if (c < 0 && errno == EINTR) continue;
+        if (c < 0) { /* EAGAIN (the socket is non-blocking): the backlog is empty */
+            if (n > 0) sx_log(SX_LOG_INFO, "shutdown: %d connection(s) waiting in the listen backlog will get 503", n);
+            return;
+        }
+        fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
+        fcntl(c, F_SETFD, FD_CLOEXEC);
+        /* MHD closes the socket itself when it cannot take it */
+        (void)MHD_add_connection(s->daemon, c, (struct sockaddr *)&sa, len);
+    }
+}
+
 static void release(sx_srv *s) {
     http_free(s->http);
     s->http = NULL;
@@ -998,7 +1021,10 @@ int sx_server_wait(sx_server *s, sx_err *err) {
         rc = sx_err_set(err, s->load_err.code ? s->load_err.code : SX_EIO, "%s", s->load_err.msg);
     atomic_store(&s->stopping, 1);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
+    if (fd != MHD_INVALID_SOCKET) {
+        drain_backlog(s, fd);
+        close(fd);
+    }
     wait_drained(s, 30.0, 1.0);
     /* No connection may stay suspended when the daemon stops: the workers
      * finish what is queued first. A request that completes its body from
