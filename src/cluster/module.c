@@ -255,16 +255,24 @@ static int is_follower(RedisModuleCtx *ctx) {
     return (f & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0;
 }
 
-/* Reads an integer argument in [lo, hi]; 0 or -1. */
+/* The argument as sx_wire's functions take it. */
+static sx_wire_arg wire_arg(RedisModuleString *s) {
+    sx_wire_arg a;
+    a.p = RedisModule_StringPtrLen(s, &a.len);
+    return a;
+}
+
+/* Reads an integer argument in [lo, hi]; 0 or -1 (the rules of a search's
+ * arguments, sx_wire_arg_int). */
 static int arg_int(RedisModuleString *s, long long lo, long long hi, long long *out) {
-    return RedisModule_StringToLongLong(s, out) == REDISMODULE_OK && *out >= lo && *out <= hi ? 0 : -1;
+    sx_wire_arg a = wire_arg(s);
+    return sx_wire_arg_int(&a, lo, hi, out);
 }
 
 /* 1 when the string argument equals word (case-insensitive). */
 static int arg_is(RedisModuleString *s, const char *word) {
-    size_t len;
-    const char *z = RedisModule_StringPtrLen(s, &len);
-    return len == strlen(word) && strncasecmp(z, word, len) == 0;
+    sx_wire_arg a = wire_arg(s);
+    return sx_wire_arg_is(&a, word);
 }
 
 /* Opens key for mode; *out the value or NULL when empty. Replies WRONGTYPE
@@ -777,7 +785,7 @@ static job *parse_search(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
                          int n_keys) {
     int n = argc - at;
     sx_wire_arg *a = RedisModule_Calloc((size_t)(n > 0 ? n : 1), sizeof *a);
-    for (int i = 0; i < n; i++) a[i].p = RedisModule_StringPtrLen(argv[at + i], &a[i].len);
+    for (int i = 0; i < n; i++) a[i] = wire_arg(argv[at + i]);
     job *j = RedisModule_Calloc(1, sizeof *j);
     sx_err err = {0};
     int rc = sx_wire_search_parse(a, n, at, dim, &j->w, &err);

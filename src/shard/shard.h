@@ -191,6 +191,14 @@ typedef struct sx_wire_search {
 int sx_wire_search_parse(const sx_wire_arg *argv, int argc, int first_index, int dim, sx_wire_search *out,
                          sx_err *err);
 
+/* Reads a decimal integer argument in [lo, hi] by the rules of Redis's
+ * RedisModule_StringToLongLong (optional '-', digits, no spaces, leading
+ * zeros or '+'); 0, or -1 when it is not one. */
+int sx_wire_arg_int(const sx_wire_arg *a, long long lo, long long hi, long long *out);
+
+/* 1 when the argument equals word, ignoring ASCII case. */
+int sx_wire_arg_is(const sx_wire_arg *a, const char *word);
+
 /* Frees what sx_wire_search_parse allocated (NULL-safe, idempotent). */
 void sx_wire_search_free(sx_wire_search *s);
 

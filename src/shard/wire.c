@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../index/index.h"
 
@@ -46,7 +47,7 @@ int sx_wire_item(const char *id, size_t idlen, const void *vec, size_t vlen, con
 /* Parses a decimal integer argument in [lo, hi] as Redis's
  * RedisModule_StringToLongLong does (an optional '-', digits, no spaces,
  * no leading zeros or '+'); 0 or -1. */
-static int arg_int(const sx_wire_arg *a, long long lo, long long hi, long long *out) {
+int sx_wire_arg_int(const sx_wire_arg *a, long long lo, long long hi, long long *out) {
     size_t i = 0;
     int neg = 0;
     if (a->len == 0 || a->len > 20) return -1;
@@ -66,15 +67,10 @@ static int arg_int(const sx_wire_arg *a, long long lo, long long hi, long long *
 }
 
 /* 1 when the argument equals word (case-insensitive). */
-static int arg_is(const sx_wire_arg *a, const char *word) {
+int sx_wire_arg_is(const sx_wire_arg *a, const char *word) {
     size_t n = strlen(word);
     if (a->len != n) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = a->p[i];
-        if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
-        if (c != word[i]) return 0;
-    }
-    return 1;
+    return strncasecmp(a->p, word, n) == 0;
 }
 
 /* A NUL-terminated copy of argument a kept in s; NULL when it holds a NUL
@@ -114,35 +110,35 @@ int sx_wire_search_parse(const sx_wire_arg *argv, int argc, int first_index, int
     if (argc < 3) return sx_err_set(err, SX_EINVAL, "a search needs a vector, k and ef");
     long long k, ef, nc = 0, na = 0;
     int withdocs = 0, cat_at = 0, auth_at = 0, text_at = 0, dates_at = 0, mode = SX_MODE_VECTOR, moded = 0;
-    if (arg_int(&argv[1], 1, SX_WIRE_MAX_K, &k) < 0)
+    if (sx_wire_arg_int(&argv[1], 1, SX_WIRE_MAX_K, &k) < 0)
         return sx_err_set(err, SX_EINVAL, "k must be an integer in 1..%d", SX_WIRE_MAX_K);
-    if (arg_int(&argv[2], 0, SX_WIRE_MAX_EF, &ef) < 0)
+    if (sx_wire_arg_int(&argv[2], 0, SX_WIRE_MAX_EF, &ef) < 0)
         return sx_err_set(err, SX_EINVAL, "ef must be an integer in 0..%d (0: the shard's default)", SX_WIRE_MAX_EF);
     for (int i = 3; i < argc; i++) {
-        if (arg_is(&argv[i], "WITHDOCS") && !withdocs) {
+        if (sx_wire_arg_is(&argv[i], "WITHDOCS") && !withdocs) {
             withdocs = 1;
-        } else if (arg_is(&argv[i], "FILTER") && !cat_at && i + 1 < argc) {
-            if (arg_int(&argv[i + 1], 1, SX_WIRE_MAX_FILTER, &nc) < 0 || i + 1 + nc >= argc)
+        } else if (sx_wire_arg_is(&argv[i], "FILTER") && !cat_at && i + 1 < argc) {
+            if (sx_wire_arg_int(&argv[i + 1], 1, SX_WIRE_MAX_FILTER, &nc) < 0 || i + 1 + nc >= argc)
                 return sx_err_set(err, SX_EINVAL, "FILTER needs a count in 1..%d and that many categories",
                                   SX_WIRE_MAX_FILTER);
             cat_at = i + 2;
             i += 1 + (int)nc;
-        } else if (arg_is(&argv[i], "AUTHORS") && !auth_at && i + 1 < argc) {
-            if (arg_int(&argv[i + 1], 1, SX_AUTHOR_NAMES_MAX, &na) < 0 || i + 1 + na >= argc)
+        } else if (sx_wire_arg_is(&argv[i], "AUTHORS") && !auth_at && i + 1 < argc) {
+            if (sx_wire_arg_int(&argv[i + 1], 1, SX_AUTHOR_NAMES_MAX, &na) < 0 || i + 1 + na >= argc)
                 return sx_err_set(err, SX_EINVAL, "AUTHORS needs a count in 1..%d and that many names",
                                   SX_AUTHOR_NAMES_MAX);
             auth_at = i + 2;
             i += 1 + (int)na;
-        } else if (arg_is(&argv[i], "MODE") && !moded && i + 1 < argc) {
+        } else if (sx_wire_arg_is(&argv[i], "MODE") && !moded && i + 1 < argc) {
             moded = 1;
             i++;
-            if (arg_is(&argv[i], "VECTOR")) mode = SX_MODE_VECTOR;
-            else if (arg_is(&argv[i], "KEYWORD")) mode = SX_MODE_KEYWORD;
-            else if (arg_is(&argv[i], "AUTHORS")) mode = SX_MODE_AUTHORS;
+            if (sx_wire_arg_is(&argv[i], "VECTOR")) mode = SX_MODE_VECTOR;
+            else if (sx_wire_arg_is(&argv[i], "KEYWORD")) mode = SX_MODE_KEYWORD;
+            else if (sx_wire_arg_is(&argv[i], "AUTHORS")) mode = SX_MODE_AUTHORS;
             else return sx_err_set(err, SX_EINVAL, "MODE must be VECTOR, KEYWORD or AUTHORS");
-        } else if (arg_is(&argv[i], "TEXT") && !text_at && i + 1 < argc) {
+        } else if (sx_wire_arg_is(&argv[i], "TEXT") && !text_at && i + 1 < argc) {
             text_at = ++i;
-        } else if (arg_is(&argv[i], "DATES") && !dates_at && i + 2 < argc) {
+        } else if (sx_wire_arg_is(&argv[i], "DATES") && !dates_at && i + 2 < argc) {
             dates_at = i + 1;
             i += 2;
         } else {
